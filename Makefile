@@ -1,0 +1,59 @@
+# hybridcon — the two commands that matter are `make run` and `make test`.
+# Everything they need is installed here, from the lock files in requirements/.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+UV := $(BIN)/uv
+
+.PHONY: run test lint unit integration bench lock clean check-python
+
+check-python:
+	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hybridcon needs Python 3.11 or newer")'
+
+$(UV): | check-python
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q "uv==$(UV_VERSION)"
+
+# Runtime dependencies only (make run).
+$(VENV)/.run-installed: requirements/run.lock pyproject.toml | $(UV)
+	$(UV) pip install -q --python $(BIN)/python --require-hashes -r requirements/run.lock
+	$(UV) pip install -q --python $(BIN)/python --no-deps -e .
+	touch $@
+
+# Runtime plus the test and lint tools (make test, make lint).
+$(VENV)/.dev-installed: requirements/dev.lock pyproject.toml | $(UV)
+	$(UV) pip install -q --python $(BIN)/python --require-hashes -r requirements/dev.lock
+	$(UV) pip install -q --python $(BIN)/python --no-deps -e .
+	touch $@
+
+run: $(VENV)/.run-installed
+	$(BIN)/hybridcon serve $(ARGS)
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check server tests
+	$(BIN)/ruff format --check server tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+unit: $(VENV)/.dev-installed
+	$(BIN)/pytest tests/unit
+
+integration: $(VENV)/.dev-installed
+	$(BIN)/pytest tests/integration
+
+# pytest exits 5 when it collected nothing; make treats that as a failure, as it should.
+test: lint
+	$(BIN)/pytest
+
+bench: $(VENV)/.dev-installed
+	$(BIN)/python -m tests.bench
+
+# Regenerate the lock files after changing dependencies in pyproject.toml.
+lock: | $(UV)
+	$(UV) pip compile -q pyproject.toml --python-version 3.11 --generate-hashes -o requirements/run.lock
+	$(UV) pip compile -q pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements/dev.lock
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""aiohttp routes: REST under /api/v1, health, metrics, JWKS."""

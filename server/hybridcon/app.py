@@ -1,0 +1,131 @@
+"""The aiohttp application: its parts, started and stopped in order through ``cleanup_ctx``.
+
+Start: database (embedded or configured; migrations under a lock; the programme
+stored), then keys and revocations, then the gateway. Stop, in reverse: sockets close
+with 1001, revocation listening stops, the pool closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import structlog
+from aiohttp import web
+
+from hybridcon.access import AccessControl
+from hybridcon.api import routes
+from hybridcon.api.bodies import MAX_BODY_BYTES
+from hybridcon.api.middleware import request_context
+from hybridcon.clock import Clock, system_clock
+from hybridcon.core.programme import Programme, parse_programme
+from hybridcon.core.ratelimit import KeyedLimiter
+from hybridcon.errors import ConfigError
+from hybridcon.metrics import Metrics
+from hybridcon.realtime import gateway
+from hybridcon.services import SERVICES, Services
+from hybridcon.settings import Settings
+from hybridcon.store import embedded
+from hybridcon.store.keyfile import load_or_create_keyset, load_or_create_secret
+from hybridcon.store.migrate import migrate
+from hybridcon.store.programme import save_programme
+from hybridcon.store.revocations import RevocationMirror
+
+log = structlog.get_logger(__name__)
+
+
+def load_programme(path: Path) -> Programme:
+    """Read and validate the programme file.
+
+    Raises:
+        ConfigError: the file is missing or wrong (the message says where).
+    """
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read programme {path}: {exc.strerror or exc}") from None
+    return parse_programme(text, source=str(path))
+
+
+async def database_dsn(settings: Settings) -> str:
+    """The configured database, or the embedded one (started if needed)."""
+    if settings.database_url:
+        return settings.database_url
+    return await embedded.start(settings.embedded_pgdata)
+
+
+async def open_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
+    """Apply migrations, then open the pool."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        applied = await migrate(conn)
+    finally:
+        await conn.close()
+    if applied:
+        log.info("migrations_applied", versions=applied)
+    pool = await asyncpg.create_pool(
+        dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+    )
+    assert pool is not None
+    return pool
+
+
+def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Application:
+    """Build the application. Nothing is started until it runs.
+
+    Raises:
+        ConfigError: the programme file is missing or invalid.
+    """
+    programme = load_programme(settings.programme)
+    services = Services(
+        settings=settings,
+        clock=clock,
+        metrics=Metrics(),
+        programme=programme,
+        redeem_limiter=KeyedLimiter(
+            rate=settings.invite_redeem_rate / 60, capacity=settings.invite_redeem_rate
+        ),
+    )
+    app = web.Application(middlewares=[request_context], client_max_size=MAX_BODY_BYTES)
+    app[SERVICES] = services
+
+    async def database(app: web.Application) -> AsyncIterator[None]:
+        dsn = await database_dsn(settings)
+        services.pool = await open_pool(settings, dsn)
+        async with services.pool.acquire() as conn:
+            await save_programme(conn, programme, str(settings.programme))
+        mirror = RevocationMirror(
+            connect=lambda: asyncpg.connect(dsn),
+            pool=services.pool,
+            clock=clock,
+            resync_seconds=settings.revocation_resync_seconds,
+        )
+        await mirror.start()
+        services.revocations = mirror
+        yield
+        await mirror.stop()
+        await asyncio.wait_for(services.pool.close(), timeout=10)
+
+    async def keys(app: web.Application) -> AsyncIterator[None]:
+        keyset = await asyncio.to_thread(load_or_create_keyset, settings.keys_path, clock())
+        services.invite_secret = await asyncio.to_thread(
+            load_or_create_secret, settings.invite_secret_path
+        )
+        assert services.revocations is not None
+        services.access = AccessControl(
+            settings=settings,
+            keyset=keyset,
+            keys_path=settings.keys_path,
+            revoked=services.revocations,
+            clock=clock,
+            metrics=services.metrics,
+        )
+        yield
+
+    app.cleanup_ctx.append(database)
+    app.cleanup_ctx.append(keys)
+    routes.setup(app)
+    gateway.setup(app)
+    return app

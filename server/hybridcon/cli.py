@@ -1,0 +1,397 @@
+"""The ``hybridcon`` command: serve, migrate, tokens, keys, invites.
+
+The CLI and a server beside it share keys and data through the data directory and
+the database, so a token from ``hybridcon token issue`` is accepted by that server.
+Errors print one line naming the problem and exit 2; nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+from pydantic import ValidationError
+
+from hybridcon import __version__
+from hybridcon.access import AccessControl
+from hybridcon.app import create_app, database_dsn, load_programme, open_pool
+from hybridcon.clock import system_clock
+from hybridcon.core.durations import parse_duration
+from hybridcon.core.invites import parse_registrations
+from hybridcon.core.keys import Keyset
+from hybridcon.core.tokens import Role, TokenRequest, parse_role, parse_scopes
+from hybridcon.errors import HybridconError
+from hybridcon.logs import configure as configure_logs
+from hybridcon.metrics import Metrics
+from hybridcon.services import SERVICES
+from hybridcon.settings import Settings
+from hybridcon.store import audit, invites, revocations
+from hybridcon.store.keyfile import load_or_create_keyset, load_or_create_secret, update_keyset
+
+CLI_ACTOR = "cli"
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        overrides["programme"] = Path(args.config)
+    if getattr(args, "host", None):
+        overrides["host"] = args.host
+    if getattr(args, "port", None) is not None:
+        overrides["port"] = args.port
+    return Settings(**overrides)
+
+
+def _access(settings: Settings) -> AccessControl:
+    keyset = load_or_create_keyset(settings.keys_path, system_clock())
+    return AccessControl(
+        settings=settings,
+        keyset=keyset,
+        keys_path=settings.keys_path,
+        revoked=(),
+        clock=system_clock,
+        metrics=Metrics(),
+    )
+
+
+@contextlib.asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    pool = await open_pool(settings, await database_dsn(settings))
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+# --- serve -------------------------------------------------------------------------------
+
+
+def _banner(settings: Settings, services_access: AccessControl) -> str:
+    base = settings.base_url()
+    lines = [
+        f"hybridcon {__version__} is running at {base}",
+        f"  programme   {base}/api/v1/programme",
+        f"  health      {base}/healthz   ready {base}/readyz   metrics {base}/metrics",
+        f"  websocket   {base.replace('http', 'ws', 1)}/ws  (first frame: auth with a token)",
+        "",
+        "Ready-made tokens for trying it out (12 hours; `hybridcon token issue` makes more):",
+    ]
+    for role, name in (
+        (Role.VIEWER, "Demo kijker"),
+        (Role.MODERATOR, "Demo moderator"),
+        (Role.ORGANISER, "Demo organisator"),
+    ):
+        token, _ = services_access.issue(
+            TokenRequest(role=role, scopes=("*",), name=name, ttl=timedelta(hours=12)), via="cli"
+        )
+        lines.append(f"  {role.value:<10}  {token}")
+    lines += [
+        "",
+        "For example:",
+        f"  curl -H 'Authorization: Bearer <organiser token>' {base}/api/v1/revocations",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+async def _serve(settings: Settings, demo_tokens: bool) -> None:
+    app = create_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=10)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, backlog=4096)
+    await site.start()
+    services = app[SERVICES]
+    if demo_tokens:
+        print(_banner(settings, services.auth()), flush=True)
+    else:
+        print(f"hybridcon {__version__} is running at {settings.base_url()}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    # Drain: readiness answers 503 for a grace period so load balancers stop sending
+    # new clients here, then sockets close with 1001 and the rest shuts down in order.
+    services.draining = True
+    await asyncio.sleep(settings.shutdown_grace)
+    await runner.cleanup()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    configure_logs(settings.log_level, settings.log_format)
+    asyncio.run(_serve(settings, args.demo_tokens))
+    return 0
+
+
+# --- migrate -----------------------------------------------------------------------------
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def run() -> None:
+        async with _database(settings):
+            pass  # opening the pool applies the migrations
+
+    asyncio.run(run())
+    print("database schema is up to date")
+    return 0
+
+
+# --- tokens ------------------------------------------------------------------------------
+
+
+def cmd_token_issue(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    access = _access(settings)
+    request = TokenRequest(
+        role=parse_role(args.role),
+        scopes=parse_scopes(args.scope or ["*"]),
+        name=args.name or "",
+        sub=args.sub,
+        ttl=parse_duration(args.ttl) if args.ttl else None,
+    )
+    if args.count < 1:
+        raise HybridconError("--count must be at least 1")
+    if args.sub and args.count > 1:
+        print("note: --sub with --count gives N tokens for one person", file=sys.stderr)
+    for _ in range(args.count):
+        token, _claims = access.issue(request, via="cli")
+        print(token)
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
+    async def run() -> bool:
+        async with _database(settings) as pool, pool.acquire() as conn:
+            created = await revocations.revoke(
+                conn,
+                jti=args.jti,
+                expires_at=system_clock() + settings.token_max_ttl,
+                reason=args.reason or "",
+                revoked_by=CLI_ACTOR,
+            )
+            if created:
+                await audit.record(
+                    conn,
+                    actor=CLI_ACTOR,
+                    actor_role="operator",
+                    action="token.revoke",
+                    target=args.jti,
+                    detail={"reason": args.reason or ""},
+                )
+            return created
+
+    created = asyncio.run(run())
+    print(f"revoked {args.jti}" if created else f"{args.jti} was already revoked")
+    return 0
+
+
+# --- keys --------------------------------------------------------------------------------
+
+
+def _describe_keys(keyset: Keyset) -> None:
+    for key in keyset.keys:
+        state = (
+            "active"
+            if key.kid == keyset.active_kid
+            else (f"retired {key.retired_at:%Y-%m-%d %H:%M}" if key.retired_at else "verifying")
+        )
+        print(f"{key.kid}  created {key.created_at:%Y-%m-%d %H:%M}  {state}")
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    path = settings.keys_path
+    now = system_clock()
+    if args.action == "list":
+        keyset = load_or_create_keyset(path, now)
+    elif args.action == "rotate":
+        load_or_create_keyset(path, now)
+        keyset = update_keyset(path, lambda ks: ks.rotated(now))
+    else:
+        if not args.kid:
+            raise HybridconError("keys retire needs the key id (see `hybridcon keys list`)")
+        keyset = update_keyset(path, lambda ks: ks.retired(args.kid, now))
+    _describe_keys(keyset)
+    return 0
+
+
+# --- invites -----------------------------------------------------------------------------
+
+
+def _invite_valid_until(settings: Settings) -> datetime:
+    programme = load_programme(settings.programme)
+    return programme.ends_at + timedelta(days=settings.invite_valid_days)
+
+
+def cmd_invites_import(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    path = Path(args.file)
+    try:
+        text = path.read_text("utf-8-sig")
+    except OSError as exc:
+        raise HybridconError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise HybridconError(f"{path} is not UTF-8 text; export the CSV as UTF-8") from None
+    registrations = parse_registrations(
+        text,
+        default_role=parse_role(args.role),
+        default_scopes=parse_scopes(args.scope or ["*"]),
+    )
+    valid_until = _invite_valid_until(settings)
+    secret = load_or_create_secret(settings.invite_secret_path)
+
+    async def run() -> invites.ImportResult:
+        async with _database(settings) as pool, pool.acquire() as conn:
+            return await invites.import_registrations(
+                conn, registrations, secret=secret, valid_until=valid_until
+            )
+
+    result = asyncio.run(run())
+    print(
+        f"{result.created} invites created, {result.existing} already present "
+        f"(valid until {valid_until:%Y-%m-%d %H:%M %Z})"
+    )
+    return 0
+
+
+def cmd_invites_export(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    secret = load_or_create_secret(settings.invite_secret_path)
+    base = (args.base_url or settings.base_url()).rstrip("/")
+
+    async def run() -> list[invites.InviteLink]:
+        async with _database(settings) as pool:
+            links = await invites.export_links(pool, secret=secret)
+            await audit.record(
+                pool,
+                actor=CLI_ACTOR,
+                actor_role="operator",
+                action="invites.export",
+                detail={"count": len(links)},
+            )
+            return links
+
+    links = asyncio.run(run())
+    out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
+    try:
+        writer = csv.writer(out)
+        writer.writerow(["ticket_id", "name", "email", "code", "link", "redeemed"])
+        for link in links:
+            writer.writerow(
+                [
+                    link.ticket_id,
+                    link.name,
+                    link.email or "",
+                    link.code,
+                    f"{base}/join#code={link.code}",
+                    "yes" if link.redeemed else "no",
+                ]
+            )
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+# --- parser ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hybridcon", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"hybridcon {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", metavar="FILE", help="the programme file (TOML)")
+        return p
+
+    serve = common(sub.add_parser("serve", help="run the service"))
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    serve.add_argument(
+        "--demo-tokens",
+        action="store_true",
+        help="print ready-made viewer, moderator and organiser tokens",
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    common(sub.add_parser("migrate", help="apply database migrations")).set_defaults(
+        func=cmd_migrate
+    )
+
+    token = sub.add_parser("token", help="issue or revoke access tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    issue = common(token_sub.add_parser("issue", help="print new tokens, one a line"))
+    issue.add_argument("--role", required=True, help=", ".join(r.value for r in Role))
+    issue.add_argument(
+        "--scope",
+        action="append",
+        metavar="SCOPE",
+        help="stage:<id>, session:<id> or * (repeatable; default *)",
+    )
+    issue.add_argument("--name", help="display name")
+    issue.add_argument("--ttl", metavar="DURATION", help="lifetime, e.g. 2h (default 12h)")
+    issue.add_argument("--count", type=int, default=1, help="N tokens, each its own person")
+    issue.add_argument("--sub", help="a fixed subject (person id) instead of a new one")
+    issue.set_defaults(func=cmd_token_issue)
+    revoke = common(token_sub.add_parser("revoke", help="revoke a token by its jti"))
+    revoke.add_argument("jti")
+    revoke.add_argument("--reason", help="why (kept in the audit log)")
+    revoke.set_defaults(func=cmd_token_revoke)
+
+    keys = common(sub.add_parser("keys", help="list, rotate or retire signing keys"))
+    keys.add_argument("action", choices=["list", "rotate", "retire"])
+    keys.add_argument("kid", nargs="?", help="the key to retire")
+    keys.set_defaults(func=cmd_keys)
+
+    inv = sub.add_parser("invites", help="import registrations, export invite links")
+    inv_sub = inv.add_subparsers(dest="invites_command", required=True)
+    imp = common(inv_sub.add_parser("import", help="turn a ticketing export into invites"))
+    imp.add_argument("file", help="CSV with ticket_id, name, [email, role, scopes]")
+    imp.add_argument("--role", default="viewer", help="role for rows without one")
+    imp.add_argument("--scope", action="append", help="scopes for rows without any (default *)")
+    imp.set_defaults(func=cmd_invites_import)
+    exp = common(inv_sub.add_parser("export", help="write every invite's code and link (CSV)"))
+    exp.add_argument("--out", help="file to write (default: standard output)")
+    exp.add_argument("--base-url", help="base of the links (default: the public URL)")
+    exp.set_defaults(func=cmd_invites_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except HybridconError as exc:
+        print(f"hybridcon: {exc.message}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        print(f"hybridcon: setting {where}: {first['msg']}", file=sys.stderr)
+        return 2
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"hybridcon: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The WebSocket gateway: auth, connections, topics, fan-out."""

@@ -1,0 +1,46 @@
+"""What the drivers share on one node, kept on the application under one typed key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import asyncpg
+from aiohttp import web
+
+from hybridcon.access import AccessControl
+from hybridcon.clock import Clock
+from hybridcon.core.programme import Programme
+from hybridcon.core.ratelimit import KeyedLimiter
+from hybridcon.metrics import Metrics
+from hybridcon.settings import Settings
+from hybridcon.store.revocations import RevocationMirror
+
+
+@dataclass
+class Services:
+    """The node's live parts, filled in by the application's start-up contexts."""
+
+    settings: Settings
+    clock: Clock
+    metrics: Metrics
+    programme: Programme
+    redeem_limiter: KeyedLimiter
+    pool: asyncpg.Pool | None = None
+    access: AccessControl | None = None
+    revocations: RevocationMirror | None = None
+    invite_secret: bytes = b""
+    draining: bool = False
+    ready_checks: list[str] = field(default_factory=list)
+
+    def db(self) -> asyncpg.Pool:
+        """The connection pool (present once the database context has run)."""
+        assert self.pool is not None, "database context has not started"
+        return self.pool
+
+    def auth(self) -> AccessControl:
+        """Token verification (present once the keys context has run)."""
+        assert self.access is not None, "keys context has not started"
+        return self.access
+
+
+SERVICES = web.AppKey("services", Services)

@@ -1,0 +1,143 @@
+"""The one settings object: the only reader of the environment.
+
+Every field is documented in ``docs/operations.md``; ``tests/unit/test_settings.py``
+fails when a field is added here without a line there.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_PROGRAMME = Path("config/sociaalwerkconferentie-2022.toml")
+
+
+class Settings(BaseSettings):
+    """hybridcon's settings, read from ``HYBRIDCON_*`` variables and an optional ``.env``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HYBRIDCON_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    data_dir: Path = Field(
+        default=Path("var"),
+        description="Embedded database, signing keys, spool, HLS segments and recordings.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL DSN. Unset: an embedded PostgreSQL under DATA_DIR/postgres.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis/Valkey URL for the bus between nodes. Unset: the in-process bus.",
+    )
+    programme: Path = Field(
+        default=DEFAULT_PROGRAMME, description="The event programme (TOML) to load at start."
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="The URL attendees reach this service at; unset: http://HOST:PORT.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(default=8080, ge=0, le=65535, description="Port to listen on.")
+    token_issuer: str = Field(
+        default="hybridcon", description="The `iss` claim of tokens this service issues."
+    )
+    token_audience: str = Field(
+        default="hybridcon", description="The `aud` claim tokens must carry to be accepted."
+    )
+    token_ttl: timedelta = Field(
+        default=timedelta(hours=12),
+        description="Default lifetime of an access token (ISO 8601 duration or seconds).",
+    )
+    token_max_ttl: timedelta = Field(
+        default=timedelta(days=2),
+        description="Longest lifetime a token may be issued with.",
+    )
+    token_leeway: timedelta = Field(
+        default=timedelta(seconds=30),
+        description="Clock skew tolerated when checking exp, nbf and iat.",
+    )
+    signing_keys_file: Path | None = Field(
+        default=None,
+        description="The private keyset (JSON). Unset: DATA_DIR/keys/signing-keys.json.",
+    )
+    invite_secret_file: Path | None = Field(
+        default=None,
+        description="Secret invite codes are derived from. Unset: DATA_DIR/keys/invite.secret.",
+    )
+    invite_valid_days: int = Field(
+        default=2,
+        ge=0,
+        description="Invites stay redeemable until this many days after the event's last day.",
+    )
+    invite_redeem_rate: int = Field(
+        default=10,
+        ge=1,
+        description="Redeem attempts allowed per client address per minute.",
+    )
+    max_connections_per_person: int = Field(
+        default=2,
+        ge=1,
+        description="Simultaneous WebSocket connections per token subject; the oldest is closed.",
+    )
+    auth_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds a WebSocket has to send its auth frame."
+    )
+    revocation_resync_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How often each node reloads the full revocation list (besides NOTIFY).",
+    )
+    db_pool_min: int = Field(default=1, ge=0, description="Smallest PostgreSQL pool size.")
+    db_pool_max: int = Field(default=10, ge=1, description="Largest PostgreSQL pool size.")
+    log_level: str = Field(default="info", description="debug, info, warning or error.")
+    log_format: str = Field(
+        default="json", description="json (one object a line) or console (for people)."
+    )
+    shutdown_grace: float = Field(
+        default=5.0, ge=0, description="Seconds readiness reports 503 before sockets close."
+    )
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value not in {"json", "console"}:
+            raise ValueError("log_format must be 'json' or 'console'")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.lower() not in {"debug", "info", "warning", "error"}:
+            raise ValueError("log_level must be debug, info, warning or error")
+        return value.lower()
+
+    @property
+    def keys_path(self) -> Path:
+        """Where the private signing keyset lives."""
+        return self.signing_keys_file or self.data_dir / "keys" / "signing-keys.json"
+
+    @property
+    def invite_secret_path(self) -> Path:
+        """Where the invite-code secret lives."""
+        return self.invite_secret_file or self.data_dir / "keys" / "invite.secret"
+
+    @property
+    def embedded_pgdata(self) -> Path:
+        """The embedded PostgreSQL cluster's data directory."""
+        return self.data_dir / "postgres"
+
+    def base_url(self) -> str:
+        """The public base URL, without a trailing slash."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "localhost" if self.host in {"127.0.0.1", "0.0.0.0", "::"} else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"

@@ -1,0 +1,1 @@
+"""PostgreSQL (asyncpg) and local files: migrations, repositories, the keyset file."""
