@@ -29,7 +29,7 @@ $(VENV)/.dev-installed: requirements/dev.lock pyproject.toml | $(UV)
 	touch $@
 
 run: $(VENV)/.run-installed
-	$(BIN)/hybridcon serve $(ARGS)
+	$(BIN)/hybridcon serve --demo-tokens $(ARGS)
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check server tests

@@ -233,7 +233,16 @@ def cmd_keys(args: argparse.Namespace) -> int:
 # --- invites -----------------------------------------------------------------------------
 
 
-def _invite_valid_until(settings: Settings) -> datetime:
+def _invite_valid_until(settings: Settings, explicit: str | None) -> datetime:
+    if explicit:
+        try:
+            when = datetime.fromisoformat(explicit)
+        except ValueError:
+            raise HybridconError(
+                f"--valid-until {explicit!r} is not a date or time (e.g. 2022-05-07T18:00+02:00)"
+            ) from None
+        tz = load_programme(settings.programme).starts_at.tzinfo
+        return when if when.tzinfo else when.replace(tzinfo=tz)
     programme = load_programme(settings.programme)
     return programme.ends_at + timedelta(days=settings.invite_valid_days)
 
@@ -252,7 +261,13 @@ def cmd_invites_import(args: argparse.Namespace) -> int:
         default_role=parse_role(args.role),
         default_scopes=parse_scopes(args.scope or ["*"]),
     )
-    valid_until = _invite_valid_until(settings)
+    valid_until = _invite_valid_until(settings, args.valid_until)
+    if valid_until <= system_clock():
+        print(
+            f"note: these invites expire at {valid_until:%Y-%m-%d %H:%M %Z}, which has passed; "
+            "give --valid-until to import them for a later date",
+            file=sys.stderr,
+        )
     secret = load_or_create_secret(settings.invite_secret_path)
 
     async def run() -> invites.ImportResult:
@@ -365,6 +380,12 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file", help="CSV with ticket_id, name, [email, role, scopes]")
     imp.add_argument("--role", default="viewer", help="role for rows without one")
     imp.add_argument("--scope", action="append", help="scopes for rows without any (default *)")
+    imp.add_argument(
+        "--valid-until",
+        metavar="WHEN",
+        help="ISO date/time the invites stay redeemable until "
+        "(default: the event's end plus invite_valid_days)",
+    )
     imp.set_defaults(func=cmd_invites_import)
     exp = common(inv_sub.add_parser("export", help="write every invite's code and link (CSV)"))
     exp.add_argument("--out", help="file to write (default: standard output)")

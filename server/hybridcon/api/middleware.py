@@ -51,7 +51,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
                     exc.status, "invalid"
                 )
                 body = {"error": {"code": code, "message": exc.reason}}
-                response = web.json_response(body, status=exc.status, headers=exc.headers)
+                # Keep what the exception says beyond its body (Allow on a 405).
+                headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+                response = web.json_response(body, status=exc.status, headers=headers)
             else:
                 raise
         except Exception:

@@ -7,29 +7,29 @@ from datetime import timedelta
 
 from hybridcon.errors import Invalid
 
-_PART = re.compile(r"(\d+)([smhd])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# Units in falling order, each at most once; ASCII digits only, at most 9 of them.
+_FORM = re.compile(r"(?:(\d{1,9})d)?(?:(\d{1,9})h)?(?:(\d{1,9})m)?(?:(\d{1,9})s)?", re.ASCII)
+_SECONDS = re.compile(r"\d{1,9}", re.ASCII)
+MAX_DURATION = timedelta(days=3650)
 
 
 def parse_duration(text: str) -> timedelta:
-    """A positive duration from ``text``.
+    """A positive duration from ``text`` (at most ten years).
 
     Raises:
-        Invalid: not a duration of that form, or zero.
+        Invalid: not a duration of that form, zero, or too long.
     """
     compact = text.strip().lower()
-    if compact.isdigit():
+    if _SECONDS.fullmatch(compact):
         seconds = int(compact)
     else:
-        pos = 0
-        seconds = 0
-        for match in _PART.finditer(compact):
-            if match.start() != pos:
-                break
-            seconds += int(match.group(1)) * _UNITS[match.group(2)]
-            pos = match.end()
-        if pos != len(compact) or not compact:
+        match = _FORM.fullmatch(compact)
+        if not compact or match is None:
             raise Invalid(f"{text!r} is not a duration; use e.g. 90s, 15m, 2h, 1d or 1h30m")
+        days, hours, minutes, secs = (int(g) if g else 0 for g in match.groups())
+        seconds = ((days * 24 + hours) * 60 + minutes) * 60 + secs
     if seconds <= 0:
         raise Invalid("a duration must be longer than zero")
+    if seconds > MAX_DURATION.total_seconds():
+        raise Invalid(f"{text!r} is longer than {MAX_DURATION.days} days")
     return timedelta(seconds=seconds)

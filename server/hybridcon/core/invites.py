@@ -54,12 +54,12 @@ def parse_registrations(
     """
     if text.startswith("\ufeff"):
         text = text[1:]  # spreadsheet exports often start with a byte-order mark
-    sample = text[:4096]
-    try:
-        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text), dialect)
+    # Spreadsheets in Flanders often export with ';'. The header names hold none of the
+    # candidates, so the one that occurs most in the header line is the delimiter; the
+    # quoting rules stay Excel's (csv.Sniffer guesses those wrong on some real files).
+    header_line = text.split("\n", 1)[0]
+    delimiter = max(",;\t", key=header_line.count)
+    reader = csv.reader(io.StringIO(text), csv.excel, delimiter=delimiter)
     try:
         header = next(reader)
     except StopIteration:

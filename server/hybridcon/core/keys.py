@@ -83,8 +83,11 @@ class Keyset:
     active_kid: str
 
     def __post_init__(self) -> None:
-        if not any(k.kid == self.active_kid for k in self.keys):
+        active = [k for k in self.keys if k.kid == self.active_kid]
+        if not active:
             raise ConfigError(f"keyset's active key {self.active_kid!r} is not in the keyset")
+        if active[0].retired_at is not None:
+            raise ConfigError(f"keyset's active key {self.active_kid!r} is retired")
 
     @property
     def active(self) -> SigningKey:

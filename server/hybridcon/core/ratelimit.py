@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -37,7 +38,10 @@ class TokenBucket:
         return False
 
     def retry_after(self, now: float, cost: float = 1.0) -> float:
-        """Seconds until ``cost`` tokens will be available (0 when they are)."""
+        """Seconds until ``cost`` tokens will be available (0 when they are; infinite
+        when ``cost`` is more than the bucket can ever hold)."""
+        if cost > self.capacity:
+            return math.inf
         self._refill(now)
         missing = cost - self.tokens
         return 0.0 if missing <= 0 else missing / self.rate

@@ -66,7 +66,7 @@ def parse_scopes(values: Sequence[str]) -> tuple[str, ...]:
     """
     seen: dict[str, None] = {}
     for value in values:
-        if not isinstance(value, str) or not _SCOPE_RE.match(value):
+        if not isinstance(value, str) or not _SCOPE_RE.fullmatch(value):
             raise Invalid(
                 f"invalid scope {value!r}; "
                 "expected '*', 'stage:<id>', 'session:<id>' or 'hall:<id>'"
@@ -106,7 +106,12 @@ class Claims:
         if kind in {"stage", "session"}:
             return bool(ident) and self.covers(topic)
         if kind == "mod":
-            return self.role in STAFF_ROLES and self.may_subscribe(ident) and ident != "event"
+            # mod:<stage or session>: never mod:event, never mod:mod:...
+            return (
+                self.role in STAFF_ROLES
+                and ident.partition(":")[0] in {"stage", "session"}
+                and self.may_subscribe(ident)
+            )
         return False
 
     def to_user(self) -> dict[str, object]:
@@ -159,7 +164,7 @@ def issue_token(
     if len(name) > MAX_NAME_LENGTH:
         raise Invalid(f"name is longer than {MAX_NAME_LENGTH} characters")
     sub = request.sub if request.sub is not None else f"u:{uuid.uuid4().hex}"
-    if not _SUB_RE.match(sub):
+    if not _SUB_RE.fullmatch(sub):
         raise Invalid("sub must be 1-128 letters, digits or . _ : @ -")
     scopes = parse_scopes(request.scopes)
     issued = now.replace(microsecond=0)
@@ -204,7 +209,7 @@ def token_kid(token: str) -> str:
     """
     try:
         header = jwt.get_unverified_header(token)
-    except jwt.DecodeError:
+    except jwt.PyJWTError:
         raise TokenError("token is malformed: not a signed JWT") from None
     alg = header.get("alg")
     if alg != ALGORITHM:
@@ -290,7 +295,7 @@ def verify_token(
     if jti in revoked:
         raise Revoked("token has been revoked")
     sub = payload["sub"]
-    if not isinstance(sub, str) or not _SUB_RE.match(sub):
+    if not isinstance(sub, str) or not _SUB_RE.fullmatch(sub):
         raise TokenError("token sub is malformed")
     try:
         role = Role(payload["role"])

@@ -170,10 +170,17 @@ def setup(app: web.Application) -> None:
         if mirror is not None:
             mirror.on_revoked = gateway.revoked
         yield
-        await gateway.shutdown()
+
+    async def on_shutdown(app: web.Application) -> None:
+        # aiohttp waits for running handlers after on_shutdown and before cleanup:
+        # WebSocket handlers only end once their sockets close, so close them here.
+        app[SERVICES].draining = True
+        if GATEWAY in app:
+            await app[GATEWAY].shutdown()
 
     async def handler(request: web.Request) -> web.StreamResponse:
         return await request.app[GATEWAY].handle(request)
 
     app.cleanup_ctx.append(context)
+    app.on_shutdown.append(on_shutdown)
     app.router.add_get("/ws", handler)
