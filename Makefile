@@ -23,17 +23,17 @@ $(VENV)/.run-installed: requirements/run.lock pyproject.toml | $(UV)
 	touch $@
 
 # Runtime plus the test and lint tools (make test, make lint).
-$(VENV)/.dev-installed: requirements/dev.lock pyproject.toml | $(UV)
+$(VENV)/.dev-installed: requirements/dev.lock pyproject.toml clients/python/pyproject.toml | $(UV)
 	$(UV) pip install -q --python $(BIN)/python --require-hashes -r requirements/dev.lock
-	$(UV) pip install -q --python $(BIN)/python --no-deps -e .
+	$(UV) pip install -q --python $(BIN)/python --no-deps -e . -e clients/python
 	touch $@
 
 run: $(VENV)/.run-installed
 	$(BIN)/hybridcon serve --demo-tokens $(ARGS)
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check server tests
-	$(BIN)/ruff format --check server tests
+	$(BIN)/ruff check server clients/python tests
+	$(BIN)/ruff format --check server clients/python tests
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -62,3 +62,56 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} did not hold within {timeout} s")
         await asyncio.sleep(0.02)
+
+
+class WsClient:
+    """A thin test client over one aiohttp WebSocket: requests by id, pushes in order."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self._next_id = 0
+        self.pushes: list[dict[str, Any]] = []
+        self.user: dict[str, Any] = {}
+
+    @classmethod
+    async def connect(
+        cls, client: TestClient[web.Request, web.Application], token: str
+    ) -> WsClient:
+        ws = await client.ws_connect("/ws")
+        await ws.send_json({"type": "auth", "token": token})
+        hello = await ws.receive_json(timeout=5)
+        assert hello["type"] == "auth.ok", hello
+        me = cls(ws)
+        me.user = hello["user"]
+        return me
+
+    async def request(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """Send a request; return its reply (result or error), keeping pushes that come first."""
+        self._next_id += 1
+        rid = self._next_id
+        await self.ws.send_json({"id": rid, "type": kind, **fields})
+        while True:
+            msg = await self.ws.receive_json(timeout=5)
+            if msg.get("id") == rid:
+                return dict(msg)
+            self.pushes.append(msg)
+
+    async def ok(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """A request that must succeed; returns its result data."""
+        reply = await self.request(kind, **fields)
+        assert reply["type"] == "result", reply
+        return dict(reply["data"])
+
+    async def push(self, kind: str, timeout: float = 5.0) -> dict[str, Any]:
+        """The next push of type ``kind`` (earlier ones of other types are kept)."""
+        for i, msg in enumerate(self.pushes):
+            if msg["type"] == kind:
+                return self.pushes.pop(i)
+        while True:
+            msg = await self.ws.receive_json(timeout=timeout)
+            if msg["type"] == kind:
+                return dict(msg)
+            self.pushes.append(msg)
+
+    async def close(self) -> None:
+        await self.ws.close()

@@ -45,6 +45,29 @@ class AccessControl:
         self._clock = clock
         self._metrics = metrics
         self._last_reload = 0.0
+        self._mtime = self._stat()
+
+    def _stat(self) -> float:
+        try:
+            return self._keys_path.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    def refresh_if_changed(self) -> bool:
+        """Re-read the keyset file if it changed on disk (a rotate or retire elsewhere).
+
+        Called periodically by the node, so a rotation starts signing with the new key
+        and a retirement stops accepting the old one without a restart.
+        """
+        mtime = self._stat()
+        if mtime == self._mtime:
+            return False
+        try:
+            self.keyset = read_keyset(self._keys_path)
+        except ConfigError:
+            return False
+        self._mtime = mtime
+        return True
 
     def reload_keyset(self) -> bool:
         """Re-read the keyset file (rate-limited). Returns whether it was read."""

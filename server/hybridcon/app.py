@@ -28,12 +28,16 @@ from hybridcon.realtime import gateway
 from hybridcon.services import SERVICES, Services
 from hybridcon.settings import Settings
 from hybridcon.store import embedded
+from hybridcon.store.engagement import EngagementWriter
 from hybridcon.store.keyfile import load_or_create_keyset, load_or_create_secret
 from hybridcon.store.migrate import migrate
 from hybridcon.store.programme import save_programme
 from hybridcon.store.revocations import RevocationMirror
 
 log = structlog.get_logger(__name__)
+
+# How often a node looks at the keyset file for a rotation or retirement done elsewhere.
+KEYSET_CHECK_SECONDS = 10.0
 
 
 def load_programme(path: Path) -> Programme:
@@ -104,7 +108,17 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
         )
         await mirror.start()
         services.revocations = mirror
+        writer = EngagementWriter(
+            pool=services.pool,
+            spool_path=settings.spool_path,
+            on_count=lambda name, n: services.metrics.engagement_events.labels(name).inc(n),
+        )
+        writer.start()
+        services.engagement = writer
         yield
+        # The gateway has closed its sockets by now (on_shutdown): their last events are
+        # in the buffer. Flush them (to the spool if PostgreSQL is away), then close.
+        await writer.stop()
         await mirror.stop()
         await asyncio.wait_for(services.pool.close(), timeout=10)
 
@@ -113,8 +127,11 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
         services.invite_secret = await asyncio.to_thread(
             load_or_create_secret, settings.invite_secret_path
         )
+        services.actor_key = await asyncio.to_thread(
+            load_or_create_secret, settings.engagement_key_path
+        )
         assert services.revocations is not None
-        services.access = AccessControl(
+        services.access = access = AccessControl(
             settings=settings,
             keyset=keyset,
             keys_path=settings.keys_path,
@@ -122,7 +139,17 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
             clock=clock,
             metrics=services.metrics,
         )
+
+        async def watch_keys() -> None:
+            while True:
+                await asyncio.sleep(KEYSET_CHECK_SECONDS)
+                if await asyncio.to_thread(access.refresh_if_changed):
+                    log.info("keyset_reloaded", active_kid=access.keyset.active_kid)
+
+        watcher = asyncio.create_task(watch_keys(), name="keyset-watch")
         yield
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
 
     app.cleanup_ctx.append(database)
     app.cleanup_ctx.append(keys)

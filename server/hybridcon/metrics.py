@@ -52,6 +52,14 @@ class Metrics:
             registry=r,
         )
 
+        self.engagement_events = Counter(
+            "hybridcon_engagement_events_total",
+            "Engagement events by what happened to them: written, spooled, replayed, "
+            "dropped, corrupt.",
+            ["outcome"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         """The registry in the Prometheus text format."""
         return generate_latest(self.registry)

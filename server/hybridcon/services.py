@@ -13,6 +13,7 @@ from hybridcon.core.programme import Programme
 from hybridcon.core.ratelimit import KeyedLimiter
 from hybridcon.metrics import Metrics
 from hybridcon.settings import Settings
+from hybridcon.store.engagement import EngagementWriter
 from hybridcon.store.revocations import RevocationMirror
 
 
@@ -29,6 +30,8 @@ class Services:
     access: AccessControl | None = None
     revocations: RevocationMirror | None = None
     invite_secret: bytes = b""
+    actor_key: bytes = b""
+    engagement: EngagementWriter | None = None
     draining: bool = False
     ready_checks: list[str] = field(default_factory=list)
 

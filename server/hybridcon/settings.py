@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     )
     token_ttl: timedelta = Field(
         default=timedelta(hours=12),
-        description="Default lifetime of an access token (ISO 8601 duration or seconds).",
+        description="Default lifetime of an access token (ISO 8601 duration, e.g. PT12H).",
     )
     token_max_ttl: timedelta = Field(
         default=timedelta(days=2),
@@ -96,6 +96,42 @@ class Settings(BaseSettings):
         gt=0,
         description="How often each node reloads the full revocation list (besides NOTIFY).",
     )
+    ws_rate: float = Field(
+        default=10.0, gt=0, description="Requests per second one WebSocket may send, on average."
+    )
+    ws_burst: float = Field(
+        default=30.0, ge=1, description="Requests one WebSocket may send in a burst."
+    )
+    ws_idle_timeout: float = Field(
+        default=90.0,
+        gt=0,
+        description="Seconds without any frame from a client before its socket is closed.",
+    )
+    ws_flush_interval: float = Field(
+        default=0.02,
+        ge=0,
+        description="Seconds pushed messages wait to be coalesced into one write per client.",
+    )
+    ws_max_pending_bytes: int = Field(
+        default=1 << 20,
+        ge=64 * 1024,
+        description="Unsent bytes a client may lag behind before it is closed (4008).",
+    )
+    topic_history: int = Field(
+        default=500, ge=10, description="Messages per topic kept for reconnects with since."
+    )
+    chat_recent: int = Field(
+        default=50, ge=0, le=500, description="Chat lines in a subscribe snapshot."
+    )
+    wordfilter_files: tuple[Path, ...] = Field(
+        default=(Path("config/wordfilter/nl.txt"), Path("config/wordfilter/en.txt")),
+        description="Word lists that hold a chat line for a moderator (JSON list of paths).",
+    )
+    engagement_key_file: Path | None = Field(
+        default=None,
+        description="Key of the actor hashes in the engagement log. "
+        "Unset: DATA_DIR/keys/engagement.key.",
+    )
     db_pool_min: int = Field(default=1, ge=0, description="Smallest PostgreSQL pool size.")
     db_pool_max: int = Field(default=10, ge=1, description="Largest PostgreSQL pool size.")
     log_level: str = Field(default="info", description="debug, info, warning or error.")
@@ -129,6 +165,16 @@ class Settings(BaseSettings):
     def invite_secret_path(self) -> Path:
         """Where the invite-code secret lives."""
         return self.invite_secret_file or self.data_dir / "keys" / "invite.secret"
+
+    @property
+    def engagement_key_path(self) -> Path:
+        """Where the key of the engagement log's actor hashes lives."""
+        return self.engagement_key_file or self.data_dir / "keys" / "engagement.key"
+
+    @property
+    def spool_path(self) -> Path:
+        """Where engagement events wait while PostgreSQL is away."""
+        return self.data_dir / "spool" / "engagement.jsonl"
 
     @property
     def embedded_pgdata(self) -> Path:

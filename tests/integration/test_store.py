@@ -38,7 +38,8 @@ async def test_engagement_events_are_append_only(database_url):
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute(
-            "INSERT INTO engagement_events (ts, kind, actor, topic) VALUES (now(), 'join', 'h', 't')"
+            "INSERT INTO engagement_events (event_id, ts, kind, actor, topic) "
+            "VALUES (gen_random_uuid(), now(), 'join', 'h', 't')"
         )
         with pytest.raises(asyncpg.RaiseError, match="append-only"):
             await conn.execute("UPDATE engagement_events SET kind = 'leave'")

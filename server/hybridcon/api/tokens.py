@@ -32,7 +32,7 @@ class IssueBody(BaseModel):
     scopes: list[str] = Field(default_factory=lambda: ["*"], max_length=100)
     name: Annotated[str, StringConstraints(max_length=80)] = ""
     sub: str | None = None
-    ttl_seconds: int | None = Field(default=None, gt=0)
+    ttl_seconds: int | None = Field(default=None, gt=0, le=10 * 365 * 86400)
     count: int = Field(default=1, ge=1, le=MAX_TOKENS_PER_REQUEST)
 
 

@@ -1,14 +1,19 @@
-"""One authenticated WebSocket connection: a bounded outbound queue and one writer task.
+"""One authenticated WebSocket connection: a bounded outbound buffer, flushed by the node.
 
-Nothing awaits a client's socket except its own writer task, so a slow client never
-delays anyone else. Frames are enqueued already encoded (serialised once per fan-out
-by the sender); when the queue is full the client is too far behind and is closed
-with 4008.
+Nothing awaits a client's socket on the fan-out path. Messages arrive as pre-built
+frames (serialised once per fan-out, see :mod:`hybridcon.realtime.wire`) and are
+appended to the connection's pending buffer; the node's :class:`Flusher` writes each
+connection's pending frames in one ``transport.write`` per tick. A burst that
+fills the buffer between ticks is written at once; a client whose transport is paused
+(it does not read) keeps its frames pending, and when they pass the limit it is too far
+behind and is closed with 4008. It never delays
+anyone else.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from typing import Any
 
@@ -16,82 +21,170 @@ import orjson
 import structlog
 from aiohttp import web
 
+from hybridcon.core.ratelimit import TokenBucket
 from hybridcon.core.tokens import Claims
 from hybridcon.errors import CLOSE_POLICY
+from hybridcon.realtime.wire import RawWriter, text_frame
 
 log = structlog.get_logger(__name__)
 
-_CLOSE = object()
+CLOSE_TIMEOUT = 5.0
+
+
+class Flusher:
+    """Writes every connection's pending frames, coalesced per tick.
+
+    Args:
+        interval: seconds between flushes of pushed messages; 0 flushes on the next
+            loop iteration. Replies to a client's own requests are flushed at once.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._dirty: dict[Connection, None] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._soon: asyncio.Handle | None = None
+
+    def mark(self, conn: Connection, *, urgent: bool = False) -> None:
+        """``conn`` has pending frames: flush it at the next tick (or at once)."""
+        self._dirty[conn] = None
+        if urgent or self.interval <= 0:
+            if self._soon is None:
+                self._soon = asyncio.get_running_loop().call_soon(self.flush)
+        elif self._timer is None and self._soon is None:
+            self._timer = asyncio.get_running_loop().call_later(self.interval, self.flush)
+
+    def flush(self) -> None:
+        """Write what is pending; connections whose peer is not reading wait for a later tick."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._soon = None
+        dirty, self._dirty = self._dirty, {}
+        for conn in dirty:
+            if not conn.flush():
+                self._dirty[conn] = None
+        if self._dirty:
+            # Stalled peers: look again later rather than spinning.
+            self._timer = asyncio.get_running_loop().call_later(
+                max(self.interval, 0.05), self.flush
+            )
+
+    def forget(self, conn: Connection) -> None:
+        """Drop a closed connection."""
+        self._dirty.pop(conn, None)
 
 
 class Connection:
     """A client's connection after ``auth.ok``."""
 
-    def __init__(self, ws: web.WebSocketResponse, claims: Claims, *, queue_size: int) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        request: web.Request,
+        claims: Claims,
+        *,
+        flusher: Flusher,
+        max_pending_bytes: int,
+        bucket: TokenBucket,
+    ) -> None:
         self.id = uuid.uuid4().hex
         self.ws = ws
         self.claims = claims
-        self._queue: asyncio.Queue[str | object] = asyncio.Queue(maxsize=queue_size)
+        self.topics: set[str] = set()
+        self.bucket = bucket
+        self.rejected_in_a_row = 0
+        self._writer = RawWriter(request)
+        self._flusher = flusher
+        self._max_pending = max_pending_bytes
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
         self._close: tuple[int, str] | None = None
-        self._writer: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
 
-    def start(self) -> None:
-        """Start the writer task."""
-        self._writer = asyncio.create_task(self._write(), name=f"ws-writer-{self.id}")
+    def __hash__(self) -> int:
+        return hash(self.id)
 
-    def send_frame(self, frame: str) -> bool:
-        """Queue an encoded frame; close the connection (4008) if it is too far behind.
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def send_frame(self, frame: bytes, *, urgent: bool = False) -> bool:
+        """Queue a pre-built frame; close the connection (4008) if it is too far behind.
 
         Returns:
             Whether the frame was queued.
         """
         if self._close is not None:
             return False
-        try:
-            self._queue.put_nowait(frame)
-        except asyncio.QueueFull:
+        # A burst between ticks is written now if the peer is reading; if it is not, the
+        # peer is too far behind.
+        if self._pending_bytes + len(frame) > self._max_pending and not self.flush():
             self.close(CLOSE_POLICY, "too slow: messages were not read in time")
             return False
+        self._pending.append(frame)
+        self._pending_bytes += len(frame)
+        self._flusher.mark(self, urgent=urgent)
         return True
 
     def send(self, message: dict[str, Any]) -> bool:
-        """Encode and queue one message for this connection only (replies)."""
-        return self.send_frame(orjson.dumps(message).decode())
+        """Encode and queue one message for this connection only (a reply), flushed at once."""
+        return self.send_frame(text_frame(orjson.dumps(message)), urgent=True)
+
+    def send_raw(self, payload: bytes) -> bool:
+        """Queue an already encoded JSON message for this connection only, flushed at once."""
+        return self.send_frame(text_frame(payload), urgent=True)
+
+    def flush(self) -> bool:
+        """Write the pending frames in one write. Returns False while the peer is not reading."""
+        if not self._pending:
+            return True
+        if not self._writer.open:
+            self._pending.clear()
+            self._pending_bytes = 0
+            return True
+        if self._writer.paused:
+            return False
+        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending.clear()
+        self._pending_bytes = 0
+        self._writer.write(data)
+        return True
 
     def close(self, code: int, reason: str) -> None:
-        """Ask the writer to close the socket with ``code`` after nothing more is sent."""
+        """Close the socket with ``code``: what is pending is written first if the peer is
+        reading (replies before a policy close), and dropped if it is not."""
         if self._close is not None:
             return
+        self.flush()
         self._close = (code, reason)
-        # Drop what is queued: a closing connection needs none of it, and the close
-        # must not wait behind a backlog.
-        while not self._queue.empty():
-            self._queue.get_nowait()
-        self._queue.put_nowait(_CLOSE)
+        self._pending.clear()
+        self._pending_bytes = 0
+        self._flusher.forget(self)
+        self._closer = asyncio.get_running_loop().create_task(
+            self._do_close(code, reason), name=f"ws-close-{self.id}"
+        )
+
+    async def _do_close(self, code: int, reason: str) -> None:
+        try:
+            # A peer that reads nothing can keep aiohttp's close waiting on drain; do not
+            # let it hold the connection open.
+            await asyncio.wait_for(
+                self.ws.close(code=code, message=reason.encode()[:120]), CLOSE_TIMEOUT
+            )
+        except (TimeoutError, ConnectionError, RuntimeError) as exc:
+            log.debug("ws_close_forced", connection_id=self.id, error=str(exc))
+            with contextlib.suppress(Exception):
+                self._writer.abort()
+        finally:
+            self.closed.set()
 
     @property
     def close_code(self) -> int | None:
         """The close code asked for, if any."""
         return self._close[0] if self._close else None
 
-    async def _write(self) -> None:
-        try:
-            while True:
-                item = await self._queue.get()
-                if item is _CLOSE:
-                    break
-                assert isinstance(item, str)
-                await self.ws.send_str(item)
-        except (ConnectionResetError, RuntimeError) as exc:
-            log.debug("ws_write_failed", connection_id=self.id, error=str(exc))
-        finally:
-            code, reason = self._close or (1000, "")
-            if not self.ws.closed:
-                await self.ws.close(code=code, message=reason.encode()[:120])
-            self.closed.set()
-
     async def wait_closed(self) -> None:
-        """Wait until the writer has finished (after :meth:`close`)."""
-        if self._writer is not None:
-            await asyncio.shield(self._writer)
+        """Wait until a close asked for with :meth:`close` has finished."""
+        if self._closer is not None:
+            await asyncio.shield(self._closer)

@@ -1,35 +1,47 @@
-"""``GET /ws``: first-frame authentication, the per-person cap, revocation, the read loop.
+"""``GET /ws``: first-frame authentication, the per-person cap, limits, the read loop.
 
 The first frame must be ``{"type": "auth", "token": ...}`` within ``auth_timeout``
 seconds (tokens never travel in URLs); anything else closes with 4001. After
 ``auth.ok`` each frame is a request ``{"id": n, "type": ...}`` answered by a
-``result`` or an ``error`` reply; the message types and their handlers are listed in
-:mod:`hybridcon.realtime.protocol`.
+``result`` or an ``error`` reply; the types and their handlers are registered in
+:mod:`hybridcon.realtime.protocol` by the modules imported below.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Coroutine
+from pathlib import Path
+from typing import Any
 
 import orjson
 import structlog
 from aiohttp import WSMsgType, web
 
+from hybridcon.core.engagement import EngagementEvent, EventKind, actor_hash
+from hybridcon.core.ratelimit import TokenBucket
+from hybridcon.core.wordfilter import WordFilter
 from hybridcon.errors import (
     CLOSE_GOING_AWAY,
     CLOSE_POLICY,
     CLOSE_TOO_BIG,
     CLOSE_UNAUTHORIZED,
+    ConfigError,
     HybridconError,
     Invalid,
+    RateLimited,
     Revoked,
     TokenError,
     close_code_for,
 )
-from hybridcon.realtime.connection import Connection
+
+# Importing the handler modules registers their request types.
+from hybridcon.realtime import chat, presence, topics  # noqa: F401
+from hybridcon.realtime.chat import ChatState
+from hybridcon.realtime.connection import CLOSE_TIMEOUT, Connection, Flusher
+from hybridcon.realtime.hub import Hub
 from hybridcon.realtime.protocol import dispatch, error_reply
 from hybridcon.realtime.registry import ConnectionRegistry
 from hybridcon.services import SERVICES, Services
@@ -37,29 +49,90 @@ from hybridcon.services import SERVICES, Services
 log = structlog.get_logger(__name__)
 
 MAX_FRAME_BYTES = 64 * 1024
-OUTBOUND_QUEUE = 256
+# After this many refused requests in a row (rate limit), the client is flooding: close.
+FLOOD_LIMIT = 50
+
+
+def load_word_filter(paths: list[Path]) -> WordFilter:
+    """The word filter from list files.
+
+    Raises:
+        ConfigError: a file cannot be read.
+    """
+    lines: list[str] = []
+    for path in paths:
+        try:
+            lines.extend(path.read_text("utf-8").splitlines())
+        except OSError as exc:
+            raise ConfigError(f"cannot read word list {path}: {exc.strerror or exc}") from None
+    return WordFilter.from_lines(lines)
 
 
 class Gateway:
-    """The node's WebSocket side: its connections and how they end."""
+    """The node's WebSocket side: connections, topics, chat, and how connections end."""
 
     def __init__(self, services: Services) -> None:
+        settings = services.settings
         self.services = services
-        self.connections = ConnectionRegistry(services.settings.max_connections_per_person)
-        self._handlers: set[asyncio.Task[None]] = set()
+        self.connections = ConnectionRegistry(settings.max_connections_per_person)
+        self.flusher = Flusher(settings.ws_flush_interval)
+        self.hub = Hub(history=settings.topic_history)
+        self.chat = ChatState(self, recent=settings.chat_recent)
+        self.word_filter = load_word_filter(list(settings.wordfilter_files))
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # One event per running handler, set when its clean-up (leave events, metrics)
+        # is done: shutdown waits for these before the engagement writer and pool stop.
+        self._handlers: set[asyncio.Event] = set()
+
+    # --- helpers for handlers ------------------------------------------------------------
+
+    def engage(
+        self, kind: EventKind, conn: Connection, topic: str | None, data: dict[str, Any]
+    ) -> None:
+        """Log an engagement event about ``conn``'s person (keyed hash, never the raw id)."""
+        writer = self.services.engagement
+        if writer is None:
+            return
+        writer.log(
+            EngagementEvent.new(
+                kind,
+                ts=self.services.clock(),
+                actor=actor_hash(self.services.actor_key, conn.claims.sub),
+                topic=topic,
+                data={"role": conn.claims.role.value, **data},
+            )
+        )
+
+    def background(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task the gateway keeps a reference to until it ends."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     def revoked(self, jti: str) -> None:
         """Close every connection that authenticated with token ``jti`` (4003)."""
         for conn in self.connections.with_jti(jti):
             conn.close(close_code_for(Revoked("")), "token revoked")
 
+    async def start(self) -> None:
+        """Start the coalesced viewer counts."""
+        self.hub.start()
+
     async def shutdown(self) -> None:
-        """Close every connection with 1001 and wait for their writers."""
-        conns = list(self.connections)
-        for conn in conns:
+        """Close every connection with 1001 and wait for them."""
+        await self.hub.stop()
+        for conn in list(self.connections):
             conn.close(CLOSE_GOING_AWAY, "server going away")
-        if conns:
-            await asyncio.wait([asyncio.ensure_future(c.wait_closed()) for c in conns], timeout=5)
+        if self._handlers:
+            waiters = [asyncio.ensure_future(done.wait()) for done in self._handlers]
+            _, pending = await asyncio.wait(waiters, timeout=CLOSE_TIMEOUT + 1)
+            for waiter in pending:
+                waiter.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
+
+    # --- one connection ------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """The ``GET /ws`` handler."""
@@ -69,13 +142,14 @@ class Gateway:
         if services.draining:
             await ws.close(code=CLOSE_GOING_AWAY, message=b"server going away")
             return ws
-        conn = await self._authenticate(ws)
+        conn = await self._authenticate(ws, request)
         if conn is None:
             return ws
+        done = asyncio.Event()
+        self._handlers.add(done)
         structlog.contextvars.bind_contextvars(connection_id=conn.id)
         metrics = services.metrics
         metrics.ws_connections.inc()
-        conn.start()
         for old in self.connections.add(conn):
             old.close(CLOSE_POLICY, "too many connections for this person")
         expiry = asyncio.get_running_loop().call_later(
@@ -84,26 +158,39 @@ class Gateway:
             CLOSE_UNAUTHORIZED,
             "token expired",
         )
-        log.info("ws_open", sub_role=conn.claims.role.value)
+        opened = time.monotonic()
+        log.info("ws_open", role=conn.claims.role.value)
         try:
             await self._read_loop(ws, conn)
         finally:
+            # Book-keeping first, without awaiting: aiohttp may cancel this handler while
+            # the server shuts down, and the leave events must be logged regardless.
             expiry.cancel()
             self.connections.remove(conn)
+            for topic in self.hub.drop(conn):
+                if not topic.startswith("mod:"):
+                    self.engage(
+                        EventKind.LEAVE, conn, topic, {"seconds": round(time.monotonic() - opened)}
+                    )
             if conn.close_code is None:
                 conn.close(1000, "")
-            with contextlib.suppress(asyncio.CancelledError):
-                await conn.wait_closed()
             metrics.ws_connections.dec()
             code = conn.close_code or ws.close_code or 1000
             metrics.ws_closed.labels(code=str(code)).inc()
             log.info("ws_closed", code=code)
+            self._handlers.discard(done)
+            done.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await conn.wait_closed()
         return ws
 
-    async def _authenticate(self, ws: web.WebSocketResponse) -> Connection | None:
+    async def _authenticate(
+        self, ws: web.WebSocketResponse, request: web.Request
+    ) -> Connection | None:
         services = self.services
+        settings = services.settings
         try:
-            msg = await ws.receive(timeout=services.settings.auth_timeout)
+            msg = await ws.receive(timeout=settings.auth_timeout)
         except TimeoutError:
             await ws.close(code=CLOSE_UNAUTHORIZED, message=b"no auth frame in time")
             return None
@@ -126,35 +213,72 @@ class Gateway:
                 raise TokenError("auth frame has no token")
             claims = services.auth().verify(token)
         except TokenError as exc:
-            code = close_code_for(exc)
-            await ws.close(code=code, message=exc.message.encode()[:120])
+            await ws.close(code=close_code_for(exc), message=exc.message.encode()[:120])
             return None
-        conn = Connection(ws, claims, queue_size=OUTBOUND_QUEUE)
-        session_id = uuid.uuid4().hex
-        await ws.send_str(
-            orjson.dumps(
-                {"type": "auth.ok", "user": claims.to_user(), "session_id": session_id}
-            ).decode()
+        conn = Connection(
+            ws,
+            request,
+            claims,
+            flusher=self.flusher,
+            max_pending_bytes=settings.ws_max_pending_bytes,
+            bucket=TokenBucket.full(settings.ws_rate, settings.ws_burst, time.monotonic()),
         )
+        # The session id is the connection id in the logs, so a client's report of a
+        # problem can be matched to the server's lines.
+        conn.send({"type": "auth.ok", "user": claims.to_user(), "session_id": conn.id})
         return conn
 
     async def _read_loop(self, ws: web.WebSocketResponse, conn: Connection) -> None:
-        async for msg in ws:
+        idle = self.services.settings.ws_idle_timeout
+        while conn.close_code is None:
+            try:
+                msg = await ws.receive(timeout=idle)
+            except TimeoutError:
+                conn.close(CLOSE_POLICY, f"idle: nothing received for {idle:.0f} s")
+                break
             if msg.type is WSMsgType.TEXT:
-                try:
-                    reply = await dispatch(self, conn, msg.data)
-                except HybridconError as exc:
-                    reply = error_reply(None, exc)
+                reply = await self._request(conn, msg.data)
                 if reply is not None:
-                    conn.send(reply)
+                    if isinstance(reply, bytes):
+                        conn.send_raw(reply)
+                    else:
+                        conn.send(reply)
             elif msg.type is WSMsgType.BINARY:
                 conn.send(
                     error_reply(None, Invalid("binary frames are not accepted; send JSON text"))
                 )
-            elif msg.type is WSMsgType.ERROR:
+            else:  # CLOSE, CLOSING, CLOSED, ERROR (e.g. a frame over the size limit: 1009)
                 break
-            if conn.close_code is not None:
-                break
+
+    async def _request(self, conn: Connection, data: str) -> dict[str, Any] | bytes | None:
+        if not conn.bucket.take(time.monotonic()):
+            conn.rejected_in_a_row += 1
+            if conn.rejected_in_a_row >= FLOOD_LIMIT:
+                conn.close(CLOSE_POLICY, "flooding: too many requests")
+                return None
+            wait = conn.bucket.retry_after(time.monotonic())
+            error = RateLimited(f"too many requests; wait {wait:.1f} s", retry_after=wait)
+            return error_reply(_request_id(data), error)
+        conn.rejected_in_a_row = 0
+        try:
+            return await dispatch(self, conn, data)
+        except HybridconError as exc:
+            return error_reply(None, exc)
+        except Exception:
+            # A bug, or a dependency failing in a way no handler expected. The client gets
+            # `internal` with its connection id to quote; the log has the traceback.
+            log.exception("ws_request_failed")
+            internal = HybridconError(f"internal error (session {conn.id})")
+            return error_reply(_request_id(data), internal)
+
+
+def _request_id(data: str) -> int | None:
+    try:
+        raw = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    request_id = raw.get("id") if isinstance(raw, dict) else None
+    return request_id if isinstance(request_id, int) and not isinstance(request_id, bool) else None
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -169,6 +293,7 @@ def setup(app: web.Application) -> None:
         mirror = app[SERVICES].revocations
         if mirror is not None:
             mirror.on_revoked = gateway.revoked
+        await gateway.start()
         yield
 
     async def on_shutdown(app: web.Application) -> None:

@@ -1,24 +1,34 @@
-"""The wire messages a client may send after ``auth.ok``, and their handlers.
+"""The wire messages a client may send after ``auth.ok``, and the registry of handlers.
 
-Every request is ``{"id": <int>, "type": <str>, ...}``. One pydantic model per type
-in one discriminated union; each type is registered with its handler. Unknown types,
+Every request is ``{"id": <int>, "type": <str>, ...}``: one pydantic model per type in
+one discriminated union, each registered with its handler (``@handles``). Unknown types,
 malformed JSON and invalid fields get an ``error`` reply naming the problem; the
-connection stays open.
+connection stays open. ``docs/protocol.md`` lists every type here (a test checks it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
 from hybridcon.errors import HybridconError, Invalid
 
 if TYPE_CHECKING:
     from hybridcon.realtime.connection import Connection
     from hybridcon.realtime.gateway import Gateway
+
+_ID = r"[a-z0-9][a-z0-9_-]{0,63}"
+Topic = Annotated[str, StringConstraints(pattern=rf"^(?:event|(?:stage|session):{_ID})$")]
+ModTopic = Annotated[
+    str, StringConstraints(pattern=rf"^(?:event|(?:mod:)?(?:stage|session):{_ID})$")
+]
+MsgId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+UserId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+# Raw text is limited generously here; the chat rules give the precise limit after cleaning.
+RawText = Annotated[str, StringConstraints(max_length=4000)]
 
 
 class Request(BaseModel):
@@ -34,17 +44,164 @@ class Ping(Request):
     type: Literal["ping"]
 
 
-AnyRequest = Annotated[Ping, Field(discriminator="type")]
+class Subscribe(Request):
+    """Join a topic; the result holds a snapshot and, with ``since``, what was missed."""
+
+    type: Literal["subscribe"]
+    topic: ModTopic
+    since: int | None = Field(default=None, ge=0)
+
+
+class Unsubscribe(Request):
+    """Leave a topic."""
+
+    type: Literal["unsubscribe"]
+    topic: ModTopic
+
+
+class ChatSend(Request):
+    """Say something in a topic's chat."""
+
+    type: Literal["chat.send"]
+    topic: Topic
+    text: RawText
+
+
+class ChatDelete(Request):
+    """Moderator: remove a line (published or held)."""
+
+    type: Literal["chat.delete"]
+    topic: Topic
+    msg_id: MsgId
+
+
+class ChatTimeout(Request):
+    """Moderator: mute a person in a topic for ``seconds``."""
+
+    type: Literal["chat.timeout"]
+    topic: Topic
+    user_id: UserId
+    seconds: int = Field(ge=1, le=86_400)
+
+
+class ChatBan(Request):
+    """Moderator: ban a person from a topic's chat."""
+
+    type: Literal["chat.ban"]
+    topic: Topic
+    user_id: UserId
+
+
+class ChatUnban(Request):
+    """Moderator: lift a ban or timeout."""
+
+    type: Literal["chat.unban"]
+    topic: Topic
+    user_id: UserId
+
+
+class ChatSlowmode(Request):
+    """Moderator: one line per ``seconds`` per person (0: off)."""
+
+    type: Literal["chat.slowmode"]
+    topic: Topic
+    seconds: int = Field(ge=0, le=600)
+
+
+class ChatHold(Request):
+    """Moderator: hold each person's first line in the topic for approval."""
+
+    type: Literal["chat.hold"]
+    topic: Topic
+    enabled: bool
+
+
+class ChatApprove(Request):
+    """Moderator: publish a held line."""
+
+    type: Literal["chat.approve"]
+    topic: Topic
+    msg_id: MsgId
+
+
+class ChatReport(Request):
+    """Anyone: flag a line for the moderators."""
+
+    type: Literal["chat.report"]
+    topic: Topic
+    msg_id: MsgId
+    reason: Annotated[str, StringConstraints(max_length=300)] = ""
+
+
+class PresenceHeartbeat(Request):
+    """Every 30 s while watching: what the player is doing."""
+
+    type: Literal["presence.heartbeat"]
+    topic: Topic
+    playing: bool
+    visible: bool
+    muted: bool | None = None
+    quality: (
+        Annotated[str, StringConstraints(max_length=16, pattern=r"^[A-Za-z0-9_.-]*$")] | None
+    ) = None
+
+
+AnyRequest = Annotated[
+    Ping
+    | Subscribe
+    | Unsubscribe
+    | ChatSend
+    | ChatDelete
+    | ChatTimeout
+    | ChatBan
+    | ChatUnban
+    | ChatSlowmode
+    | ChatHold
+    | ChatApprove
+    | ChatReport
+    | PresenceHeartbeat,
+    Field(discriminator="type"),
+]
 _ADAPTER: TypeAdapter[AnyRequest] = TypeAdapter(AnyRequest)
 
-Handler = Callable[["Gateway", "Connection", Any], Awaitable[dict[str, Any] | None]]
+REQUEST_TYPES: tuple[str, ...] = tuple(
+    m.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
+    for m in (
+        Ping,
+        Subscribe,
+        Unsubscribe,
+        ChatSend,
+        ChatDelete,
+        ChatTimeout,
+        ChatBan,
+        ChatUnban,
+        ChatSlowmode,
+        ChatHold,
+        ChatApprove,
+        ChatReport,
+        PresenceHeartbeat,
+    )
+)
+
+# A handler returns the result's data (a dict), or bytes: an already encoded result
+# (subscribe splices stored messages into its result without decoding them).
+Result = dict[str, Any] | bytes | None
+Handler = Callable[["Gateway", "Connection", Any], Awaitable[Result]]
+HANDLERS: dict[str, Handler] = {}
+
+R = TypeVar("R", bound=Request)
 
 
-async def _ping(gateway: Gateway, _conn: Connection, _request: Ping) -> dict[str, Any]:
-    return {"ts": gateway.services.clock().isoformat()}
+def handles(kind: str) -> Callable[[Callable[[Gateway, Connection, R], Awaitable[Result]]], Any]:
+    """Register the decorated coroutine as the handler of request type ``kind``."""
+    if kind not in REQUEST_TYPES:
+        raise ValueError(f"no request model for {kind!r}")
 
+    def register(func: Callable[[Gateway, Connection, R], Awaitable[Result]]) -> Any:
+        HANDLERS[kind] = func
+        return func
 
-HANDLERS: dict[str, Handler] = {"ping": _ping}
+    return register
 
 
 def error_reply(request_id: int | None, error: HybridconError) -> dict[str, Any]:
@@ -52,11 +209,14 @@ def error_reply(request_id: int | None, error: HybridconError) -> dict[str, Any]
     return {"id": request_id, "type": "error", "code": error.code, "message": error.message}
 
 
-async def dispatch(gateway: Gateway, conn: Connection, data: str) -> dict[str, Any] | None:
+async def dispatch(gateway: Gateway, conn: Connection, data: str) -> dict[str, Any] | bytes:
     """Validate one text frame, run its handler, and return the reply to send.
 
+    Returns:
+        The reply (``result`` or ``error``) as a dict, or as encoded JSON.
+
     Raises:
-        Invalid: the frame is not a JSON object with an integer ``id`` and a known ``type``.
+        Invalid: the frame is not a JSON object with an integer ``id``.
     """
     try:
         raw = orjson.loads(data)
@@ -68,7 +228,8 @@ async def dispatch(gateway: Gateway, conn: Connection, data: str) -> dict[str, A
     if not isinstance(request_id, int) or isinstance(request_id, bool):
         raise Invalid("request has no integer 'id'")
     kind = raw.get("type")
-    if kind not in HANDLERS:
+    handler = HANDLERS.get(kind) if isinstance(kind, str) else None
+    if handler is None:
         return error_reply(request_id, Invalid(f"unknown message type {kind!r}"))
     try:
         request = _ADAPTER.validate_python(raw)
@@ -77,7 +238,9 @@ async def dispatch(gateway: Gateway, conn: Connection, data: str) -> dict[str, A
         where = ".".join(str(p) for p in first["loc"][1:]) or "request"
         return error_reply(request_id, Invalid(f"{where}: {first['msg']}"))
     try:
-        data_out = await HANDLERS[kind](gateway, conn, request)
+        result = await handler(gateway, conn, request)
     except HybridconError as exc:
         return error_reply(request_id, exc)
-    return {"id": request_id, "type": "result", "data": data_out or {}}
+    if isinstance(result, bytes):
+        return b'{"id":%d,"type":"result","data":%s}' % (request_id, result)
+    return {"id": request_id, "type": "result", "data": result or {}}

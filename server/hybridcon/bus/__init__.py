@@ -1,0 +1,1 @@
+"""Publishing messages to topics: in-process (LocalBus) now, Redis for several nodes later."""

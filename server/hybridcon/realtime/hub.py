@@ -1,0 +1,139 @@
+"""Topics on this node: who is subscribed, publishing (serialised once), viewer counts.
+
+A message is encoded to JSON once and framed once per fan-out; every subscriber gets
+the same bytes. Sequenced messages go through the bus (sequence number and history
+for ``since``); high-rate state (viewer counts) is coalesced: counts are pushed at most
+once per ``count_interval`` and only when they changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from hybridcon.bus.local import LocalBus
+from hybridcon.realtime.connection import Connection
+from hybridcon.realtime.wire import text_frame
+
+COUNT_INTERVAL = 1.0
+
+
+class Hub:
+    """Subscriptions and fan-out for one node."""
+
+    def __init__(self, *, history: int, count_interval: float = COUNT_INTERVAL) -> None:
+        self.bus = LocalBus(self._deliver, history=history)
+        self._subscribers: dict[str, dict[Connection, None]] = {}
+        self._people: dict[str, Counter[str]] = {}  # topic -> sub -> connections
+        self._count_interval = count_interval
+        self._counts_sent: dict[str, int] = {}
+        self._changed: set[str] = set()
+        self._ticker: asyncio.Task[None] | None = None
+        self.on_count: Callable[[str, int], None] | None = None
+
+    # --- subscriptions -------------------------------------------------------------------
+
+    def subscribe(self, conn: Connection, topic: str) -> bool:
+        """Add ``conn`` to ``topic``; returns False when it already was."""
+        subs = self._subscribers.setdefault(topic, {})
+        if conn in subs:
+            return False
+        subs[conn] = None
+        conn.topics.add(topic)
+        people = self._people.setdefault(topic, Counter())
+        people[conn.claims.sub] += 1
+        if people[conn.claims.sub] == 1:
+            self._changed.add(topic)
+        return True
+
+    def unsubscribe(self, conn: Connection, topic: str) -> bool:
+        """Remove ``conn`` from ``topic``; returns False when it was not subscribed."""
+        subs = self._subscribers.get(topic)
+        if not subs or conn not in subs:
+            return False
+        del subs[conn]
+        conn.topics.discard(topic)
+        if not subs:
+            del self._subscribers[topic]
+        people = self._people[topic]
+        people[conn.claims.sub] -= 1
+        if people[conn.claims.sub] <= 0:
+            del people[conn.claims.sub]
+            self._changed.add(topic)
+        if not people:
+            del self._people[topic]
+        return True
+
+    def drop(self, conn: Connection) -> list[str]:
+        """Remove ``conn`` from every topic; returns the topics it was in."""
+        topics = list(conn.topics)
+        for topic in topics:
+            self.unsubscribe(conn, topic)
+        return topics
+
+    def viewers(self, topic: str) -> int:
+        """Distinct people subscribed to ``topic`` on this node."""
+        return len(self._people.get(topic, ()))
+
+    def subscribers(self, topic: str) -> int:
+        """Connections subscribed to ``topic``."""
+        return len(self._subscribers.get(topic, ()))
+
+    # --- publishing ----------------------------------------------------------------------
+
+    def _deliver(self, topic: str, payload: bytes) -> None:
+        subs = self._subscribers.get(topic)
+        if not subs:
+            return
+        frame = text_frame(payload)
+        for conn in list(subs):
+            conn.send_frame(frame)
+
+    def publish(self, topic: str, kind: str, fields: dict[str, Any]) -> int:
+        """Publish a sequenced message (kept for ``since``); returns its ``seq``."""
+        seq = self.bus.next_seq(topic)
+        payload = orjson.dumps({"type": kind, "topic": topic, "seq": seq, **fields})
+        self.bus.publish(topic, payload, seq)
+        return seq
+
+    def broadcast(self, topic: str, kind: str, fields: dict[str, Any]) -> None:
+        """Publish an unsequenced state message (not kept; newer state replaces it)."""
+        self.bus.publish(topic, orjson.dumps({"type": kind, "topic": topic, **fields}))
+
+    # --- coalesced viewer counts ---------------------------------------------------------
+
+    def start(self) -> None:
+        """Start pushing viewer counts."""
+        self._ticker = asyncio.create_task(self._tick(), name="presence-counts")
+
+    async def stop(self) -> None:
+        """Stop pushing viewer counts."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
+            self._ticker = None
+
+    def push_counts(self) -> None:
+        """Push ``presence.count`` for every topic whose count changed since the last push."""
+        changed, self._changed = self._changed, set()
+        for topic in changed:
+            if topic.startswith("mod:"):
+                continue
+            count = self.viewers(topic)
+            if self._counts_sent.get(topic) == count:
+                continue
+            self._counts_sent[topic] = count
+            if count == 0:
+                del self._counts_sent[topic]
+            self.broadcast(topic, "presence.count", {"viewers": count})
+            if self.on_count is not None:
+                self.on_count(topic, count)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self._count_interval)
+            self.push_counts()

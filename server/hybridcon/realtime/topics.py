@@ -1,0 +1,81 @@
+"""Subscribing to topics: access rules, snapshots, and recovery with ``since``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from hybridcon.core.engagement import EventKind
+from hybridcon.errors import Forbidden, NotFound
+from hybridcon.realtime.protocol import Ping, Subscribe, Unsubscribe, handles
+from hybridcon.store import chat as chat_store
+
+if TYPE_CHECKING:
+    from hybridcon.realtime.connection import Connection
+    from hybridcon.realtime.gateway import Gateway
+
+
+def check_topic(gateway: Gateway, conn: Connection, topic: str) -> None:
+    """Raise unless ``topic`` exists and the token may subscribe to it.
+
+    Raises:
+        NotFound: no such stage or session in the programme.
+        Forbidden: the token's role or scopes do not cover it.
+    """
+    if not gateway.services.programme.has_topic(topic):
+        raise NotFound(f"no topic {topic!r} in the programme")
+    if not conn.claims.may_subscribe(topic):
+        raise Forbidden(f"your token does not give access to {topic}")
+
+
+@handles("ping")
+async def ping(gateway: Gateway, _conn: Connection, _request: Ping) -> dict[str, Any]:
+    """Keep-alive: the server's time."""
+    return {"ts": gateway.services.clock().isoformat()}
+
+
+@handles("subscribe")
+async def subscribe(gateway: Gateway, conn: Connection, request: Subscribe) -> bytes:
+    """Join a topic: a snapshot of its state, what was missed since ``since``, then live."""
+    topic = request.topic
+    check_topic(gateway, conn, topic)
+    hub = gateway.hub
+    # Build the snapshot first (it may wait for the database), then subscribe and read
+    # the sequence number in one step, so nothing falls between snapshot and live.
+    if topic.startswith("mod:"):
+        base = topic.removeprefix("mod:")
+        held = await chat_store.held(gateway.services.db(), base)
+        snapshot: dict[str, Any] = {
+            "held": [{"topic": base, **line.message()} for line in held],
+        }
+        recent: list[bytes] = []
+    else:
+        chat = await gateway.chat.get(topic)
+        recent = [payload for _, payload in chat.recent]
+        snapshot = {"settings": chat.room.settings(), "polls": [], "questions": []}
+    first = hub.subscribe(conn, topic)
+    seq = hub.bus.last_seq(topic)
+    missed: list[bytes] | None = []
+    if request.since is not None:
+        missed = hub.bus.since(topic, request.since)
+    snapshot["viewers"] = hub.viewers(topic)
+    if first and not topic.startswith("mod:"):
+        gateway.engage(EventKind.JOIN, conn, topic, {})
+    return orjson.dumps(
+        {
+            "topic": topic,
+            "seq": seq,
+            "snapshot": {**snapshot, "chat": orjson.Fragment(b"[" + b",".join(recent) + b"]")},
+            "missed": orjson.Fragment(b"[" + b",".join(missed or []) + b"]"),
+            "reset": missed is None,
+        }
+    )
+
+
+@handles("unsubscribe")
+async def unsubscribe(gateway: Gateway, conn: Connection, request: Unsubscribe) -> dict[str, Any]:
+    """Leave a topic."""
+    if gateway.hub.unsubscribe(conn, request.topic) and not request.topic.startswith("mod:"):
+        gateway.engage(EventKind.LEAVE, conn, request.topic, {})
+    return {"topic": request.topic}
