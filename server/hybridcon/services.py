@@ -26,6 +26,7 @@ class Services:
     metrics: Metrics
     programme: Programme
     redeem_limiter: KeyedLimiter
+    hall_limiter: KeyedLimiter
     pool: asyncpg.Pool | None = None
     access: AccessControl | None = None
     revocations: RevocationMirror | None = None

@@ -1,6 +1,6 @@
 """The one settings object: the only reader of the environment.
 
-Every field is documented in ``docs/operations.md``; ``tests/unit/test_settings.py``
+Every field is documented in ``docs/operations.md``; ``tests/unit/test_docs.py``
 fails when a field is added here without a line there.
 """
 
@@ -82,6 +82,12 @@ class Settings(BaseSettings):
         default=10,
         ge=1,
         description="Redeem attempts allowed per client address per minute.",
+    )
+    hall_join_rate: float = Field(
+        default=10.0, gt=0, description="Phones per second that may join through one hall link."
+    )
+    hall_join_burst: float = Field(
+        default=300.0, ge=1, description="Phones that may join through one hall link at once."
     )
     max_connections_per_person: int = Field(
         default=2,

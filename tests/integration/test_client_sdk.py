@@ -3,20 +3,26 @@
 Two halves:
 
 * Against the real server (the ``client`` fixture: the real app on 127.0.0.1, port 0):
-  what the server supports today: auth, ``ping``, error replies, the close codes
-  4001/4003/4008, and reconnecting after the server drops a connection.
+  auth, ``ping``, error replies, the close codes 4001/4003/4008, ``subscribe`` and its
+  snapshot, chat between two SDK clients, ``presence.heartbeat`` and the pushed viewer
+  count, reconnecting after the server drops a connection (and catching up with
+  ``since``: the lines sent while the client was away arrive once, in order), a close
+  without reconnecting, and a slow consumer whose full event queue makes the client drop
+  the connection and catch up the same way.
 * Against a tiny scripted ``websockets.serve`` server on port 0 that replays frames
-  exactly as the wire protocol (CONTRACT.md, WebSocket) describes them. In this file's
-  first version the real server does not have ``subscribe`` yet, so the subscribe /
-  ``missed`` / duplicate ``seq`` / ``reset`` / slow-consumer logic is tested here at the
-  protocol level. Move those cases to the real server once subscribe and chat land.
+  exactly as the wire protocol (docs/protocol.md, WebSocket) describes them, for what
+  the real server does not produce on demand: a push racing ahead of the subscribe
+  reply, a ``seq`` repeated between ``missed`` and live pushes, ``reset`` after a
+  reconnect (``client.resync``), a topic refused after a reconnect, 4008 "too slow",
+  replies out of order and a server that never answers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -54,6 +60,47 @@ def gateway_connections(client: Any) -> list[Any]:
 
 async def take(events: AsyncIterator[dict[str, Any]], n: int) -> list[dict[str, Any]]:
     return [await asyncio.wait_for(anext(events), 5) for _ in range(n)]
+
+
+async def until(
+    events: AsyncIterator[dict[str, Any]],
+    match: Callable[[dict[str, Any]], bool],
+    timeout: float = 5.0,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The first event that matches, and the ones read before it."""
+    skipped: list[dict[str, Any]] = []
+    async with asyncio.timeout(timeout):
+        async for event in events:
+            if match(event):
+                return event, skipped
+            skipped.append(event)
+    raise AssertionError(f"the event stream ended; read {skipped}")
+
+
+def line(text: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: e["type"] == "chat.message" and e["text"] == text
+
+
+def viewers(n: int) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: e["type"] == "presence.count" and e["viewers"] == n
+
+
+def chat_of(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in events if e["type"] == "chat.message"]
+
+
+def connection_of(client: Any, sdk: HybridconClient) -> Any:
+    assert sdk.user is not None
+    [conn] = [c for c in gateway_connections(client) if c.claims.sub == sdk.user["id"]]
+    return conn
+
+
+@pytest.fixture
+def nowhere() -> Iterator[str]:
+    """A ws:// URL on a port that is bound but not listening: connecting is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"ws://127.0.0.1:{sock.getsockname()[1]}/ws"
 
 
 # -- the real server -----------------------------------------------------------------------
@@ -174,6 +221,157 @@ async def test_the_client_reconnects_after_the_server_drops_it(client, how):
         assert "ts" in await sdk.ping()
         [new_conn] = gateway_connections(client)
         assert new_conn is not conn
+
+
+async def test_without_reconnect_a_close_ends_the_stream(client):
+    async with HybridconClient(ws_url(client), issue(client), reconnect=False) as sdk:
+        events = sdk.events()
+        [conn] = gateway_connections(client)
+        conn.close(1001, "server going away")
+        with pytest.raises(ConnectionClosedByServer) as caught:
+            await asyncio.wait_for(anext(events), 5)
+        assert caught.value.code == 1001 and caught.value.reason == "server going away"
+        assert sdk.closed and sdk.reconnects == 0
+        with pytest.raises(ConnectionClosedByServer):
+            await sdk.ping()
+    await eventually(lambda: gateway_connections(client) == [], what="the server to forget it")
+
+
+async def test_subscribe_returns_the_snapshot_and_counts_on_from_its_seq(client):
+    url = ws_url(client)
+    async with (
+        HybridconClient(url, issue(client, name="Ann")) as ann,
+        HybridconClient(url, issue(client, name="Bob")) as bob,
+    ):
+        earlier = await ann.send_chat(TOPIC, "Goeiemorgen")  # sending needs no subscription
+        data = await bob.subscribe(TOPIC)
+        assert data["topic"] == TOPIC
+        assert data["reset"] is False and data["missed"] == []
+        snapshot = data["snapshot"]
+        assert snapshot["viewers"] == 1  # Bob; Ann has not subscribed
+        assert snapshot["settings"] == {"slowmode": 0, "hold_first": False}
+        [old] = snapshot["chat"]
+        assert old["msg_id"] == earlier["msg_id"] and old["text"] == "Goeiemorgen"
+        assert old["seq"] == data["seq"]
+        assert bob.topics == (TOPIC,)
+        assert bob.last_seq == {TOPIC: data["seq"]}
+        # The snapshot's line is not repeated in the stream; the next one follows it.
+        await ann.send_chat(TOPIC, "Is de livestream al begonnen?")
+        msg, before = await until(bob.events(), line("Is de livestream al begonnen?"))
+        assert chat_of(before) == []
+        assert msg["seq"] == data["seq"] + 1
+        assert bob.last_seq == {TOPIC: msg["seq"]}
+        # A topic the token does not cover: a HybridconError, the connection lives on.
+        with pytest.raises(HybridconError) as caught:
+            await bob.subscribe("stage:nowhere")
+        assert caught.value.code == "not_found"
+        assert bob.topics == (TOPIC,)
+
+
+async def test_send_chat_arrives_as_chat_message_on_the_others_events(client):
+    url = ws_url(client)
+    async with (
+        HybridconClient(url, issue(client, name="Ann")) as ann,
+        HybridconClient(url, issue(client, name="Bob")) as bob,
+    ):
+        ann_events, bob_events = ann.events(), bob.events()
+        for sdk in (ann, bob):
+            await sdk.subscribe(TOPIC)
+        sent = await ann.send_chat(TOPIC, "Dag Bob <b>!</b>")
+        assert sent["held"] is False
+        msg, _ = await until(bob_events, line("Dag Bob <b>!</b>"))
+        assert msg["msg_id"] == sent["msg_id"] and msg["topic"] == TOPIC
+        assert ann.user is not None
+        assert msg["author"] == {"id": ann.user["id"], "name": "Ann", "role": "viewer"}
+        reply = await bob.send_chat(TOPIC, "Dag Ann")
+        back, _ = await until(bob_events, line("Dag Ann"))  # Bob sees his own line too
+        assert back["msg_id"] == reply["msg_id"] and back["seq"] == msg["seq"] + 1
+        _, before = await until(ann_events, line("Dag Ann"))
+        assert [m["text"] for m in chat_of(before)] == ["Dag Bob <b>!</b>"]
+
+
+async def test_after_an_abrupt_drop_the_client_catches_up_once_and_in_order(client, nowhere):
+    url = ws_url(client)
+    async with (
+        HybridconClient(url, issue(client), backoff_initial=0.01, backoff_max=0.05) as ann,
+        HybridconClient(url, issue(client)) as bob,
+    ):
+        ann_events = ann.events()
+        await ann.subscribe(TOPIC)
+        await bob.subscribe(TOPIC)
+        await bob.send_chat(TOPIC, "een")
+        first, _ = await until(ann_events, line("een"))
+        # The network goes away: the server drops Ann without a close frame, and her
+        # reconnect attempts are refused until the network comes back.
+        ann.url = nowhere
+        conn = connection_of(client, ann)
+        conn.ws._req.transport.close()
+        await eventually(
+            lambda: not ann.connected and conn not in gateway_connections(client),
+            what="both ends to notice the drop",
+        )
+        for text in ("twee", "drie", "vier"):
+            await bob.send_chat(TOPIC, text)
+        ann.url = url
+        vier, meanwhile = await until(ann_events, line("vier"))
+        assert ann.reconnects == 1
+        assert [e["type"] for e in meanwhile if e["type"] != "presence.count"] == [
+            RECONNECTED,
+            "chat.message",
+            "chat.message",
+        ]
+        await bob.send_chat(TOPIC, "vijf")  # and live again
+        vijf, after = await until(ann_events, line("vijf"))
+        assert chat_of(after) == []
+        got = [*chat_of(meanwhile), vier, vijf]
+        assert [m["text"] for m in got] == ["twee", "drie", "vier", "vijf"]
+        assert [m["seq"] - first["seq"] for m in got] == [1, 2, 3, 4]  # once each, no gaps
+        assert ann.last_seq == {TOPIC: first["seq"] + 4}
+        assert ann.topics == (TOPIC,)
+
+
+async def test_a_slow_consumer_drops_the_connection_and_catches_up_with_since(client):
+    url = ws_url(client)
+    async with (
+        HybridconClient(url, issue(client), backoff_initial=0.01, max_queue=4) as ann,
+        HybridconClient(url, issue(client)) as bob,
+    ):
+        await ann.subscribe(TOPIC)
+        texts = [f"regel {n}" for n in range(1, 11)]
+        for text in texts:  # Ann reads nothing meanwhile
+            await bob.send_chat(TOPIC, text)
+        await eventually(lambda: not ann.connected, what="Ann's client to drop the connection")
+        got: list[dict[str, Any]] = []
+        async with asyncio.timeout(5):
+            async for event in ann.events():
+                if event["type"] == "chat.message":
+                    got.append(event)
+                if got and got[-1]["text"] == texts[-1]:
+                    break
+        assert [m["text"] for m in got] == texts
+        assert [m["seq"] - got[0]["seq"] for m in got] == list(range(10))
+        assert ann.reconnects >= 1 and ann.connected
+
+
+async def test_heartbeat_returns_the_viewer_count_as_people_come_and_go(client):
+    url = ws_url(client)
+    async with HybridconClient(url, issue(client)) as ann:
+        ann_events = ann.events()
+        with pytest.raises(HybridconError) as caught:  # not subscribed there
+            await ann.heartbeat(TOPIC, playing=True, visible=True)
+        assert caught.value.code == "invalid"
+        await ann.subscribe(TOPIC)
+        beat = await ann.heartbeat(TOPIC, playing=True, visible=True, muted=False, quality="720p")
+        assert beat == {"viewers": 1}
+        bob = await HybridconClient(url, issue(client)).connect()
+        try:
+            await bob.subscribe(TOPIC)
+            assert (await ann.heartbeat(TOPIC, playing=True, visible=False))["viewers"] == 2
+            await until(ann_events, viewers(2))  # the coalesced push, at most once a second
+        finally:
+            await bob.close()
+        await until(ann_events, viewers(1))
+        assert (await ann.heartbeat(TOPIC, playing=False, visible=True))["viewers"] == 1
 
 
 # -- a scripted fake server (protocol level) ------------------------------------------
@@ -353,52 +551,6 @@ async def test_4008_too_slow_reconnects_but_too_many_connections_is_final(fake):
         assert sdk.closed and sdk.reconnects == 1 and srv.connections == 2
     assert should_reconnect(1006, "") and should_reconnect(1001, "")
     assert not should_reconnect(4001, "") and not should_reconnect(4003, "")
-
-
-async def test_without_reconnect_any_close_ends_the_stream(fake):
-    async def going_away(ws: ServerConnection, srv: FakeServer) -> None:
-        await srv.auth(ws, "s1")
-        await ws.close(1001, "server going away")
-
-    srv = await fake(going_away)
-    async with HybridconClient(srv.url, "token", reconnect=False) as sdk:
-        with pytest.raises(ConnectionClosedByServer) as caught:
-            await anext(sdk.events())
-        assert caught.value.code == 1001
-    assert srv.connections == 1
-
-
-async def test_a_slow_consumer_drops_the_connection_and_catches_up_with_since(fake):
-    history = [chat(seq) for seq in range(1, 11)]
-
-    async def first(ws: ServerConnection, srv: FakeServer) -> None:
-        await srv.auth(ws, "s0")
-        sub = await srv.recv(ws)
-        data = {"topic": TOPIC, "seq": 0, "snapshot": {}, "missed": [], "reset": False}
-        await send(ws, result(sub, data), *history)
-        await ws.wait_closed()
-
-    async def later(ws: ServerConnection, srv: FakeServer) -> None:
-        await srv.auth(ws, f"s{srv.connections}")
-        sub = await srv.recv(ws)
-        missed = [e for e in history if e["seq"] > sub["since"]]
-        data = {"topic": TOPIC, "seq": 10, "snapshot": {}, "missed": missed, "reset": False}
-        await send(ws, result(sub, data))
-        await ws.wait_closed()
-
-    srv = await fake(first, later)
-    async with HybridconClient(srv.url, "token", backoff_initial=0.01, max_queue=4) as sdk:
-        await sdk.subscribe(TOPIC)
-        await eventually(lambda: not sdk.connected, what="the client to drop the connection")
-        got: list[int] = []
-        async for event in sdk.events():
-            if event["type"] == "chat.message":
-                got.append(event["seq"])
-            if got and got[-1] == 10:
-                break
-        assert got == list(range(1, 11))
-        assert sdk.reconnects >= 1
-    assert srv.subscribes()[1]["since"] == 4
 
 
 async def test_replies_are_routed_by_id_and_a_silent_server_times_out(fake):

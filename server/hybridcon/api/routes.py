@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from hybridcon.api import health, invites, programme, tokens
+from hybridcon.api import halls, health, invites, programme, tokens
 
 
 def setup(app: web.Application) -> None:
@@ -20,3 +20,6 @@ def setup(app: web.Application) -> None:
     r.add_get("/api/v1/revocations", tokens.list_revocations)
     r.add_get("/api/v1/audit", tokens.audit_log)
     r.add_post("/api/v1/invites/redeem", invites.redeem)
+    r.add_get("/api/v1/halls", halls.list_links)
+    r.add_post("/api/v1/halls/{stage}/links", halls.create_link)
+    r.add_post("/api/v1/halls/join", halls.join)

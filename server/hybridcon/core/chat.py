@@ -37,23 +37,28 @@ class Decision:
     matched: tuple[str, ...] = ()
 
 
-def clean_text(text: str) -> str:
-    """Chat text as stored: plain text, normalised (NFC), control characters removed,
-    surrounding white space trimmed.
+def clean_text(text: str, *, max_length: int = MAX_TEXT_LENGTH, what: str = "text") -> str:
+    """Text as stored: plain text, normalised (NFC), control characters removed,
+    surrounding white space trimmed. Used for chat lines, questions, poll texts.
 
     It is delivered as data in JSON, never as markup; clients must render it as text.
 
+    Args:
+        text: what was sent.
+        max_length: the limit after cleaning.
+        what: the field's name for messages ("text", "question", "an option label").
+
     Raises:
-        Invalid: empty after cleaning, or longer than ``MAX_TEXT_LENGTH`` characters.
+        Invalid: empty after cleaning, or longer than ``max_length`` characters.
     """
     normal = unicodedata.normalize("NFC", text)
     kept = "".join(
         ch for ch in normal if ch in "\n\t" or unicodedata.category(ch) not in {"Cc", "Cf", "Cs"}
     ).strip()
     if not kept:
-        raise Invalid("text is empty")
-    if len(kept) > MAX_TEXT_LENGTH:
-        raise Invalid(f"text is longer than {MAX_TEXT_LENGTH} characters")
+        raise Invalid(f"{what} is empty")
+    if len(kept) > max_length:
+        raise Invalid(f"{what} is longer than {max_length} characters")
     return kept
 
 

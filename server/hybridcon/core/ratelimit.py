@@ -60,6 +60,11 @@ class KeyedLimiter:
         self.max_keys = max_keys
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
 
+    def wait(self, key: str, now: float) -> float:
+        """Seconds until ``key`` may act again, without spending anything (0: now)."""
+        bucket = self._buckets.get(key)
+        return 0.0 if bucket is None else bucket.retry_after(now)
+
     def take(self, key: str, now: float) -> float:
         """Spend one token for ``key``. Returns 0 when allowed, else seconds to wait."""
         bucket = self._buckets.get(key)

@@ -91,8 +91,12 @@ class Claims:
     exp: datetime
 
     def covers(self, scope: str) -> bool:
-        """Whether the token's scopes include ``scope`` (``*`` includes all)."""
-        return "*" in self.scopes or scope in self.scopes
+        """Whether the token's scopes include ``scope`` (``*`` includes all; ``hall:x``,
+        a phone in the room of stage ``x``, includes ``stage:x``)."""
+        if "*" in self.scopes or scope in self.scopes:
+            return True
+        kind, _, ident = scope.partition(":")
+        return kind == "stage" and f"hall:{ident}" in self.scopes
 
     def may_subscribe(self, topic: str) -> bool:
         """Whether this token may subscribe to ``topic``.

@@ -2,8 +2,8 @@
 
 Per topic the node keeps the :class:`~hybridcon.core.chat.ChatRoom` (settings and
 sanctions, loaded from PostgreSQL on first use) and the most recent lines as encoded
-messages for subscribe snapshots. A line is stored before it is published, under the
-topic's lock, so sequence numbers and storage agree and arrive in order.
+messages for subscribe snapshots. A line is stored before it is published; its sequence
+number is taken at the moment it is published (see :func:`_publish_line`).
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from hybridcon.core.chat import ChatRoom, Verdict
-from hybridcon.core.engagement import EventKind
+from hybridcon.core.engagement import EventKind, actor_hash
 from hybridcon.core.tokens import STAFF_ROLES, Role
 from hybridcon.errors import Forbidden, NotFound
 from hybridcon.realtime.protocol import (
@@ -103,7 +103,8 @@ def require_moderator(conn: Connection, topic: str) -> None:
     claims = conn.claims
     if claims.role not in STAFF_ROLES:
         raise Forbidden("only moderators and organisers may do this")
-    if not claims.may_subscribe(f"mod:{topic}"):
+    # `event` (announcements to all) has no mod: topic; any staff token moderates it.
+    if topic != "event" and not claims.may_subscribe(f"mod:{topic}"):
         raise Forbidden(f"your token does not cover {topic}")
 
 
@@ -112,7 +113,11 @@ async def _audit_and_log(
 ) -> None:
     """Every moderation action: in the audit log (who, what, when) and the engagement log."""
     claims = conn.claims
-    gateway.engage(EventKind.CHAT_MODERATED, conn, topic, {"action": action, **detail})
+    # The engagement log holds people only as keyed hashes; the audit log names them.
+    logged = dict(detail)
+    if "user_id" in logged:
+        logged["user_id"] = actor_hash(gateway.services.actor_key, str(logged["user_id"]))
+    gateway.engage(EventKind.CHAT_MODERATED, conn, topic, {"action": action, **logged})
     await audit.record(
         gateway.services.db(),
         actor=claims.sub,
@@ -152,21 +157,16 @@ async def send(gateway: Gateway, conn: Connection, request: ChatSend) -> dict[st
         ts=now,
         held=decision.verdict is Verdict.HOLD,
     )
-    async with chat.lock:
-        if decision.verdict is Verdict.HOLD:
-            await chat_store.insert(services.db(), line)
-            gateway.hub.publish(
-                f"mod:{topic}",
-                "chat.held",
-                {**line.message(), "reason": decision.reason, "matched": list(decision.matched)},
-            )
-        else:
-            seq = gateway.hub.bus.next_seq(topic)
-            stored = ChatLine(**{**_fields(line), "seq": seq})
-            await chat_store.insert(services.db(), stored)
-            payload = _encode(stored)
-            chat.recent.append((line.msg_id, payload))
-            gateway.hub.bus.publish(topic, payload, seq)
+    # Stored first, without a seq: nothing is published that is not stored.
+    await chat_store.insert(services.db(), line)
+    if decision.verdict is Verdict.HOLD:
+        gateway.hub.publish(
+            f"mod:{topic}",
+            "chat.held",
+            {**line.message(), "reason": decision.reason, "matched": list(decision.matched)},
+        )
+    else:
+        await _publish_line(gateway, chat, line)
     gateway.engage(
         EventKind.CHAT,
         conn,
@@ -179,8 +179,17 @@ async def send(gateway: Gateway, conn: Connection, request: ChatSend) -> dict[st
     return result
 
 
-def _fields(line: ChatLine) -> dict[str, Any]:
-    return {name: getattr(line, name) for name in ChatLine.__slots__}
+async def _publish_line(gateway: Gateway, chat: TopicChat, line: ChatLine) -> int:
+    """Publish a stored line: its seq is taken and the message sent in one step (no await
+    in between), so seq order is delivery order and a subscriber's snapshot and the live
+    stream never straddle a number. The seq is recorded afterwards."""
+    seq = gateway.hub.bus.next_seq(line.topic)
+    published = replace(line, seq=seq)
+    payload = _encode(published)
+    chat.recent.append((line.msg_id, payload))
+    gateway.hub.bus.publish(line.topic, payload, seq)
+    await chat_store.set_seq(gateway.services.db(), line.topic, line.msg_id, seq)
+    return seq
 
 
 def _anonymous(role: Role) -> str:
@@ -209,55 +218,53 @@ async def delete(gateway: Gateway, conn: Connection, request: ChatDelete) -> dic
     return {"msg_id": request.msg_id}
 
 
+async def _sanctioned(
+    gateway: Gateway, conn: Connection, topic: str, action: str, detail: dict[str, Any]
+) -> dict[str, Any]:
+    """Tell the topic's moderators (``chat.sanction``) and audit; returns the result data."""
+    gateway.hub.publish(f"mod:{topic}", "chat.sanction", {"action": action, **detail})
+    await _audit_and_log(gateway, conn, action, topic, str(detail["user_id"]), detail)
+    return detail
+
+
 @handles("chat.timeout")
 async def timeout(gateway: Gateway, conn: Connection, request: ChatTimeout) -> dict[str, Any]:
     """Mute a person in a topic for a while; their sends fail with ``muted``."""
-    topic = request.topic
-    require_moderator(conn, topic)
-    chat = await gateway.chat.get(topic)
-    services = gateway.services
-    until = chat.room.timeout(request.user_id, request.seconds, services.clock())
+    require_moderator(conn, request.topic)
+    chat = await gateway.chat.get(request.topic)
+    until = chat.room.timeout(request.user_id, request.seconds, gateway.services.clock())
     await chat_store.sanction(
-        services.db(), topic, request.user_id, "timeout", until, by=conn.claims.sub
+        gateway.services.db(),
+        request.topic,
+        request.user_id,
+        "timeout",
+        until,
+        by=conn.claims.sub,
     )
     detail = {"user_id": request.user_id, "seconds": request.seconds, "until": until.isoformat()}
-    gateway.hub.publish(f"mod:{topic}", "chat.sanction", {"action": "timeout", **detail})
-    await _audit_and_log(gateway, conn, "timeout", topic, request.user_id, detail)
-    return {"user_id": request.user_id, "until": until.isoformat()}
+    return await _sanctioned(gateway, conn, request.topic, "timeout", detail)
 
 
 @handles("chat.ban")
 async def ban(gateway: Gateway, conn: Connection, request: ChatBan) -> dict[str, Any]:
     """Ban a person from a topic's chat; their sends fail with ``banned``."""
-    topic = request.topic
-    require_moderator(conn, topic)
-    chat = await gateway.chat.get(topic)
+    require_moderator(conn, request.topic)
+    chat = await gateway.chat.get(request.topic)
     chat.room.ban(request.user_id)
     await chat_store.sanction(
-        gateway.services.db(), topic, request.user_id, "ban", None, by=conn.claims.sub
+        gateway.services.db(), request.topic, request.user_id, "ban", None, by=conn.claims.sub
     )
-    gateway.hub.publish(
-        f"mod:{topic}", "chat.sanction", {"action": "ban", "user_id": request.user_id}
-    )
-    await _audit_and_log(gateway, conn, "ban", topic, request.user_id, {"user_id": request.user_id})
-    return {"user_id": request.user_id}
+    return await _sanctioned(gateway, conn, request.topic, "ban", {"user_id": request.user_id})
 
 
 @handles("chat.unban")
 async def unban(gateway: Gateway, conn: Connection, request: ChatUnban) -> dict[str, Any]:
     """Lift a person's ban and timeout in a topic."""
-    topic = request.topic
-    require_moderator(conn, topic)
-    chat = await gateway.chat.get(topic)
+    require_moderator(conn, request.topic)
+    chat = await gateway.chat.get(request.topic)
     chat.room.unban(request.user_id)
-    await chat_store.lift(gateway.services.db(), topic, request.user_id)
-    gateway.hub.publish(
-        f"mod:{topic}", "chat.sanction", {"action": "unban", "user_id": request.user_id}
-    )
-    await _audit_and_log(
-        gateway, conn, "unban", topic, request.user_id, {"user_id": request.user_id}
-    )
-    return {"user_id": request.user_id}
+    await chat_store.lift(gateway.services.db(), request.topic, request.user_id)
+    return await _sanctioned(gateway, conn, request.topic, "unban", {"user_id": request.user_id})
 
 
 async def _settings_changed(
@@ -295,16 +302,12 @@ async def approve(gateway: Gateway, conn: Connection, request: ChatApprove) -> d
     require_moderator(conn, topic)
     chat = await gateway.chat.get(topic)
     pool = gateway.services.db()
-    async with chat.lock:
+    async with chat.lock:  # two moderators approving at once publish it once
         line = await chat_store.get(pool, topic, request.msg_id)
         if line is None or not line.held:
             raise NotFound(f"no held message {request.msg_id!r} in {topic}")
-        seq = gateway.hub.bus.next_seq(topic)
-        await chat_store.release(pool, topic, request.msg_id, seq)
-        released = ChatLine(**{**_fields(line), "seq": seq, "held": False})
-        payload = _encode(released)
-        chat.recent.append((line.msg_id, payload))
-        gateway.hub.bus.publish(topic, payload, seq)
+        await chat_store.release(pool, topic, request.msg_id)
+        seq = await _publish_line(gateway, chat, replace(line, held=False))
         gateway.hub.publish(f"mod:{topic}", "chat.approved", {"msg_id": line.msg_id})
     chat.room.approve(line.author_id)
     await _audit_and_log(gateway, conn, "approve", topic, line.msg_id, {"msg_id": line.msg_id})

@@ -38,11 +38,14 @@ from hybridcon.errors import (
 )
 
 # Importing the handler modules registers their request types.
-from hybridcon.realtime import chat, presence, topics  # noqa: F401
+from hybridcon.realtime import chat, polls, presence, qa, reactions, topics  # noqa: F401
 from hybridcon.realtime.chat import ChatState
 from hybridcon.realtime.connection import CLOSE_TIMEOUT, Connection, Flusher
 from hybridcon.realtime.hub import Hub
+from hybridcon.realtime.polls import PollBook
 from hybridcon.realtime.protocol import dispatch, error_reply
+from hybridcon.realtime.qa import QaBook
+from hybridcon.realtime.reactions import Reactions
 from hybridcon.realtime.registry import ConnectionRegistry
 from hybridcon.services import SERVICES, Services
 
@@ -78,6 +81,9 @@ class Gateway:
         self.flusher = Flusher(settings.ws_flush_interval)
         self.hub = Hub(history=settings.topic_history)
         self.chat = ChatState(self, recent=settings.chat_recent)
+        self.polls = PollBook(self)
+        self.qa = QaBook(self)
+        self.reactions = Reactions(self)
         self.word_filter = load_word_filter(list(settings.wordfilter_files))
         self._tasks: set[asyncio.Task[Any]] = set()
         # One event per running handler, set when its clean-up (leave events, metrics)
@@ -103,6 +109,12 @@ class Gateway:
             )
         )
 
+    def engage_system(self, kind: EventKind, topic: str | None, data: dict[str, Any]) -> None:
+        """Log an engagement event that no person caused (a poll opening on schedule)."""
+        writer = self.services.engagement
+        if writer is not None:
+            writer.log(EngagementEvent.new(kind, ts=self.services.clock(), topic=topic, data=data))
+
     def background(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run ``coro`` as a task the gateway keeps a reference to until it ends."""
         task = asyncio.get_running_loop().create_task(coro)
@@ -116,12 +128,16 @@ class Gateway:
             conn.close(close_code_for(Revoked("")), "token revoked")
 
     async def start(self) -> None:
-        """Start the coalesced viewer counts."""
+        """Load the polls and start the periodic pushes (counts, results, reactions)."""
+        await self.polls.start()
         self.hub.start()
+        self.reactions.start()
 
     async def shutdown(self) -> None:
         """Close every connection with 1001 and wait for them."""
         await self.hub.stop()
+        await self.polls.stop()
+        await self.reactions.stop()
         for conn in list(self.connections):
             conn.close(CLOSE_GOING_AWAY, "server going away")
         if self._handlers:

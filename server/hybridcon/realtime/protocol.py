@@ -12,7 +12,17 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
 
 from hybridcon.errors import HybridconError, Invalid
 
@@ -146,6 +156,112 @@ class PresenceHeartbeat(Request):
     ) = None
 
 
+PollId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+QuestionId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+
+
+class PollCreate(Request):
+    """Moderator: prepare a poll (a draft) on one or several topics."""
+
+    type: Literal["poll.create"]
+    topics: list[Topic] = Field(min_length=1, max_length=20)
+    question: RawText
+    kind: str
+    options: list[Annotated[str, StringConstraints(max_length=400)]] = Field(
+        default_factory=list, max_length=20
+    )
+    scale_max: int = 5
+    visibility: str = "live"
+    allow_change: bool = False
+    opens_at: AwareDatetime | None = None
+    at_session: Annotated[str, StringConstraints(pattern=rf"^{_ID}$")] | None = None
+    open: bool = False
+
+
+class PollOpen(Request):
+    """Moderator: open a poll now."""
+
+    type: Literal["poll.open"]
+    poll_id: PollId
+
+
+class PollClose(Request):
+    """Moderator: close a poll; everyone gets the final results (if shown)."""
+
+    type: Literal["poll.close"]
+    poll_id: PollId
+
+
+class PollVote(Request):
+    """Vote; one vote per person per poll, a retry is harmless."""
+
+    type: Literal["poll.vote"]
+    poll_id: PollId
+    choice: (
+        Annotated[StrictStr, StringConstraints(max_length=4000)]
+        | StrictInt
+        | Annotated[
+            list[Annotated[StrictStr, StringConstraints(max_length=8)]], Field(max_length=20)
+        ]
+    )
+    topic: Topic | None = None
+
+
+class PollResults(Request):
+    """Moderator: the current results, combined and per origin."""
+
+    type: Literal["poll.results"]
+    poll_id: PollId
+
+
+class QaAsk(Request):
+    """Ask a question in a topic."""
+
+    type: Literal["qa.ask"]
+    topic: Topic
+    text: RawText
+    anonymous: bool = False
+
+
+class QaUpvote(Request):
+    """Upvote a question; once per person."""
+
+    type: Literal["qa.upvote"]
+    question_id: QuestionId
+
+
+class QaModerate(Request):
+    """Moderator: approve, answer or dismiss a question."""
+
+    type: Literal["qa.approve", "qa.answer", "qa.dismiss"]
+    question_id: QuestionId
+
+
+class QaMerge(Request):
+    """Moderator: merge a near-duplicate into another question (upvoters join)."""
+
+    type: Literal["qa.merge"]
+    question_id: QuestionId
+    into: QuestionId
+
+
+class QaSettingsRequest(Request):
+    """Moderator: Q&A settings of a topic."""
+
+    type: Literal["qa.settings"]
+    topic: Topic
+    moderated: bool
+    anonymous: bool
+
+
+class React(Request):
+    """A reaction from the small fixed set; counts are pushed at most once a second."""
+
+    type: Literal["react"]
+    topic: Topic
+    emoji: Annotated[str, StringConstraints(max_length=8)]
+
+
 AnyRequest = Annotated[
     Ping
     | Subscribe
@@ -159,13 +275,24 @@ AnyRequest = Annotated[
     | ChatHold
     | ChatApprove
     | ChatReport
-    | PresenceHeartbeat,
+    | PresenceHeartbeat
+    | PollCreate
+    | PollOpen
+    | PollClose
+    | PollVote
+    | PollResults
+    | QaAsk
+    | QaUpvote
+    | QaModerate
+    | QaMerge
+    | QaSettingsRequest
+    | React,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[AnyRequest] = TypeAdapter(AnyRequest)
 
 REQUEST_TYPES: tuple[str, ...] = tuple(
-    m.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
+    kind
     for m in (
         Ping,
         Subscribe,
@@ -180,7 +307,19 @@ REQUEST_TYPES: tuple[str, ...] = tuple(
         ChatApprove,
         ChatReport,
         PresenceHeartbeat,
+        PollCreate,
+        PollOpen,
+        PollClose,
+        PollVote,
+        PollResults,
+        QaAsk,
+        QaUpvote,
+        QaModerate,
+        QaMerge,
+        QaSettingsRequest,
+        React,
     )
+    for kind in m.model_fields["type"].annotation.__args__  # type: ignore[union-attr]
 )
 
 # A handler returns the result's data (a dict), or bytes: an already encoded result

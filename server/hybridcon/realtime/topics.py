@@ -46,14 +46,32 @@ async def subscribe(gateway: Gateway, conn: Connection, request: Subscribe) -> b
     if topic.startswith("mod:"):
         base = topic.removeprefix("mod:")
         held = await chat_store.held(gateway.services.db(), base)
+        qa = await gateway.qa.topic(base)
         snapshot: dict[str, Any] = {
             "held": [{"topic": base, **line.message()} for line in held],
+            "polls": [
+                {**p.describe(results=False), "results": p.tally.results(split=True)}
+                for p in gateway.polls.open_on(base)
+            ],
+            "questions": qa.listing(moderator=True),
         }
         recent: list[bytes] = []
     else:
         chat = await gateway.chat.get(topic)
+        qa = await gateway.qa.topic(topic)
         recent = [payload for _, payload in chat.recent]
-        snapshot = {"settings": chat.room.settings(), "polls": [], "questions": []}
+        snapshot = {
+            "settings": chat.room.settings(),
+            "polls": [
+                {
+                    **p.describe(results=p.tally.audience_sees_results()),
+                    "voted": conn.claims.sub in p.tally.ballots,
+                }
+                for p in gateway.polls.open_on(topic)
+            ],
+            "questions": qa.listing(moderator=False),
+            "qa": {"moderated": qa.settings.moderated, "anonymous": qa.settings.anonymous},
+        }
     first = hub.subscribe(conn, topic)
     seq = hub.bus.last_seq(topic)
     missed: list[bytes] | None = []

@@ -7,7 +7,7 @@ delivery cheap (realtime findings: a loopback write costs ~11 µs; ten frames in
 write cost the same as one). aiohttp itself still writes control frames (pong, close)
 on the same transport; both sides write whole frames synchronously, so they never
 interleave inside a frame. Compression is off on these sockets (it would need the
-per-message deflate context of each receiver). ``tests/integration/test_wire.py``
+per-message deflate context of each receiver). ``tests/integration/test_fanout.py``
 checks this against the pinned aiohttp.
 """
 

@@ -74,7 +74,7 @@ async def recent(conn: Executor, topic: str, limit: int) -> list[ChatLine]:
     rows = await conn.fetch(
         f"""SELECT {_COLUMNS} FROM chat_messages
             WHERE topic = $1 AND NOT held AND deleted_at IS NULL
-            ORDER BY seq DESC LIMIT $2""",  # noqa: S608
+            ORDER BY ts DESC, seq DESC NULLS LAST LIMIT $2""",  # noqa: S608
         topic,
         limit,
     )
@@ -86,7 +86,7 @@ async def held(conn: Executor, topic: str, limit: int = 200) -> list[ChatLine]:
     rows = await conn.fetch(
         f"""SELECT {_COLUMNS} FROM chat_messages
             WHERE topic = $1 AND held AND deleted_at IS NULL
-            ORDER BY seq LIMIT $2""",  # noqa: S608
+            ORDER BY ts LIMIT $2""",  # noqa: S608
         topic,
         limit,
     )
@@ -117,16 +117,22 @@ async def delete(conn: Executor, topic: str, msg_id: str, *, by: str, now: datet
     return result.endswith(" 1")
 
 
-async def release(conn: Executor, topic: str, msg_id: str, seq: int) -> bool:
-    """Publish a held line: it is no longer held and takes its published ``seq``."""
+async def release(conn: Executor, topic: str, msg_id: str) -> bool:
+    """A held line is no longer held (it is about to be published)."""
     result = await conn.execute(
-        """UPDATE chat_messages SET held = false, seq = $3
+        """UPDATE chat_messages SET held = false
            WHERE topic = $1 AND msg_id = $2 AND held AND deleted_at IS NULL""",
         topic,
         msg_id,
-        seq,
     )
     return result.endswith(" 1")
+
+
+async def set_seq(conn: Executor, topic: str, msg_id: str, seq: int) -> None:
+    """Record the sequence number a line was published with."""
+    await conn.execute(
+        "UPDATE chat_messages SET seq = $3 WHERE topic = $1 AND msg_id = $2", topic, msg_id, seq
+    )
 
 
 async def load_room(conn: Executor, topic: str, now: datetime) -> ChatRoom:

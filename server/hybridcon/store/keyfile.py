@@ -81,7 +81,7 @@ def update_keyset(path: Path, change: Callable[[Keyset], Keyset]) -> Keyset:
 
 
 def load_or_create_secret(path: Path) -> bytes:
-    """The invite secret at ``path``, created with random bytes if missing.
+    """The secret at ``path`` (invite codes, actor hashes), created with random bytes if missing.
 
     Raises:
         ConfigError: the file exists but is too short to be a secret.
@@ -90,7 +90,7 @@ def load_or_create_secret(path: Path) -> bytes:
         if path.exists():
             secret = path.read_bytes()
             if len(secret) < 16:
-                raise ConfigError(f"invite secret {path} is shorter than 16 bytes")
+                raise ConfigError(f"secret file {path} is shorter than 16 bytes")
             return secret
         secret = secrets.token_bytes(INVITE_SECRET_BYTES)
         _write_atomic(path, secret)

@@ -1,0 +1,140 @@
+"""Polls and votes in PostgreSQL. Votes are written in batches, one row per person."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from hybridcon.core.polls import Answer, Option, PollKind, PollSpec, PollState, Visibility
+from hybridcon.store.db import Executor
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPoll:
+    """A poll row."""
+
+    poll_id: uuid.UUID
+    spec: PollSpec
+    state: PollState
+    created_by: str
+
+
+def _spec(row: Any) -> PollSpec:
+    return PollSpec(
+        question=row["question"],
+        kind=PollKind(row["kind"]),
+        topics=tuple(row["topics"]),
+        options=tuple(Option(id=o["id"], label=o["label"]) for o in orjson.loads(row["options"])),
+        scale_max=row["scale_max"],
+        visibility=Visibility(row["results_visibility"]),
+        allow_change=row["allow_change"],
+        opens_at=row["opens_at"],
+    )
+
+
+async def create(conn: Executor, poll_id: uuid.UUID, spec: PollSpec, *, by: str) -> None:
+    """Store a new (draft) poll."""
+    await conn.execute(
+        """INSERT INTO polls (poll_id, topics, question, kind, options, results_visibility,
+                              allow_change, opens_at, scale_max, created_by)
+           VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10)""",
+        poll_id,
+        list(spec.topics),
+        spec.question,
+        spec.kind.value,
+        orjson.dumps([{"id": o.id, "label": o.label} for o in spec.options]).decode(),
+        spec.visibility.value,
+        spec.allow_change,
+        spec.opens_at,
+        spec.scale_max,
+        by,
+    )
+
+
+async def set_state(conn: Executor, poll_id: uuid.UUID, state: PollState, now: datetime) -> None:
+    """Record that a poll opened or closed."""
+    column = {PollState.OPEN: "opened_at", PollState.CLOSED: "closed_at"}[state]
+    await conn.execute(
+        f"UPDATE polls SET state = $2, {column} = $3 WHERE poll_id = $1",  # noqa: S608
+        poll_id,
+        state.value,
+        now,
+    )
+
+
+async def load(conn: Executor, *, states: Sequence[PollState]) -> list[StoredPoll]:
+    """The polls in ``states``."""
+    rows = await conn.fetch(
+        "SELECT * FROM polls WHERE state = ANY($1::text[]) ORDER BY created_at",
+        [s.value for s in states],
+    )
+    return [
+        StoredPoll(
+            poll_id=r["poll_id"],
+            spec=_spec(r),
+            state=PollState(r["state"]),
+            created_by=r["created_by"],
+        )
+        for r in rows
+    ]
+
+
+async def get(conn: Executor, poll_id: uuid.UUID) -> StoredPoll | None:
+    """One poll."""
+    row = await conn.fetchrow("SELECT * FROM polls WHERE poll_id = $1", poll_id)
+    if row is None:
+        return None
+    return StoredPoll(
+        poll_id=row["poll_id"],
+        spec=_spec(row),
+        state=PollState(row["state"]),
+        created_by=row["created_by"],
+    )
+
+
+def _answer_json(answer: Answer) -> str:
+    return orjson.dumps(list(answer) if isinstance(answer, tuple) else answer).decode()
+
+
+def answer_from_json(kind: PollKind, text: str) -> Answer:
+    """A stored answer in its canonical Python form."""
+    value = orjson.loads(text)
+    if kind in {PollKind.MULTI, PollKind.WORDCLOUD}:
+        return tuple(value)
+    return value  # type: ignore[no-any-return]
+
+
+async def save_ballots(
+    conn: Executor,
+    poll_id: uuid.UUID,
+    ballots: Sequence[tuple[str, Answer, str]],
+    now: datetime,
+) -> None:
+    """Write each person's current ballot (one statement; replaces an earlier one)."""
+    await conn.execute(
+        """INSERT INTO votes (poll_id, voter, choice, origin, cast_at)
+           SELECT $1, v, c::jsonb, o, $5
+           FROM unnest($2::text[], $3::text[], $4::text[]) AS x(v, c, o)
+           ON CONFLICT (poll_id, voter) DO UPDATE
+           SET choice = EXCLUDED.choice, cast_at = EXCLUDED.cast_at""",
+        poll_id,
+        [voter for voter, _, _ in ballots],
+        [_answer_json(answer) for _, answer, _ in ballots],
+        [origin for _, _, origin in ballots],
+        now,
+    )
+
+
+async def ballots(
+    conn: Executor, poll_id: uuid.UUID, kind: PollKind
+) -> list[tuple[str, Answer, str]]:
+    """Every stored ballot of a poll."""
+    rows = await conn.fetch(
+        "SELECT voter, choice, origin FROM votes WHERE poll_id = $1 ORDER BY cast_at", poll_id
+    )
+    return [(r["voter"], answer_from_json(kind, r["choice"]), r["origin"]) for r in rows]

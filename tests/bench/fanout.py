@@ -1,0 +1,534 @@
+"""Chat fan-out: N viewers on one stage, M chat lines per second, hybridcon vs a bare loop.
+
+One server process pinned to one core; the load generator (viewer swarms in several
+processes, plus the senders) pinned to the other. Each server in the run gets the same
+generator, the same N and M; the figures that matter are the ratios between them,
+since absolute times drift on these shared machines.
+
+Per server it reports: delivered chat messages per second, deliveries expected vs
+received, server CPU seconds per 1,000 deliveries, p50/p99 send-to-receive latency,
+RSS per idle connection, and the generator's CPU (a run is invalid when the generator
+is above ~70 % of its core). The goal lines are informational: the exit status is 0
+whatever the figures, as a benchmark never fails on noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import multiprocessing
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import psutil
+from tests.bench.loadgen import BUCKETS, percentile, sender_process, viewer_process
+from tests.bench.servers import Server, start_baseline, start_hybridcon
+
+TOPIC = "stage:plenary"
+SETUP_TIMEOUT = 300.0
+SENDER_TIMEOUT = 90.0
+GEN_CPU_LIMIT = 70.0  # % of the generator's core above which a run is invalid
+
+# The issue's goals.
+GOAL_VIEWERS = 5000
+GOAL_RATE = 20.0
+GOAL_P99_MS = 250.0
+GOAL_CPU_RATIO = 0.5
+GOAL_KIB_PER_CONN = 30.0
+
+
+@dataclass
+class RunResult:
+    """The figures of one server in one run."""
+
+    server: str
+    viewers: int
+    connected: int = 0
+    failed: int = 0
+    rate: float = 0.0
+    duration: float = 0.0
+    lines_sent_in_window: int = 0
+    lines_published_in_window: int = 0  # acknowledged, or seen by a viewer
+    sender_errors: dict[str, int] = field(default_factory=dict)
+    expected: int = 0
+    received: int = 0  # deliveries of the window's lines, whenever they arrived
+    received_in_window: int = 0  # chat deliveries that arrived during the window
+    closed_by_server: int = 0
+    close_codes: dict[str, int] = field(default_factory=dict)
+    server_cpu_s: float = 0.0
+    server_helpers_cpu_s: float = 0.0
+    server_core_busy_pct: float = 0.0
+    generator_cpu_s: float = 0.0
+    generator_core_busy_pct: float = 0.0
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+    reply_p50_ms: float | None = None
+    rss_idle_bytes: int = 0
+    rss_connected_bytes: int = 0
+    slab_delta_kib: int = 0
+    recv_calls_in_window: int = 0
+    drain_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def delivered_per_s(self) -> float:
+        return self.received_in_window / self.duration if self.duration else 0.0
+
+    @property
+    def cpu_per_1000(self) -> float | None:
+        if not self.received_in_window:
+            return None
+        return self.server_cpu_s / self.received_in_window * 1000
+
+    @property
+    def kib_per_conn(self) -> float | None:
+        if not self.connected:
+            return None
+        return (self.rss_connected_bytes - self.rss_idle_bytes) / self.connected / 1024
+
+    @property
+    def kernel_kib_per_socket(self) -> float | None:
+        # Both ends of every connection live on this machine: two sockets each.
+        if not self.connected:
+            return None
+        return self.slab_delta_kib / (2 * self.connected)
+
+    @property
+    def per_read(self) -> float | None:
+        """Chat deliveries per socket read: how many messages each write carried (at least)."""
+        if not self.recv_calls_in_window:
+            return None
+        return self.received_in_window / self.recv_calls_in_window
+
+    @property
+    def other_load_pct(self) -> float:
+        """Busy time of the server's core not spent by the server or its database."""
+        if not self.duration:
+            return 0.0
+        own = (self.server_cpu_s + self.server_helpers_cpu_s) / self.duration * 100
+        return max(0.0, self.server_core_busy_pct - own)
+
+    @property
+    def generator_pct(self) -> float:
+        return self.generator_cpu_s / self.duration * 100 if self.duration else 0.0
+
+    @property
+    def server_pct(self) -> float:
+        return self.server_cpu_s / self.duration * 100 if self.duration else 0.0
+
+    @property
+    def loss(self) -> int:
+        return self.expected - self.received
+
+
+def _slab_kib() -> int:
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("Slab:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _core_busy(cpu: int | None) -> float:
+    """Busy seconds so far of one core (all processes), from /proc/stat."""
+    if cpu is None:
+        return 0.0
+    times = psutil.cpu_times(percpu=True)[cpu]
+    return float(times.user + times.system + times.nice + times.irq + times.softirq)
+
+
+def _recv(conn: Connection, timeout: float, what: str) -> Any:
+    if not conn.poll(timeout):
+        raise TimeoutError(f"no answer from {what} within {timeout:.0f} s")
+    return conn.recv()
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def run_one(
+    server: Server,
+    args: argparse.Namespace,
+    run_index: int,
+) -> RunResult:
+    """Drive ``server`` with the viewer swarms and the senders; return its figures."""
+    ctx = multiprocessing.get_context("fork")
+    gen_cpu = args.generator_cpu
+    result = RunResult(server=server.name, viewers=args.viewers, rate=args.rate)
+    viewer_procs: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
+    sender: multiprocessing.process.BaseProcess | None = None
+    try:
+        # Memory with no connections, after the server has settled.
+        time.sleep(2.0)
+        result.rss_idle_bytes = server.rss()
+        slab_before = _slab_kib()
+
+        _log(f"{server.name}: connecting {args.viewers} viewers from {args.procs} processes")
+        shares = [server.tokens[i :: args.procs] for i in range(args.procs)]
+        for i, tokens in enumerate(shares):
+            here, there = ctx.Pipe()
+            src_ip = f"127.0.{10 + run_index % 200}.{10 + i}"
+            proc = ctx.Process(
+                target=viewer_process,
+                args=(there, "127.0.0.1", server.port, src_ip, tokens, TOPIC, gen_cpu),
+                name=f"viewers-{i}",
+                daemon=True,
+            )
+            proc.start()
+            there.close()
+            viewer_procs.append((proc, here))
+        started = time.monotonic()
+        for proc, conn in viewer_procs:
+            left = SETUP_TIMEOUT - (time.monotonic() - started)
+            kind, summary = _recv(conn, max(left, 1.0), proc.name or "viewers")
+            assert kind == "ready"
+            result.connected += summary["connected"]
+            result.failed += summary["failed"]
+            if summary["failures"]:
+                result.notes.append(f"{proc.name}: {summary['failures'][0]}")
+        _log(
+            f"{server.name}: {result.connected} subscribed ({result.failed} failed) "
+            f"in {time.monotonic() - started:.1f} s"
+        )
+
+        # Memory with every viewer subscribed and idle.
+        time.sleep(3.0)
+        result.rss_connected_bytes = server.rss()
+        result.slab_delta_kib = _slab_kib() - slab_before
+
+        # The window: senders start, warm up, then `duration` seconds are measured.
+        start_at = time.monotonic() + 1.0
+        t0 = start_at + args.warmup
+        t1 = t0 + args.duration
+        for _, conn in viewer_procs:
+            conn.send(("window", t0, t1))
+        here, there = ctx.Pipe()
+        sender = ctx.Process(
+            target=sender_process,
+            args=(
+                there,
+                f"ws://127.0.0.1:{server.port}/ws",
+                server.sender_tokens,
+                TOPIC,
+                args.rate,
+                start_at,
+                t0,
+                t1,
+                gen_cpu,
+            ),
+            name="senders",
+            daemon=True,
+        )
+        sender.start()
+        there.close()
+        generator_pids = [p.pid for p, _ in viewer_procs] + [sender.pid]
+        gen_ps = [psutil.Process(pid) for pid in generator_pids if pid is not None]
+
+        def gen_cpu_s() -> float:
+            total = 0.0
+            for p in gen_ps:
+                with contextlib.suppress(psutil.Error):
+                    times = p.cpu_times()
+                    total += times.user + times.system
+            return total
+
+        time.sleep(max(0.0, t0 - time.monotonic()))
+        cpu0, helpers0, gen0 = server.cpu_seconds(), server.helpers_cpu_seconds(), gen_cpu_s()
+        core_s0, core_g0 = _core_busy(args.server_cpu), _core_busy(gen_cpu)
+        wall0 = time.monotonic()
+        time.sleep(max(0.0, t1 - time.monotonic()))
+        cpu1, helpers1, gen1 = server.cpu_seconds(), server.helpers_cpu_seconds(), gen_cpu_s()
+        core_s1, core_g1 = _core_busy(args.server_cpu), _core_busy(gen_cpu)
+        wall = time.monotonic() - wall0
+        result.duration = args.duration
+        result.server_cpu_s = cpu1 - cpu0
+        result.server_helpers_cpu_s = helpers1 - helpers0
+        result.generator_cpu_s = gen1 - gen0
+        result.server_core_busy_pct = (core_s1 - core_s0) / wall * 100
+        result.generator_core_busy_pct = (core_g1 - core_g0) / wall * 100
+        _log(
+            f"{server.name}: window over; server {result.server_pct:.0f} % of its core, "
+            f"generator {result.generator_pct:.0f} %"
+        )
+
+        # The senders finish when every reply is in.
+        kind, sent = _recv(here, SENDER_TIMEOUT, "senders")
+        result.lines_sent_in_window = sent["sent_in_window"]
+        acked = set(sent["published"])
+        result.sender_errors = sent["errors"]
+        if sent["held"]:
+            result.notes.append(f"{sent['held']} lines held by the word filter")
+        replies = sorted(sent["reply_ms"])
+        if replies:
+            result.reply_p50_ms = replies[len(replies) // 2]
+        expected = len(acked) * result.connected
+
+        # Drain: wait until the window's lines have all arrived, or stop arriving.
+        drain_start = time.monotonic()
+        last_total, last_change = -1, time.monotonic()
+        while True:
+            total = 0
+            for proc, conn in viewer_procs:
+                conn.send(("report",))
+                total += _recv(conn, 30.0, proc.name or "viewers")["chat_sent_in_window"]
+            now = time.monotonic()
+            if total != last_total:
+                last_total, last_change = total, now
+            if total >= expected or now - last_change > 3.0:
+                break
+            if now - drain_start > args.drain_max:
+                result.notes.append(f"drain stopped after {args.drain_max:.0f} s")
+                break
+            time.sleep(0.5)
+        result.drain_s = time.monotonic() - drain_start
+
+        hist = [0] * BUCKETS
+        seen: set[float] = set()
+        for proc, conn in viewer_procs:
+            conn.send(("final",))
+            final = _recv(conn, 30.0, proc.name or "viewers")
+            seen.update(final["lines"])
+            result.received += final["chat_sent_in_window"]
+            result.received_in_window += final["chat_in_window"]
+            result.closed_by_server += final["closed_by_server"]
+            result.recv_calls_in_window += final["recv_calls_in_window"]
+            for code, count in final["close_codes"].items():
+                result.close_codes[str(code)] = result.close_codes.get(str(code), 0) + count
+            for i, count in enumerate(final["hist"]):
+                if count:
+                    hist[i] += count
+        # A line whose reply was lost (the sender's connection dropped) but which some
+        # viewer received was published too: every viewer should have it.
+        result.lines_published_in_window = len(acked | seen)
+        result.expected = result.lines_published_in_window * result.connected
+        for attr, q in (("p50_ms", 0.5), ("p90_ms", 0.9), ("p99_ms", 0.99), ("max_ms", 1.0)):
+            value = percentile(hist, q)
+            setattr(result, attr, None if value is None else value * 1000)
+    finally:
+        for _, conn in viewer_procs:
+            with contextlib.suppress(OSError, BrokenPipeError):
+                conn.send(("stop",))
+        for proc, conn in viewer_procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(5)
+            conn.close()
+        if sender is not None:
+            sender.join(10)
+            if sender.is_alive():
+                sender.terminate()
+                sender.join(5)
+    return result
+
+
+def _fmt(value: float | None, spec: str = ".1f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None or b == 0:
+        return "n/a"
+    return f"{a / b:.2f}"
+
+
+def report(results: list[RunResult], args: argparse.Namespace) -> str:
+    """The table, the ratios against the baseline, and the goal lines."""
+    lines: list[str] = []
+    head = (
+        "| server | delivered msg/s | expected | received | loss | server CPU s / 1k deliv "
+        "| server % of core | other load on server core % | p50 ms | p99 ms | max ms "
+        "| RSS KiB / idle conn | deliveries per read | generator % of core |"
+    )
+    lines += [head, "|" + "---|" * 14]
+    for r in results:
+        lines.append(
+            f"| {r.server} | {r.delivered_per_s:,.0f} | {r.expected:,} | {r.received:,} "
+            f"| {r.loss:,} | {_fmt(r.cpu_per_1000, '.4f')} | {r.server_pct:.0f} "
+            f"| {r.other_load_pct:.0f} | {_fmt(r.p50_ms)} | {_fmt(r.p99_ms)} | {_fmt(r.max_ms)} "
+            f"| {_fmt(r.kib_per_conn)} | {_fmt(r.per_read, '.2f')} | {r.generator_pct:.0f} |"
+        )
+    base = next((r for r in results if r.server.startswith("bare")), None)
+    if base is not None:
+        lines += [
+            "",
+            "Ratios against the bare baseline of the same run (lower is better):",
+            "",
+            "| server | CPU per delivery | p50 latency | p99 latency | RSS per conn |",
+            "|---|---|---|---|---|",
+        ]
+        for r in results:
+            if r is base:
+                continue
+            lines.append(
+                f"| {r.server} | {_ratio(r.cpu_per_1000, base.cpu_per_1000)} "
+                f"| {_ratio(r.p50_ms, base.p50_ms)} | {_ratio(r.p99_ms, base.p99_ms)} "
+                f"| {_ratio(r.kib_per_conn, base.kib_per_conn)} |"
+            )
+    lines += ["", "Details:"]
+    for r in results:
+        lines.append(
+            f"- {r.server}: {r.connected}/{r.viewers} viewers subscribed ({r.failed} failed); "
+            f"{r.lines_published_in_window}/{r.lines_sent_in_window} lines published in the "
+            f"{r.duration:g} s window; p90 {_fmt(r.p90_ms)} ms; sender reply p50 "
+            f"{_fmt(r.reply_p50_ms)} ms; server helpers (PostgreSQL) {r.server_helpers_cpu_s:.2f} "
+            f"CPU s; server core busy {r.server_core_busy_pct:.0f} % (all processes), generator "
+            f"core busy {r.generator_core_busy_pct:.0f} %; kernel slab ~"
+            f"{_fmt(r.kernel_kib_per_socket)} KiB per socket; closed by server "
+            f"{r.closed_by_server} {r.close_codes or ''}; drain {r.drain_s:.1f} s"
+            + (f"; sender errors {r.sender_errors}" if r.sender_errors else "")
+            + (f"; notes: {'; '.join(r.notes)}" if r.notes else "")
+        )
+    lines += ["", "Goals (informational; a benchmark never fails on noise):"]
+    at_goal_size = args.viewers >= GOAL_VIEWERS and args.rate >= GOAL_RATE
+    if not at_goal_size:
+        lines.append(
+            f"  (the goals are stated for {GOAL_VIEWERS} viewers x {GOAL_RATE:g} lines/s; "
+            f"this run used {args.viewers} x {args.rate:g})"
+        )
+    for r in results:
+        if r is base:
+            continue
+        valid = r.generator_pct <= GEN_CPU_LIMIT
+        held = (
+            r.connected == r.viewers
+            and r.loss == 0
+            and r.closed_by_server == 0
+            and r.p99_ms is not None
+            and r.p99_ms <= GOAL_P99_MS
+        )
+        lines.append(
+            f"  {r.server}: "
+            f"{'PASS' if held else 'FAIL'} held {args.viewers} x {args.rate:g}/s with p99 "
+            f"<= {GOAL_P99_MS:g} ms (p99 {_fmt(r.p99_ms)} ms, loss {r.loss:,}); "
+            + (
+                f"{'PASS' if r.cpu_per_1000 and base.cpu_per_1000 and r.cpu_per_1000 <= GOAL_CPU_RATIO * base.cpu_per_1000 else 'FAIL'}"
+                f" CPU per delivery <= {GOAL_CPU_RATIO:g} x baseline "
+                f"({_ratio(r.cpu_per_1000, base.cpu_per_1000)}); "
+                if base is not None
+                else ""
+            )
+            + f"{'PASS' if r.kib_per_conn is not None and r.kib_per_conn <= GOAL_KIB_PER_CONN else 'FAIL'}"
+            f" <= {GOAL_KIB_PER_CONN:g} KiB per idle connection ({_fmt(r.kib_per_conn)})"
+            + ("" if valid else f"; INVALID: generator at {r.generator_pct:.0f} % of its core")
+        )
+    if base is not None and base.generator_pct > GEN_CPU_LIMIT:
+        lines.append(f"  baseline run INVALID: generator at {base.generator_pct:.0f} % of its core")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.bench", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke test: 500 viewers, 10/s, 5 s")
+    parser.add_argument("--viewers", "-n", type=int, help="viewers on the stage (default 5000)")
+    parser.add_argument("--rate", "-m", type=float, help="chat lines per second (default 20)")
+    parser.add_argument("--duration", type=float, help="measured seconds (default 20)")
+    parser.add_argument("--warmup", type=float, help="seconds of sending before (default 5)")
+    parser.add_argument(
+        "--flush-intervals",
+        default="0.02,0.1",
+        help="HYBRIDCON_WS_FLUSH_INTERVAL values to run hybridcon with (comma-separated)",
+    )
+    parser.add_argument("--no-baseline", action="store_true", help="skip the bare baseline")
+    parser.add_argument("--procs", type=int, help="viewer processes (default: 1 per 1,250)")
+    parser.add_argument("--senders", type=int, help="sender connections (default: M / 5)")
+    parser.add_argument("--drain-max", type=float, default=30.0, help="seconds to wait after")
+    parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    args.viewers = args.viewers or (500 if quick else GOAL_VIEWERS)
+    args.rate = args.rate or (10.0 if quick else GOAL_RATE)
+    args.duration = args.duration or (5.0 if quick else 20.0)
+    args.warmup = args.warmup if args.warmup is not None else (2.0 if quick else 5.0)
+    args.procs = args.procs or max(1, math.ceil(args.viewers / 1250))
+    args.senders = args.senders or max(2, math.ceil(args.rate / 5))
+    args.flush = [float(x) for x in args.flush_intervals.split(",") if x.strip()]
+    cpus = sorted(os.sched_getaffinity(0))
+    # One core for the server, another for the whole load generator.
+    args.server_cpu = cpus[0] if len(cpus) >= 2 else None
+    args.generator_cpu = cpus[1] if len(cpus) >= 2 else None
+    if not 1 <= args.viewers <= 15_000:
+        parser.error("--viewers must be 1..15000 (one server process, ulimit -n 20000)")
+    if not 0 < args.rate <= 1000 or not 0 < args.duration <= 600:
+        parser.error("--rate must be in (0, 1000] and --duration in (0, 600]")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.generator_cpu is not None:
+        os.sched_setaffinity(0, {args.generator_cpu})
+    command = "python -m tests.bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    print(
+        f"# fan-out benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"{args.viewers} viewers x {args.rate:g} lines/s, {args.duration:g} s measured "
+        f"after {args.warmup:g} s warm-up\n# command: {command.strip()}\n"
+        f"# machine: {platform.machine()}, {os.cpu_count()} cores "
+        f"({platform.processor() or 'cpu'}), Python {platform.python_version()}; "
+        f"server pinned to core {args.server_cpu}, generator to core {args.generator_cpu}",
+        flush=True,
+    )
+    results: list[RunResult] = []
+    plan: list[tuple[str, float | None]] = []
+    if not args.no_baseline:
+        plan.append(("baseline", None))
+    plan += [("hybridcon", f) for f in args.flush]
+    with tempfile.TemporaryDirectory(prefix="hybridcon-bench-") as tmp:
+        for index, (kind, flush) in enumerate(plan):
+            work = Path(tmp) / f"run{index}"
+            work.mkdir()
+            _log(f"starting {kind}" + (f" (flush interval {flush:g} s)" if flush else ""))
+            if kind == "baseline":
+                server = start_baseline(
+                    work, viewers=args.viewers, senders=args.senders, cpu=args.server_cpu
+                )
+            else:
+                assert flush is not None
+                server = start_hybridcon(
+                    work,
+                    flush_interval=flush,
+                    viewers=args.viewers,
+                    senders=args.senders,
+                    cpu=args.server_cpu,
+                )
+            try:
+                results.append(run_one(server, args, index))
+            except Exception as exc:
+                _log(f"{server.name} failed: {exc!r}\n{server.log_tail()}")
+                failed = RunResult(server=server.name, viewers=args.viewers)
+                failed.notes.append(f"run failed: {exc!r}")
+                results.append(failed)
+            finally:
+                server.stop()
+            if server.proc.returncode not in (0, None, -15):
+                _log(f"{server.name} exited with {server.proc.returncode}:\n{server.log_tail()}")
+    print()
+    print(report(results, args), flush=True)
+    if args.json:
+        payload = [
+            {
+                **asdict(r),
+                "delivered_per_s": r.delivered_per_s,
+                "cpu_per_1000": r.cpu_per_1000,
+                "kib_per_conn": r.kib_per_conn,
+                "generator_pct": r.generator_pct,
+            }
+            for r in results
+        ]
+        args.json.write_text(json.dumps(payload, indent=2))
+    return 0
