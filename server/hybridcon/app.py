@@ -93,6 +93,9 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
         ),
         # A whole hall scans the QR code within a few minutes, from one venue address.
         hall_limiter=KeyedLimiter(rate=settings.hall_join_rate, capacity=settings.hall_join_burst),
+        hall_guess_limiter=KeyedLimiter(
+            rate=settings.invite_redeem_rate / 60, capacity=settings.invite_redeem_rate
+        ),
     )
     app = web.Application(middlewares=[request_context], client_max_size=MAX_BODY_BYTES)
     app[SERVICES] = services

@@ -27,6 +27,7 @@ class Services:
     programme: Programme
     redeem_limiter: KeyedLimiter
     hall_limiter: KeyedLimiter
+    hall_guess_limiter: KeyedLimiter
     pool: asyncpg.Pool | None = None
     access: AccessControl | None = None
     revocations: RevocationMirror | None = None

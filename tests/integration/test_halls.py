@@ -70,3 +70,16 @@ async def test_links_are_for_organisers_and_wrong_codes_are_limited(client):
         statuses.append(resp.status)
     assert statuses[:10] == [404] * 10
     assert statuses[10:] == [429, 429]
+
+
+async def test_a_withdrawn_link_joins_nobody(client):
+    organiser = bearer(issue(client, Role.ORGANISER))
+    link = await (await client.post("/api/v1/halls/radio/links", headers=organiser)).json()
+    assert (await client.post("/api/v1/halls/join", json={"code": link["code"]})).status == 200
+    resp = await client.delete(f"/api/v1/halls/links/{link['link_id']}", headers=organiser)
+    assert resp.status == 200
+    resp = await client.post("/api/v1/halls/join", json={"code": link["code"]})
+    assert resp.status == 409
+    assert "no longer valid" in (await resp.json())["error"]["message"]
+    again = await client.delete(f"/api/v1/halls/links/{link['link_id']}", headers=organiser)
+    assert again.status == 404

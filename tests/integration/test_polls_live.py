@@ -264,3 +264,47 @@ async def test_hall_votes_count_apart_from_online_ones(client):
     assert results["by_origin"]["stage:plenary"]["voters"] == 1
     for ws in (mod, online, hall):
         await ws.close()
+
+
+async def test_open_answers_reach_the_wall_only_through_a_moderator(client):
+    mod = await WsClient.connect(client, issue(client, Role.MODERATOR))
+    poll = await mod.ok(
+        "poll.create",
+        topics=["stage:diversiteit"],
+        question="Wat neem je mee?",
+        kind="open",
+        open=True,
+        allow_change=True,
+    )
+    viewer = await WsClient.connect(client, issue(client, sub="u:open-1"))
+    await viewer.ok("subscribe", topic="stage:diversiteit")
+    await viewer.ok("poll.vote", poll_id=poll["poll_id"], choice="Meer tijd voor nabijheid")
+    other = await WsClient.connect(client, issue(client, sub="u:open-2"))
+    await other.ok("poll.vote", poll_id=poll["poll_id"], choice="Samen sterker")
+
+    results = (await mod.ok("poll.results", poll_id=poll["poll_id"]))["results"]
+    assert results["wall"] == []
+    answers = {a["text"]: a for a in results["answers"]}
+    assert set(answers) == {"Meer tijd voor nabijheid", "Samen sterker"}
+    assert "u:open-1" not in str(results)  # answer ids do not reveal who wrote them
+
+    shown = await mod.ok(
+        "poll.show", poll_id=poll["poll_id"], answer_id=answers["Samen sterker"]["answer_id"]
+    )
+    assert shown["wall"] == ["Samen sterker"]
+    assert (await viewer.push("poll.wall"))["text"] == "Samen sterker"
+    snap = await (await WsClient.connect(client, issue(client))).ok(
+        "subscribe", topic="stage:diversiteit"
+    )
+    assert snap["snapshot"]["polls"][0]["results"]["wall"] == ["Samen sterker"]
+
+    # A changed answer leaves the wall until shown again.
+    await other.ok("poll.vote", poll_id=poll["poll_id"], choice="Samen nog sterker")
+    results = (await mod.ok("poll.results", poll_id=poll["poll_id"]))["results"]
+    assert results["wall"] == []
+    reply = await viewer.request(
+        "poll.show", poll_id=poll["poll_id"], answer_id=answers["Samen sterker"]["answer_id"]
+    )
+    assert reply["code"] == "forbidden"
+    for ws in (mod, viewer, other):
+        await ws.close()

@@ -35,7 +35,7 @@ from hybridcon.core.polls import (
     normalise_choice,
     wordcloud_words,
 )
-from hybridcon.errors import Closed, Conflict, Invalid
+from hybridcon.errors import Closed, Conflict, Invalid, NotFound
 
 OPENS = datetime(2022, 10, 6, 14, 30, tzinfo=UTC)
 TOPICS = ("stage:plenary",)
@@ -585,22 +585,28 @@ def test_results_wordcloud_cuts_ties_at_the_boundary_alphabetically() -> None:
     assert list(tally.results()["counts"]) == words[:TOP_WORDS]
 
 
-def test_results_open_counts_no_keys_and_lists_answers_for_moderators_only() -> None:
+def test_results_open_show_only_the_wall_and_a_change_leaves_it() -> None:
     tally = open_tally(spec_of("open", allow_change=True))
     tally.apply("v1", "Meer pauzes", "hall:a")
     tally.apply("v2", "Meer koffie", "stage:plenary")
+    # Nothing is shown until a moderator puts an answer on the wall (the moderators'
+    # list of all answers is built by the gateway, which knows how to name answers).
+    assert tally.results() == {"counts": {}, "voters": 2, "wall": []}
+    assert tally.show("v2") == "Meer koffie"
+    assert tally.show("v1") == "Meer pauzes"
+    assert tally.results()["wall"] == ["Meer koffie", "Meer pauzes"]
     tally.apply("v1", "Langere pauzes", "stage:plenary")
-    # The audience's results carry no answers; the split (for moderators) lists them.
-    assert tally.results() == {"counts": {}, "voters": 2}
     assert tally.results(split=True) == {
         "counts": {},
         "voters": 2,
-        "answers": ["Langere pauzes", "Meer koffie"],
+        "wall": ["Meer koffie"],
         "by_origin": {
             "hall:a": {"counts": {}, "voters": 1},
             "stage:plenary": {"counts": {}, "voters": 1},
         },
     }
+    with pytest.raises(NotFound):
+        tally.show("nobody")
 
 
 @pytest.mark.parametrize("kind", ["single", "multi", "scale", "wordcloud"])

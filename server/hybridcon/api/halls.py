@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 from hybridcon.api.auth import require_role
 from hybridcon.api.bodies import read_json
 from hybridcon.core.invites import new_device_id, normalise_code
-from hybridcon.core.tokens import Role, TokenRequest
+from hybridcon.core.tokens import MAX_NAME_LENGTH, Role, TokenRequest
 from hybridcon.errors import HybridconError, NotFound, RateLimited
 from hybridcon.services import SERVICES
 from hybridcon.store import audit
@@ -125,7 +125,9 @@ async def join(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     address = request.remote or "unknown"
     now_mono = time.monotonic()
-    wait = services.redeem_limiter.wait(address, now_mono)
+    # Wrong codes are limited per address (guessing); their own bucket, so invite
+    # redeems from the same venue address do not lock a hall out.
+    wait = services.hall_guess_limiter.wait(address, now_mono)
     if wait:
         raise RateLimited("too many wrong codes from here; try again shortly", retry_after=wait)
     body = await read_json(request, JoinBody)
@@ -133,7 +135,7 @@ async def join(request: web.Request) -> web.Response:
         code = normalise_code(body.code)
         link_id, stage, valid_until = await hall_store.find(services.db(), code, services.clock())
     except HybridconError:
-        services.redeem_limiter.take(address, now_mono)
+        services.hall_guess_limiter.take(address, now_mono)
         raise
     wait = services.hall_limiter.take(link_id.hex, now_mono)
     if wait:
@@ -148,7 +150,7 @@ async def join(request: web.Request) -> web.Response:
         TokenRequest(
             role=Role.VIEWER,
             scopes=(f"hall:{stage}",),
-            name=f"Zaal {stage_title.title}" if stage_title else "Zaal",
+            name=f"Zaal {stage_title.title}"[:MAX_NAME_LENGTH] if stage_title else "Zaal",
             sub=f"h:{person}",
             ttl=ttl,
         ),
@@ -163,3 +165,20 @@ async def join(request: web.Request) -> web.Response:
             "topic": f"stage:{stage}",
         }
     )
+
+
+async def revoke_link(request: web.Request) -> web.Response:
+    """Withdraw a hall link: its code joins nobody from now on. Organisers only."""
+    claims = require_role(request, Role.ORGANISER)
+    services = request.app[SERVICES]
+    link_id = request.match_info["link_id"]
+    if not await hall_store.revoke(services.db(), link_id, services.clock()):
+        raise NotFound(f"no active hall link {link_id}")
+    await audit.record(
+        services.db(),
+        actor=claims.sub,
+        actor_role=claims.role.value,
+        action="hall.revoke",
+        target=link_id,
+    )
+    return web.json_response({"link_id": link_id, "revoked": True})

@@ -23,3 +23,4 @@ def setup(app: web.Application) -> None:
     r.add_get("/api/v1/halls", halls.list_links)
     r.add_post("/api/v1/halls/{stage}/links", halls.create_link)
     r.add_post("/api/v1/halls/join", halls.join)
+    r.add_delete("/api/v1/halls/links/{link_id}", halls.revoke_link)

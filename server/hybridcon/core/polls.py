@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from hybridcon.core.chat import clean_text
-from hybridcon.errors import Closed, Conflict, Invalid
+from hybridcon.errors import Closed, Conflict, Invalid, NotFound
 
 MAX_OPTIONS = 20
 MAX_LABEL = 120
@@ -264,6 +264,7 @@ class Tally:
     counts: Counter[str] = field(default_factory=Counter)
     by_origin: dict[str, Counter[str]] = field(default_factory=dict)
     voters_by_origin: Counter[str] = field(default_factory=Counter)
+    wall: list[str] = field(default_factory=list)  # voters whose open answers are shown
 
     def check(self, voter: str, answer: Answer) -> Outcome:
         """What :meth:`apply` would do, without doing it.
@@ -293,6 +294,8 @@ class Tally:
         old = self.ballots.get(voter)
         if old is not None:
             self._count(old, -1)
+            if voter in self.wall:  # a changed answer needs showing again
+                self.wall.remove(voter)
         ballot = Ballot(answer=answer, origin=old.origin if old else origin)
         self.ballots[voter] = ballot
         self._count(ballot, +1)
@@ -308,8 +311,31 @@ class Tally:
             self.ballots[voter] = ballot
             self._count(ballot, +1)
 
-    def restore(self, ballots: Iterable[tuple[str, Answer, str]]) -> None:
-        """Rebuild the counts from stored ballots (after a restart)."""
+    def show(self, voter: str) -> str:
+        """Put ``voter``'s open answer on the wall; returns its text.
+
+        Raises:
+            Invalid: not an open poll.
+            NotFound: no answer from that person.
+        """
+        if self.spec.kind is not PollKind.OPEN:
+            raise Invalid("only answers to an open poll are shown on the wall")
+        ballot = self.ballots.get(voter)
+        if ballot is None:
+            raise NotFound("no such answer")
+        if voter not in self.wall:
+            self.wall.append(voter)
+        return str(ballot.answer)
+
+    def wall_texts(self) -> list[str]:
+        """The shown open answers, in the order they were shown."""
+        return [str(self.ballots[v].answer) for v in self.wall if v in self.ballots]
+
+    def restore(
+        self, ballots: Iterable[tuple[str, Answer, str]], shown: Iterable[str] = ()
+    ) -> None:
+        """Rebuild the counts (and the wall) from stored ballots (after a restart)."""
+        self.wall = list(shown)
         self.ballots.clear()
         self.counts.clear()
         self.by_origin.clear()
@@ -349,9 +375,9 @@ class Tally:
         if self.spec.kind is PollKind.SCALE and self.voters:
             total = sum(int(k) * n for k, n in self.counts.items())
             data["mean"] = round(total / self.voters, 2)
-        if split and self.spec.kind is PollKind.OPEN:
-            # Open answers are for the moderators to read out or show; not pushed to all.
-            data["answers"] = [str(b.answer) for b in self.ballots.values()]
+        if self.spec.kind is PollKind.OPEN:
+            # The audience sees only what a moderator put on the wall.
+            data["wall"] = self.wall_texts()
         if split:
             data["by_origin"] = {
                 origin: {"counts": self._shown(counts), "voters": self.voters_by_origin[origin]}

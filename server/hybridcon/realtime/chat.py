@@ -15,11 +15,13 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
+import structlog
 
 from hybridcon.core.chat import ChatRoom, Verdict
 from hybridcon.core.engagement import EventKind, actor_hash
 from hybridcon.core.tokens import STAFF_ROLES, Role
 from hybridcon.errors import Forbidden, NotFound
+from hybridcon.realtime.access import check_topic, require_moderator
 from hybridcon.realtime.protocol import (
     ChatApprove,
     ChatBan,
@@ -32,7 +34,6 @@ from hybridcon.realtime.protocol import (
     ChatUnban,
     handles,
 )
-from hybridcon.realtime.topics import check_topic
 from hybridcon.store import audit
 from hybridcon.store import chat as chat_store
 from hybridcon.store.chat import ChatLine
@@ -40,6 +41,9 @@ from hybridcon.store.chat import ChatLine
 if TYPE_CHECKING:
     from hybridcon.realtime.connection import Connection
     from hybridcon.realtime.gateway import Gateway
+
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -92,20 +96,6 @@ def _encode(line: ChatLine) -> bytes:
     return orjson.dumps(
         {"type": "chat.message", "topic": line.topic, "seq": line.seq, **line.message()}
     )
-
-
-def require_moderator(conn: Connection, topic: str) -> None:
-    """Raise unless ``conn`` may moderate ``topic``.
-
-    Raises:
-        Forbidden: not a moderator or organiser, or without the topic's scope.
-    """
-    claims = conn.claims
-    if claims.role not in STAFF_ROLES:
-        raise Forbidden("only moderators and organisers may do this")
-    # `event` (announcements to all) has no mod: topic; any staff token moderates it.
-    if topic != "event" and not claims.may_subscribe(f"mod:{topic}"):
-        raise Forbidden(f"your token does not cover {topic}")
 
 
 async def _audit_and_log(
@@ -188,7 +178,12 @@ async def _publish_line(gateway: Gateway, chat: TopicChat, line: ChatLine) -> in
     payload = _encode(published)
     chat.recent.append((line.msg_id, payload))
     gateway.hub.bus.publish(line.topic, payload, seq)
-    await chat_store.set_seq(gateway.services.db(), line.topic, line.msg_id, seq)
+    try:
+        await chat_store.set_seq(gateway.services.db(), line.topic, line.msg_id, seq)
+    except Exception as exc:
+        # The line is stored and delivered; only its number is missing in storage, which
+        # costs nothing but the order of an equal-timestamp tie after a restart.
+        log.warning("chat_seq_not_recorded", msg_id=line.msg_id, error=str(exc))
     return seq
 
 
@@ -268,9 +263,18 @@ async def unban(gateway: Gateway, conn: Connection, request: ChatUnban) -> dict[
 
 
 async def _settings_changed(
-    gateway: Gateway, conn: Connection, topic: str, chat: TopicChat, action: str
+    gateway: Gateway,
+    conn: Connection,
+    topic: str,
+    chat: TopicChat,
+    action: str,
+    before: tuple[int, bool],
 ) -> dict[str, Any]:
-    await chat_store.save_settings(gateway.services.db(), chat.room, by=conn.claims.sub)
+    try:
+        await chat_store.save_settings(gateway.services.db(), chat.room, by=conn.claims.sub)
+    except Exception:
+        chat.room.slowmode_seconds, chat.room.hold_first = before  # memory follows storage
+        raise
     settings = chat.room.settings()
     gateway.hub.publish(topic, "chat.settings", settings)
     await _audit_and_log(gateway, conn, action, topic, topic, settings)
@@ -282,8 +286,9 @@ async def slowmode(gateway: Gateway, conn: Connection, request: ChatSlowmode) ->
     """Switch slow mode; everyone in the topic gets ``chat.settings``."""
     require_moderator(conn, request.topic)
     chat = await gateway.chat.get(request.topic)
+    before = (chat.room.slowmode_seconds, chat.room.hold_first)
     chat.room.set_slowmode(request.seconds)
-    return await _settings_changed(gateway, conn, request.topic, chat, "slowmode")
+    return await _settings_changed(gateway, conn, request.topic, chat, "slowmode", before)
 
 
 @handles("chat.hold")
@@ -291,8 +296,9 @@ async def hold(gateway: Gateway, conn: Connection, request: ChatHold) -> dict[st
     """Switch first-message hold; everyone in the topic gets ``chat.settings``."""
     require_moderator(conn, request.topic)
     chat = await gateway.chat.get(request.topic)
+    before = (chat.room.slowmode_seconds, chat.room.hold_first)
     chat.room.hold_first = request.enabled
-    return await _settings_changed(gateway, conn, request.topic, chat, "hold")
+    return await _settings_changed(gateway, conn, request.topic, chat, "hold", before)
 
 
 @handles("chat.approve")

@@ -19,27 +19,28 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from hybridcon.core.engagement import EventKind
+from hybridcon.core.engagement import EventKind, actor_hash
 from hybridcon.core.polls import (
     Answer,
     Ballot,
     Outcome,
+    PollKind,
     PollState,
     Tally,
     make_spec,
     normalise_choice,
 )
 from hybridcon.errors import Forbidden, HybridconError, Invalid, NotFound, Unavailable
-from hybridcon.realtime.chat import require_moderator
+from hybridcon.realtime.access import check_topic, require_moderator
 from hybridcon.realtime.protocol import (
     PollClose,
     PollCreate,
     PollOpen,
     PollResults,
+    PollShow,
     PollVote,
     handles,
 )
-from hybridcon.realtime.topics import check_topic
 from hybridcon.store import audit
 from hybridcon.store import polls as poll_store
 
@@ -85,6 +86,27 @@ class LivePoll:
         return data
 
 
+def answer_id(gateway: Gateway, poll_id: str, voter: str) -> str:
+    """A stable id for one person's open answer that does not reveal who they are."""
+    return actor_hash(gateway.services.actor_key, f"answer:{poll_id}:{voter}")[:16]
+
+
+def moderator_results(gateway: Gateway, live: LivePoll) -> dict[str, Any]:
+    """Results split per origin, with every open answer (and whether it is shown)."""
+    data = live.tally.results(split=True)
+    if live.tally.spec.kind is PollKind.OPEN:
+        data["answers"] = [
+            {
+                "answer_id": answer_id(gateway, live.poll_id, voter),
+                "text": str(ballot.answer),
+                "origin": ballot.origin,
+                "shown": voter in live.tally.wall,
+            }
+            for voter, ballot in live.tally.ballots.items()
+        ]
+    return data
+
+
 class PollBook:
     """The polls this node runs."""
 
@@ -101,7 +123,10 @@ class PollBook:
         pool = self._gateway.services.db()
         for stored in await poll_store.load(pool, states=(PollState.DRAFT, PollState.OPEN)):
             tally = Tally(spec=stored.spec, state=stored.state)
-            tally.restore(await poll_store.ballots(pool, stored.poll_id, stored.spec.kind))
+            tally.restore(
+                await poll_store.ballots(pool, stored.poll_id, stored.spec.kind),
+                await poll_store.shown(pool, stored.poll_id),
+            )
             self.polls[stored.poll_id.hex] = LivePoll(
                 poll_id=stored.poll_id.hex, tally=tally, created_by=stored.created_by
             )
@@ -145,8 +170,10 @@ class PollBook:
         if stored is None:
             raise NotFound(f"no poll {poll_id}")
         tally = Tally(spec=stored.spec, state=stored.state)
+        pool = self._gateway.services.db()
         tally.restore(
-            await poll_store.ballots(self._gateway.services.db(), stored.poll_id, stored.spec.kind)
+            await poll_store.ballots(pool, stored.poll_id, stored.spec.kind),
+            await poll_store.shown(pool, stored.poll_id),
         )
         live = LivePoll(poll_id=poll_id, tally=tally, created_by=stored.created_by)
         self.polls[poll_id] = live
@@ -203,7 +230,7 @@ class PollBook:
             hub.publish(
                 f"mod:{topic}",
                 "poll.closed",
-                {"poll_id": live.poll_id, "results": live.tally.results(split=True)},
+                {"poll_id": live.poll_id, "results": moderator_results(self._gateway, live)},
             )
         self._gateway.engage_system(
             EventKind.POLL_CLOSED, None, {"poll_id": live.poll_id, "voters": live.tally.voters}
@@ -298,7 +325,7 @@ class PollBook:
                 continue
             shown = live.tally.audience_sees_results()
             combined = {"poll_id": poll_id, **live.tally.results()}
-            split = {"poll_id": poll_id, **live.tally.results(split=True)}
+            split = {"poll_id": poll_id, **moderator_results(self._gateway, live)}
             for topic in live.tally.spec.topics:
                 if shown:
                     hub.broadcast(topic, "poll.results", combined)
@@ -388,7 +415,7 @@ async def close_poll(gateway: Gateway, conn: Connection, request: PollClose) -> 
     """Close an open poll; the result holds the final results, split per origin."""
     live = await _moderated_poll(gateway, conn, request.poll_id)
     await gateway.polls.close(live, gateway.services.clock())
-    return {"poll_id": live.poll_id, "results": live.tally.results(split=True)}
+    return {"poll_id": live.poll_id, "results": moderator_results(gateway, live)}
 
 
 @handles("poll.results")
@@ -398,7 +425,44 @@ async def results(gateway: Gateway, conn: Connection, request: PollResults) -> d
     return {
         "poll_id": live.poll_id,
         "state": live.tally.state.value,
-        "results": live.tally.results(split=True),
+        "results": moderator_results(gateway, live),
+    }
+
+
+@handles("poll.show")
+async def show(gateway: Gateway, conn: Connection, request: PollShow) -> dict[str, Any]:
+    """Put an open answer on the wall: everyone on the poll's topics gets ``poll.wall``."""
+    live = await _moderated_poll(gateway, conn, request.poll_id)
+    voter = next(
+        (v for v in live.tally.ballots if answer_id(gateway, live.poll_id, v) == request.answer_id),
+        None,
+    )
+    if voter is None:
+        raise NotFound(f"no answer {request.answer_id} in this poll")
+    services = gateway.services
+    if voter in live.tally.wall:  # already shown: nothing to push or audit again
+        return {
+            "poll_id": live.poll_id,
+            "answer_id": request.answer_id,
+            "wall": live.tally.wall_texts(),
+        }
+    async with live.lock:
+        await poll_store.show(services.db(), uuid.UUID(live.poll_id), voter, services.clock())
+        text = live.tally.show(voter)  # memory follows storage
+    for topic in live.tally.spec.topics:
+        gateway.hub.publish(topic, "poll.wall", {"poll_id": live.poll_id, "text": text})
+    await audit.record(
+        services.db(),
+        actor=conn.claims.sub,
+        actor_role=conn.claims.role.value,
+        action="poll.show",
+        target=live.poll_id,
+        detail={"answer_id": request.answer_id},
+    )
+    return {
+        "poll_id": live.poll_id,
+        "answer_id": request.answer_id,
+        "wall": live.tally.wall_texts(),
     }
 
 

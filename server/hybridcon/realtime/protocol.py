@@ -214,6 +214,14 @@ class PollResults(Request):
     poll_id: PollId
 
 
+class PollShow(Request):
+    """Moderator: put an open poll's answer on the wall."""
+
+    type: Literal["poll.show"]
+    poll_id: PollId
+    answer_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+
+
 class QaAsk(Request):
     """Ask a question in a topic."""
 
@@ -281,6 +289,7 @@ AnyRequest = Annotated[
     | PollClose
     | PollVote
     | PollResults
+    | PollShow
     | QaAsk
     | QaUpvote
     | QaModerate
@@ -312,6 +321,7 @@ REQUEST_TYPES: tuple[str, ...] = tuple(
         PollClose,
         PollVote,
         PollResults,
+        PollShow,
         QaAsk,
         QaUpvote,
         QaModerate,

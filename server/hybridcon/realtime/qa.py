@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from hybridcon.core import qa as rules
 from hybridcon.core.engagement import EventKind
 from hybridcon.core.qa import QaSettings, Question, QuestionState
-from hybridcon.errors import NotFound
-from hybridcon.realtime.chat import require_moderator
+from hybridcon.errors import Invalid, NotFound
+from hybridcon.realtime.access import check_topic, require_moderator
 from hybridcon.realtime.polls import vote_origin
 from hybridcon.realtime.protocol import (
     QaAsk,
@@ -26,7 +26,6 @@ from hybridcon.realtime.protocol import (
     QaUpvote,
     handles,
 )
-from hybridcon.realtime.topics import check_topic
 from hybridcon.store import audit
 from hybridcon.store import qa as qa_store
 
@@ -111,6 +110,8 @@ class QaBook:
 async def ask(gateway: Gateway, conn: Connection, request: QaAsk) -> dict[str, Any]:
     """Ask a question; the origin (stage, session, hall) is kept on it."""
     check_topic(gateway, conn, request.topic)
+    if request.topic == "event":
+        raise Invalid("ask in a stage or a session; 'event' is for announcements")
     qa = await gateway.qa.topic(request.topic)
     claims = conn.claims
     question = rules.new_question(

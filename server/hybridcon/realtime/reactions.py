@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from hybridcon.core.engagement import EventKind
 from hybridcon.errors import Invalid
+from hybridcon.realtime.access import check_topic
 from hybridcon.realtime.protocol import React, handles
-from hybridcon.realtime.topics import check_topic
 
 if TYPE_CHECKING:
     from hybridcon.realtime.connection import Connection

@@ -7,26 +7,14 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from hybridcon.core.engagement import EventKind
-from hybridcon.errors import Forbidden, NotFound
+from hybridcon.realtime.access import check_topic
+from hybridcon.realtime.polls import moderator_results
 from hybridcon.realtime.protocol import Ping, Subscribe, Unsubscribe, handles
 from hybridcon.store import chat as chat_store
 
 if TYPE_CHECKING:
     from hybridcon.realtime.connection import Connection
     from hybridcon.realtime.gateway import Gateway
-
-
-def check_topic(gateway: Gateway, conn: Connection, topic: str) -> None:
-    """Raise unless ``topic`` exists and the token may subscribe to it.
-
-    Raises:
-        NotFound: no such stage or session in the programme.
-        Forbidden: the token's role or scopes do not cover it.
-    """
-    if not gateway.services.programme.has_topic(topic):
-        raise NotFound(f"no topic {topic!r} in the programme")
-    if not conn.claims.may_subscribe(topic):
-        raise Forbidden(f"your token does not give access to {topic}")
 
 
 @handles("ping")
@@ -50,7 +38,7 @@ async def subscribe(gateway: Gateway, conn: Connection, request: Subscribe) -> b
         snapshot: dict[str, Any] = {
             "held": [{"topic": base, **line.message()} for line in held],
             "polls": [
-                {**p.describe(results=False), "results": p.tally.results(split=True)}
+                {**p.describe(results=False), "results": moderator_results(gateway, p)}
                 for p in gateway.polls.open_on(base)
             ],
             "questions": qa.listing(moderator=True),

@@ -77,3 +77,17 @@ async def find(conn: Executor, code: str, now: datetime) -> tuple[uuid.UUID, str
     if row["revoked_at"] is not None or row["valid_until"] <= now:
         raise Closed("this hall link is no longer valid")
     return row["link_id"], row["stage"], row["valid_until"]
+
+
+async def revoke(conn: Executor, link_id: str, now: datetime) -> bool:
+    """Withdraw a link; False when there is no such active link."""
+    try:
+        ident = uuid.UUID(link_id)
+    except ValueError:
+        return False
+    result = await conn.execute(
+        "UPDATE hall_links SET revoked_at = $2 WHERE link_id = $1 AND revoked_at IS NULL",
+        ident,
+        now,
+    )
+    return str(result).endswith(" 1")

@@ -121,7 +121,7 @@ async def save_ballots(
            SELECT $1, v, c::jsonb, o, $5
            FROM unnest($2::text[], $3::text[], $4::text[]) AS x(v, c, o)
            ON CONFLICT (poll_id, voter) DO UPDATE
-           SET choice = EXCLUDED.choice, cast_at = EXCLUDED.cast_at""",
+           SET choice = EXCLUDED.choice, cast_at = EXCLUDED.cast_at, shown_at = NULL""",
         poll_id,
         [voter for voter, _, _ in ballots],
         [_answer_json(answer) for _, answer, _ in ballots],
@@ -138,3 +138,22 @@ async def ballots(
         "SELECT voter, choice, origin FROM votes WHERE poll_id = $1 ORDER BY cast_at", poll_id
     )
     return [(r["voter"], answer_from_json(kind, r["choice"]), r["origin"]) for r in rows]
+
+
+async def shown(conn: Executor, poll_id: uuid.UUID) -> list[str]:
+    """The voters whose open answers are on the wall, in the order they were shown."""
+    rows = await conn.fetch(
+        "SELECT voter FROM votes WHERE poll_id = $1 AND shown_at IS NOT NULL ORDER BY shown_at",
+        poll_id,
+    )
+    return [r["voter"] for r in rows]
+
+
+async def show(conn: Executor, poll_id: uuid.UUID, voter: str, now: datetime) -> None:
+    """Record that a moderator put this person's answer on the wall."""
+    await conn.execute(
+        "UPDATE votes SET shown_at = coalesce(shown_at, $3) WHERE poll_id = $1 AND voter = $2",
+        poll_id,
+        voter,
+        now,
+    )
