@@ -16,7 +16,7 @@ import structlog
 from aiohttp import web
 
 from hybridcon.access import AccessControl
-from hybridcon.api import routes
+from hybridcon.api import routes, streams, whip
 from hybridcon.api.bodies import MAX_BODY_BYTES
 from hybridcon.api.middleware import request_context
 from hybridcon.clock import Clock, system_clock
@@ -160,4 +160,6 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
     app.cleanup_ctx.append(keys)
     routes.setup(app)
     gateway.setup(app)
+    streams.setup(app)
+    whip.setup(app)
     return app

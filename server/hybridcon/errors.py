@@ -117,10 +117,14 @@ class Banned(HybridconError):
 
 
 class Unavailable(HybridconError):
-    """A dependency is down or the node is draining; retry later."""
+    """A dependency is down, the node is full or draining; retry later."""
 
     code = "unavailable"
     status = 503
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ConfigError(HybridconError):

@@ -9,10 +9,19 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_PROGRAMME = Path("config/sociaalwerkconferentie-2022.toml")
+
+
+class IceServer(BaseModel):
+    """A STUN or TURN server offered to WebRTC peers (RFC 8489 / RFC 8656)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    urls: tuple[str, ...]
+    username: str | None = None
+    credential: str | None = None
 
 
 class Settings(BaseSettings):
@@ -138,6 +147,43 @@ class Settings(BaseSettings):
         description="Key of the actor hashes in the engagement log. "
         "Unset: DATA_DIR/keys/engagement.key.",
     )
+    ice_servers: tuple[IceServer, ...] = Field(
+        default=(),
+        description="STUN/TURN servers for WHIP/WHEP peers, as JSON "
+        '(`[{"urls": ["turn:turn.example.org:3478"], "username": "u", "credential": "p"}]`). '
+        "Empty: host candidates only; never a public default.",
+    )
+    whip_max_publishers: int = Field(
+        default=8, ge=1, description="Publishers (stages going live) one node takes."
+    )
+    whep_max_viewers: int = Field(
+        default=50,
+        ge=0,
+        description="Low-latency WHEP viewers per node; beyond it viewers are sent to HLS.",
+    )
+    hls_url_ttl: timedelta = Field(
+        default=timedelta(hours=4), description="How long a signed HLS link stays valid."
+    )
+    hls_segment_seconds: float = Field(
+        default=2.0, gt=0.5, le=10, description="Target HLS segment length (cut at keyframes)."
+    )
+    hls_secret_file: Path | None = Field(
+        default=None,
+        description="Secret that signs HLS links (shared with nginx/CDN). "
+        "Unset: DATA_DIR/keys/hls.secret.",
+    )
+    stream_health_seconds: float = Field(
+        default=5.0, gt=0, description="How often live stages' health goes to their moderators."
+    )
+    stream_stall_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds without media from a publisher before its stage is interrupted.",
+    )
+    cors_allow_origin: str = Field(
+        default="*",
+        description="Access-Control-Allow-Origin for WHIP/WHEP (browser publishers/players).",
+    )
     db_pool_min: int = Field(default=1, ge=0, description="Smallest PostgreSQL pool size.")
     db_pool_max: int = Field(default=10, ge=1, description="Largest PostgreSQL pool size.")
     log_level: str = Field(default="info", description="debug, info, warning or error.")
@@ -176,6 +222,21 @@ class Settings(BaseSettings):
     def engagement_key_path(self) -> Path:
         """Where the key of the engagement log's actor hashes lives."""
         return self.engagement_key_file or self.data_dir / "keys" / "engagement.key"
+
+    @property
+    def hls_secret_path(self) -> Path:
+        """Where the HLS link secret lives."""
+        return self.hls_secret_file or self.data_dir / "keys" / "hls.secret"
+
+    @property
+    def hls_dir(self) -> Path:
+        """Where HLS segments and playlists are written, one folder per stage."""
+        return self.data_dir / "hls"
+
+    @property
+    def recordings_dir(self) -> Path:
+        """Where recordings are written, one file per stage per live period."""
+        return self.data_dir / "recordings"
 
     @property
     def spool_path(self) -> Path:

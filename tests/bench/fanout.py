@@ -69,6 +69,7 @@ class RunResult:
     server_helpers_cpu_s: float = 0.0
     server_core_busy_pct: float = 0.0
     generator_cpu_s: float = 0.0
+    generator_system_s: float = 0.0
     generator_core_busy_pct: float = 0.0
     p50_ms: float | None = None
     p90_ms: float | None = None
@@ -141,6 +142,14 @@ def _slab_kib() -> int:
     return 0
 
 
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
 def _core_busy(cpu: int | None) -> float:
     """Busy seconds so far of one core (all processes), from /proc/stat."""
     if cpu is None:
@@ -181,15 +190,15 @@ def run_one(
         for i, tokens in enumerate(shares):
             here, there = ctx.Pipe()
             src_ip = f"127.0.{10 + run_index % 200}.{10 + i}"
-            proc = ctx.Process(
+            swarm = ctx.Process(
                 target=viewer_process,
                 args=(there, "127.0.0.1", server.port, src_ip, tokens, TOPIC, gen_cpu),
                 name=f"viewers-{i}",
                 daemon=True,
             )
-            proc.start()
+            swarm.start()
             there.close()
-            viewer_procs.append((proc, here))
+            viewer_procs.append((swarm, here))
         started = time.monotonic()
         for proc, conn in viewer_procs:
             left = SETUP_TIMEOUT - (time.monotonic() - started)
@@ -237,13 +246,14 @@ def run_one(
         generator_pids = [p.pid for p, _ in viewer_procs] + [sender.pid]
         gen_ps = [psutil.Process(pid) for pid in generator_pids if pid is not None]
 
-        def gen_cpu_s() -> float:
-            total = 0.0
+        def gen_cpu_s() -> tuple[float, float]:
+            user = system = 0.0
             for p in gen_ps:
                 with contextlib.suppress(psutil.Error):
                     times = p.cpu_times()
-                    total += times.user + times.system
-            return total
+                    user += times.user
+                    system += times.system
+            return user, system
 
         time.sleep(max(0.0, t0 - time.monotonic()))
         cpu0, helpers0, gen0 = server.cpu_seconds(), server.helpers_cpu_seconds(), gen_cpu_s()
@@ -256,7 +266,8 @@ def run_one(
         result.duration = args.duration
         result.server_cpu_s = cpu1 - cpu0
         result.server_helpers_cpu_s = helpers1 - helpers0
-        result.generator_cpu_s = gen1 - gen0
+        result.generator_cpu_s = sum(gen1) - sum(gen0)
+        result.generator_system_s = gen1[1] - gen0[1]
         result.server_core_busy_pct = (core_s1 - core_s0) / wall * 100
         result.generator_core_busy_pct = (core_g1 - core_g0) / wall * 100
         _log(
@@ -386,7 +397,9 @@ def report(results: list[RunResult], args: argparse.Namespace) -> str:
             f"{r.duration:g} s window; p90 {_fmt(r.p90_ms)} ms; sender reply p50 "
             f"{_fmt(r.reply_p50_ms)} ms; server helpers (PostgreSQL) {r.server_helpers_cpu_s:.2f} "
             f"CPU s; server core busy {r.server_core_busy_pct:.0f} % (all processes), generator "
-            f"core busy {r.generator_core_busy_pct:.0f} %; kernel slab ~"
+            f"core busy {r.generator_core_busy_pct:.0f} %, generator in the kernel "
+            f"{r.generator_system_s / r.duration * 100 if r.duration else 0:.0f} % of its core; "
+            f"kernel slab ~"
             f"{_fmt(r.kernel_kib_per_socket)} KiB per socket; closed by server "
             f"{r.closed_by_server} {r.close_codes or ''}; drain {r.drain_s:.1f} s"
             + (f"; sender errors {r.sender_errors}" if r.sender_errors else "")
@@ -478,8 +491,8 @@ def main(argv: list[str] | None = None) -> int:
         f"# fan-out benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
         f"{args.viewers} viewers x {args.rate:g} lines/s, {args.duration:g} s measured "
         f"after {args.warmup:g} s warm-up\n# command: {command.strip()}\n"
-        f"# machine: {platform.machine()}, {os.cpu_count()} cores "
-        f"({platform.processor() or 'cpu'}), Python {platform.python_version()}; "
+        f"# machine: {_cpu_model()}, {os.cpu_count()} cores, Linux {platform.release()}, "
+        f"Python {platform.python_version()}; "
         f"server pinned to core {args.server_cpu}, generator to core {args.generator_cpu}",
         flush=True,
     )

@@ -159,7 +159,7 @@ def start_hybridcon(
     }
     for name in ("HYBRIDCON_DATABASE_URL", "HYBRIDCON_REDIS_URL", "HYBRIDCON_SIGNING_KEYS_FILE"):
         env.pop(name, None)
-    settings = Settings(_env_file=None, data_dir=data_dir)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, data_dir=data_dir)
     keyset = load_or_create_keyset(settings.keys_path, datetime.now(UTC))
 
     def issue(count: int) -> list[str]:

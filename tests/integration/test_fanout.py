@@ -86,8 +86,10 @@ async def test_a_slow_consumer_is_closed_and_never_delays_a_fast_one(make_settin
         for n in range(1000):
             published[n] = time.monotonic()
             gateway.hub.publish("stage:plenary", "note", {"n": n, "body": body})
-            if n % 20 == 19:
-                await asyncio.sleep(0)  # let the loop flush and read, as real traffic would
+            if n % 10 == 9:
+                # A steady burst (about 8 MB/s), not one lump: real traffic leaves the
+                # loop time to flush and read between messages.
+                await asyncio.sleep(0.01)
         await asyncio.wait_for(reading, 30)
 
         # The stalled client fell 64 KiB behind and was closed with 4008 ...

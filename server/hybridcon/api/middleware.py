@@ -9,7 +9,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from hybridcon.errors import HybridconError, RateLimited
+from hybridcon.errors import HybridconError, RateLimited, Unavailable
 from hybridcon.services import SERVICES
 
 log = structlog.get_logger(__name__)
@@ -21,7 +21,7 @@ def json_error(error: HybridconError, request_id: str) -> web.Response:
     """The JSON response for ``error``."""
     response = web.json_response(error.to_body(), status=error.status)
     response.headers[REQUEST_ID_HEADER] = request_id
-    if isinstance(error, RateLimited) and error.retry_after is not None:
+    if isinstance(error, RateLimited | Unavailable) and error.retry_after is not None:
         response.headers["Retry-After"] = str(max(1, round(error.retry_after)))
     if error.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="hybridcon"'

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -32,34 +33,66 @@ CLOSE_TIMEOUT = 5.0
 
 
 class Flusher:
-    """Writes every connection's pending frames, coalesced per tick.
+    """Writes the connections' pending frames: pushes coalesced per tick, replies at once.
+
+    Each tick first asks its sources (the hub: every topic's frames of the tick, joined
+    once) to queue what they hold, then writes each dirty connection in one write. A
+    reply to a client's own request is written on the next loop iteration, for that
+    connection only: it must not pull everyone's pushes forward (that would undo the
+    coalescing that makes a delivery cheap).
 
     Args:
-        interval: seconds between flushes of pushed messages; 0 flushes on the next
-            loop iteration. Replies to a client's own requests are flushed at once.
+        interval: seconds between ticks; 0 flushes pushes on the next loop iteration too.
     """
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
+        self.sources: list[Callable[[], None]] = []
         self._dirty: dict[Connection, None] = {}
+        self._urgent: dict[Connection, None] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._soon: asyncio.Handle | None = None
+        self._flushing = False
+
+    def schedule(self) -> None:
+        """Make sure a tick is coming (a source has something to queue)."""
+        if self._timer is None and not self._flushing:
+            loop = asyncio.get_running_loop()
+            if self.interval <= 0:
+                self._timer = loop.call_later(0, self.flush)
+            else:
+                self._timer = loop.call_later(self.interval, self.flush)
 
     def mark(self, conn: Connection, *, urgent: bool = False) -> None:
-        """``conn`` has pending frames: flush it at the next tick (or at once)."""
-        self._dirty[conn] = None
-        if urgent or self.interval <= 0:
+        """``conn`` has pending frames: write them at the next tick (a reply: at once)."""
+        if urgent:
+            self._urgent[conn] = None
             if self._soon is None:
-                self._soon = asyncio.get_running_loop().call_soon(self.flush)
-        elif self._timer is None and self._soon is None:
-            self._timer = asyncio.get_running_loop().call_later(self.interval, self.flush)
+                self._soon = asyncio.get_running_loop().call_soon(self._flush_urgent)
+        else:
+            self._dirty[conn] = None
+            self.schedule()
+
+    def _flush_urgent(self) -> None:
+        self._soon = None
+        urgent, self._urgent = self._urgent, {}
+        for conn in urgent:
+            if not conn.flush():
+                self._dirty[conn] = None
+                self.schedule()
 
     def flush(self) -> None:
-        """Write what is pending; connections whose peer is not reading wait for a later tick."""
+        """A tick: queue the sources' frames, then write every dirty connection.
+        Connections whose peer is not reading wait for a later tick."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._soon = None
+        self._flushing = True
+        try:
+            for source in self.sources:
+                source()
+        finally:
+            self._flushing = False
         dirty, self._dirty = self._dirty, {}
         for conn in dirty:
             if not conn.flush():
@@ -73,6 +106,7 @@ class Flusher:
     def forget(self, conn: Connection) -> None:
         """Drop a closed connection."""
         self._dirty.pop(conn, None)
+        self._urgent.pop(conn, None)
 
 
 class Connection:
@@ -103,27 +137,18 @@ class Connection:
         self._closer: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
 
-    def __hash__(self) -> int:
-        return hash(self.id)
-
-    def __eq__(self, other: object) -> bool:
-        return self is other
-
     def send_frame(self, frame: bytes, *, urgent: bool = False) -> bool:
-        """Queue a pre-built frame; close the connection (4008) if it is too far behind.
+        """Queue pre-built frames; close the connection (4008) if it is too far behind.
 
         Returns:
-            Whether the frame was queued.
+            Whether the frames were queued.
         """
         if self._close is not None:
             return False
-        # A burst between ticks is written now if the peer is reading; if it is not, the
-        # peer is too far behind.
-        if self._pending_bytes + len(frame) > self._max_pending and not self.flush():
-            self.close(CLOSE_POLICY, "too slow: messages were not read in time")
-            return False
         self._pending.append(frame)
         self._pending_bytes += len(frame)
+        if self._pending_bytes > self._max_pending and not self.flush():
+            return False  # closed: the peer is not reading and too much is waiting
         self._flusher.mark(self, urgent=urgent)
         return True
 
@@ -136,7 +161,13 @@ class Connection:
         return self.send_frame(text_frame(payload), urgent=True)
 
     def flush(self) -> bool:
-        """Write the pending frames in one write. Returns False while the peer is not reading."""
+        """Write the pending frames in one write.
+
+        Returns:
+            False while the peer is not reading (the frames stay pending), unless more
+            than the limit is waiting: then the connection is closed with 4008 (and the
+            result is False too). True once written (or nothing to write).
+        """
         if not self._pending:
             return True
         if not self._writer.open:
@@ -144,6 +175,8 @@ class Connection:
             self._pending_bytes = 0
             return True
         if self._writer.paused:
+            if self._pending_bytes > self._max_pending:
+                self.close(CLOSE_POLICY, "too slow: messages were not read in time")
             return False
         data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
         self._pending.clear()
@@ -156,7 +189,8 @@ class Connection:
         reading (replies before a policy close), and dropped if it is not."""
         if self._close is not None:
             return
-        self.flush()
+        if not self._writer.paused:  # replies before a policy close still go out
+            self.flush()
         self._close = (code, reason)
         self._pending.clear()
         self._pending_bytes = 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from aiohttp import WSMsgType, web
 
 from hybridcon.core.engagement import EngagementEvent, EventKind, actor_hash
 from hybridcon.core.ratelimit import TokenBucket
+from hybridcon.core.tokens import Claims
 from hybridcon.core.wordfilter import WordFilter
 from hybridcon.errors import (
     CLOSE_GOING_AWAY,
@@ -79,13 +80,15 @@ class Gateway:
         self.services = services
         self.connections = ConnectionRegistry(settings.max_connections_per_person)
         self.flusher = Flusher(settings.ws_flush_interval)
-        self.hub = Hub(history=settings.topic_history)
+        self.hub = Hub(history=settings.topic_history, flusher=self.flusher)
         self.chat = ChatState(self, recent=settings.chat_recent)
         self.polls = PollBook(self)
         self.qa = QaBook(self)
         self.reactions = Reactions(self)
         self.word_filter = load_word_filter(list(settings.wordfilter_files))
         self._tasks: set[asyncio.Task[Any]] = set()
+        # The livestreams add a stage's `stream {state, hls_url, whep_url}` to snapshots.
+        self.stream_snapshot: Callable[[str, Claims], dict[str, Any] | None] | None = None
         # One event per running handler, set when its clean-up (leave events, metrics)
         # is done: shutdown waits for these before the engagement writer and pool stop.
         self._handlers: set[asyncio.Event] = set()

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from hybridcon.bus.local import LocalBus
-from hybridcon.realtime.connection import Connection
+from hybridcon.realtime.connection import Connection, Flusher
 from hybridcon.realtime.wire import text_frame
 
 COUNT_INTERVAL = 1.0
@@ -25,8 +25,15 @@ COUNT_INTERVAL = 1.0
 class Hub:
     """Subscriptions and fan-out for one node."""
 
-    def __init__(self, *, history: int, count_interval: float = COUNT_INTERVAL) -> None:
+    def __init__(
+        self, *, history: int, flusher: Flusher, count_interval: float = COUNT_INTERVAL
+    ) -> None:
         self.bus = LocalBus(self._deliver, history=history)
+        # Frames published on a topic during the current tick, joined and queued to every
+        # subscriber once per tick (see Flusher).
+        self._pending: dict[str, list[bytes]] = {}
+        self._flusher = flusher
+        flusher.sources.append(self.flush_topics)
         self._subscribers: dict[str, dict[Connection, None]] = {}
         self._people: dict[str, Counter[str]] = {}  # topic -> sub -> connections
         self._count_interval = count_interval
@@ -38,10 +45,16 @@ class Hub:
     # --- subscriptions -------------------------------------------------------------------
 
     def subscribe(self, conn: Connection, topic: str) -> bool:
-        """Add ``conn`` to ``topic``; returns False when it already was."""
+        """Add ``conn`` to ``topic``; returns False when it already was.
+
+        What the topic published before this moment (and has not yet written) goes to
+        the subscribers it was published to, not to the newcomer: its snapshot and
+        ``missed`` already hold it.
+        """
         subs = self._subscribers.setdefault(topic, {})
         if conn in subs:
             return False
+        self._flush_topic(topic)
         subs[conn] = None
         conn.topics.add(topic)
         people = self._people.setdefault(topic, Counter())
@@ -86,12 +99,28 @@ class Hub:
     # --- publishing ----------------------------------------------------------------------
 
     def _deliver(self, topic: str, payload: bytes) -> None:
-        subs = self._subscribers.get(topic)
-        if not subs:
+        if topic not in self._subscribers:
             return
-        frame = text_frame(payload)
+        frames = self._pending.get(topic)
+        if frames is None:
+            self._pending[topic] = [text_frame(payload)]
+            self._flusher.schedule()
+        else:
+            frames.append(text_frame(payload))
+
+    def _flush_topic(self, topic: str) -> None:
+        frames = self._pending.pop(topic, None)
+        subs = self._subscribers.get(topic)
+        if not frames or not subs:
+            return
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
         for conn in list(subs):
-            conn.send_frame(frame)
+            conn.send_frame(data)
+
+    def flush_topics(self) -> None:
+        """Queue every topic's frames of this tick to its subscribers (one join per topic)."""
+        for topic in list(self._pending):
+            self._flush_topic(topic)
 
     def publish(self, topic: str, kind: str, fields: dict[str, Any]) -> int:
         """Publish a sequenced message (kept for ``since``); returns its ``seq``."""

@@ -60,6 +60,10 @@ async def subscribe(gateway: Gateway, conn: Connection, request: Subscribe) -> b
             "questions": qa.listing(moderator=False),
             "qa": {"moderated": qa.settings.moderated, "anonymous": qa.settings.anonymous},
         }
+        if gateway.stream_snapshot is not None:
+            stream = gateway.stream_snapshot(topic, conn.claims)
+            if stream is not None:
+                snapshot["stream"] = stream
     first = hub.subscribe(conn, topic)
     seq = hub.bus.last_seq(topic)
     missed: list[bytes] | None = []

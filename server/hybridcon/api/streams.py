@@ -1,0 +1,392 @@
+"""The stages' livestreams on this node: publishers, viewers, HLS, recordings, state.
+
+One :class:`StageStream` per streamed stage of the programme (kinds ``stream`` and
+``radio``). A WHIP publisher feeds the stage's pass-through hub; the hub feeds the HLS
+packager, the recorder, the health probe and capped WHEP viewers. The state machine of
+:mod:`hybridcon.core.streams` decides ``scheduled -> live -> ended`` (and
+``interrupted``); every change is pushed to the stage topic as ``stream.state`` with
+fresh signed URLs, so players switch on and off by themselves, and logged as
+``stream_started`` / ``stream_ended``. Health goes to ``mod:stage:<id>`` as
+``stream.health`` every few seconds and to the log as ``stream_health``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from hybridcon.core.engagement import EngagementEvent, EventKind
+from hybridcon.core.programme import Stage, StageKind
+from hybridcon.core.streams import StreamEvent, StreamState, next_state
+from hybridcon.core.tokens import Claims
+from hybridcon.core.urls import hls_url
+from hybridcon.errors import Conflict, NotFound, Unavailable
+from hybridcon.media.hls import HlsPackager
+from hybridcon.media.hub import StageHub
+from hybridcon.media.peers import Publisher, Viewer, accept_publisher, accept_viewer
+from hybridcon.media.recorder import Recorder
+from hybridcon.realtime.gateway import GATEWAY, Gateway
+from hybridcon.services import SERVICES, Services
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class StageStream:
+    """One stage's stream on this node."""
+
+    stage: Stage
+    hub: StageHub
+    state: StreamState = StreamState.SCHEDULED
+    publisher: Publisher | None = None
+    publisher_session: str | None = None
+    publisher_etag: str | None = None
+    viewers: dict[str, Viewer] = field(default_factory=dict)
+    outputs: list[asyncio.Task[None]] = field(default_factory=list)
+    live_since: datetime | None = None
+    accepted_at: float = 0.0  # time.monotonic() when the current publisher was accepted
+
+    @property
+    def audio_only(self) -> bool:
+        """The radio: Opus in, AAC in HLS out, no video."""
+        return self.stage.kind is StageKind.RADIO
+
+
+class Streams:
+    """Every streamed stage on this node."""
+
+    def __init__(self, services: Services, gateway: Gateway, hls_secret: bytes) -> None:
+        self.services = services
+        self.gateway = gateway
+        self.hls_secret = hls_secret
+        self.stages: dict[str, StageStream] = {
+            stage.id: StageStream(stage=stage, hub=StageHub(stage.id))
+            for stage in services.programme.stages
+            if stage.kind in (StageKind.STREAM, StageKind.RADIO)
+        }
+        self._health: asyncio.Task[None] | None = None
+
+    def get(self, stage_id: str) -> StageStream:
+        """A streamed stage.
+
+        Raises:
+            NotFound: no such stage, or it is not streamed.
+        """
+        stream = self.stages.get(stage_id)
+        if stream is None:
+            raise NotFound(f"no streamed stage {stage_id!r} in the programme")
+        return stream
+
+    @property
+    def publishers(self) -> int:
+        """Stages with a publisher on this node."""
+        return sum(1 for s in self.stages.values() if s.publisher is not None)
+
+    @property
+    def viewers(self) -> int:
+        """WHEP viewers on this node."""
+        return sum(len(s.viewers) for s in self.stages.values())
+
+    # --- what clients are told ------------------------------------------------------------
+
+    def urls(self, stream: StageStream) -> dict[str, Any]:
+        """``stream {state, hls_url, whep_url}`` for a stage topic's snapshot and pushes."""
+        settings = self.services.settings
+        base = settings.base_url()
+        live = stream.state is StreamState.LIVE
+        expires = self.services.clock() + settings.hls_url_ttl
+        return {
+            "state": stream.state.value,
+            "hls_url": hls_url(base, self.hls_secret, stream.stage.id, expires) if live else None,
+            "whep_url": f"{base}/whep/{stream.stage.id}"
+            if live and not stream.audio_only
+            else None,
+            "audio_only": stream.audio_only,
+        }
+
+    def snapshot(self, topic: str, _claims: Claims) -> dict[str, Any] | None:
+        """The ``stream`` part of a stage's subscribe snapshot (None for other topics)."""
+        kind, _, ident = topic.partition(":")
+        stream = self.stages.get(ident) if kind == "stage" else None
+        return None if stream is None else self.urls(stream)
+
+    def _event(self, stream: StageStream, event: StreamEvent) -> None:
+        now = self.services.clock()
+        transition = next_state(stream.state, event, now)
+        if transition is None:
+            return
+        stream.state = transition.after
+        stream.live_since = now if transition.after is StreamState.LIVE else None
+        topic = f"stage:{stream.stage.id}"
+        self.gateway.hub.publish(topic, "stream.state", self.urls(stream))
+        self.gateway.hub.publish(f"mod:{topic}", "stream.state", self.urls(stream))
+        kind = transition.engagement_kind
+        writer = self.services.engagement
+        if kind is not None and writer is not None:
+            writer.log(
+                EngagementEvent.new(
+                    EventKind(kind),
+                    ts=now,
+                    topic=topic,
+                    data={"state": transition.after.value, "was": transition.before.value},
+                )
+            )
+        log.info("stream_state", stage=stream.stage.id, state=stream.state.value)
+
+    # --- publishers ------------------------------------------------------------------------
+
+    async def publish(self, stage_id: str, offer: str, *, takeover: bool) -> tuple[str, str, str]:
+        """Accept a WHIP offer for a stage.
+
+        Returns:
+            ``(session_id, answer_sdp, etag)``.
+
+        Raises:
+            NotFound: not a streamed stage.
+            Conflict: the stage has a publisher (and this is no take-over).
+            Unavailable: the node takes no more publishers.
+        """
+        stream = self.get(stage_id)
+        if stream.publisher is not None and not takeover:
+            raise Conflict(f"stage {stage_id} already has a publisher")
+        if (
+            stream.publisher is None
+            and self.publishers >= self.services.settings.whip_max_publishers
+        ):
+            raise Unavailable("this node takes no more publishers", retry_after=30)
+        if stream.publisher is not None:
+            await self._drop_publisher(stream, StreamEvent.DROPPED)
+        session = uuid.uuid4().hex
+
+        def closed() -> None:
+            if stream.publisher_session == session:
+                self.gateway.background(self._drop_publisher(stream, StreamEvent.DROPPED))
+
+        publisher = await accept_publisher(
+            offer,
+            stream.hub,
+            ice_servers=self.ice_servers(),
+            video_codecs=() if stream.audio_only else ("H264", "VP8"),
+            on_closed=closed,
+        )
+        stream.publisher = publisher
+        stream.accepted_at = time.monotonic()
+        stream.publisher_session = session
+        stream.publisher_etag = f'"{uuid.uuid4().hex[:16]}"'
+        self._start_outputs(stream)
+        self._event(stream, StreamEvent.STARTED)
+        return session, publisher.answer_sdp, stream.publisher_etag
+
+    async def stop_publishing(self, stage_id: str, session: str) -> None:
+        """The publisher ended its session (WHIP DELETE): the stream has ended.
+
+        Raises:
+            NotFound: no such session on this stage.
+        """
+        stream = self.get(stage_id)
+        if stream.publisher_session != session:
+            raise NotFound("no such WHIP session")
+        await self._drop_publisher(stream, StreamEvent.STOPPED)
+
+    async def _drop_publisher(self, stream: StageStream, event: StreamEvent) -> None:
+        publisher, stream.publisher = stream.publisher, None
+        stream.publisher_session = stream.publisher_etag = None
+        if publisher is not None:
+            with contextlib.suppress(Exception):
+                await publisher.close()
+        await stream.hub.detach()
+        outputs, stream.outputs = stream.outputs, []
+        if outputs:
+            # The outputs end by themselves when the hub says the ingest ended.
+            await asyncio.wait(outputs, timeout=10)
+        self._event(stream, event)
+
+    def _start_outputs(self, stream: StageStream) -> None:
+        settings = self.services.settings
+        hub = stream.hub
+        video = None if stream.audio_only else hub.consumer("video", name="hls")
+        audio = hub.consumer("audio", name="hls")
+        packager = HlsPackager(
+            stream.stage.id,
+            settings.hls_dir / stream.stage.id,
+            video=video,
+            audio=audio,
+            segment_seconds=settings.hls_segment_seconds,
+            clock=self.services.clock,
+            resume=True,
+            keyframe_request=hub.request_keyframe,
+        )
+        stamp = self.services.clock().strftime("%Y%m%dT%H%M%S")
+        folder = settings.recordings_dir / stream.stage.id
+        folder.mkdir(parents=True, exist_ok=True)
+        recorder = Recorder(
+            folder / f"{stream.stage.id}-{stamp}.mkv",
+            video=None if stream.audio_only else hub.consumer("video", name="recorder"),
+            audio=hub.consumer("audio", name="recorder"),
+        )
+        for name, job in (("hls", packager.run()), ("recorder", recorder.run())):
+            stream.outputs.append(
+                asyncio.create_task(
+                    self._guarded(stream, name, job), name=f"{name}-{stream.stage.id}"
+                )
+            )
+
+    @staticmethod
+    async def _guarded(stream: StageStream, name: str, job: Any) -> None:
+        try:
+            await job
+        except Exception:
+            log.exception("stream_output_failed", stage=stream.stage.id, output=name)
+
+    # --- viewers ---------------------------------------------------------------------------
+
+    async def view(self, stage_id: str, offer: str) -> tuple[str, str]:
+        """Accept a WHEP offer.
+
+        Returns:
+            ``(session_id, answer_sdp)``.
+
+        Raises:
+            NotFound: not a streamed stage.
+            Conflict: the stage is not live.
+            Unavailable: the node's WHEP viewers are at the cap (watch over HLS instead).
+        """
+        stream = self.get(stage_id)
+        if stream.state is not StreamState.LIVE:
+            raise Conflict(f"stage {stage_id} is not live")
+        if self.viewers >= self.services.settings.whep_max_viewers:
+            raise Unavailable("low-latency viewing is full here; watch over HLS")
+        session = uuid.uuid4().hex
+
+        def closed() -> None:
+            viewer = stream.viewers.pop(session, None)
+            if viewer is not None:
+                self.gateway.background(viewer.close())
+
+        viewer = await accept_viewer(
+            offer, stream.hub, ice_servers=self.ice_servers(), on_closed=closed
+        )
+        stream.viewers[session] = viewer
+        return session, viewer.answer_sdp
+
+    async def stop_viewing(self, stage_id: str, session: str) -> None:
+        """End a WHEP session.
+
+        Raises:
+            NotFound: no such session.
+        """
+        stream = self.get(stage_id)
+        viewer = stream.viewers.pop(session, None)
+        if viewer is None:
+            raise NotFound("no such WHEP session")
+        await viewer.close()
+
+    def ice_servers(self) -> list[Any]:
+        """The configured ICE servers as aiortc wants them (never a public default)."""
+        from aiortc import RTCIceServer
+
+        return [
+            RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
+            for s in self.services.settings.ice_servers
+        ]
+
+    # --- health ----------------------------------------------------------------------------
+
+    def health(self, stream: StageStream) -> dict[str, Any]:
+        """The ingest's health for moderators and organisers."""
+        return {"stage": stream.stage.id, "state": stream.state.value, **stream.hub.stats.public()}
+
+    def push_health(self) -> None:
+        """Push ``stream.health`` for live stages and log it."""
+        writer = self.services.engagement
+        now = self.services.clock()
+        for stream in self.stages.values():
+            if stream.state is not StreamState.LIVE:
+                continue
+            data = self.health(stream)
+            topic = f"stage:{stream.stage.id}"
+            self.gateway.hub.broadcast(f"mod:{topic}", "stream.health", data)
+            if writer is not None:
+                writer.log(
+                    EngagementEvent.new(EventKind.STREAM_HEALTH, ts=now, topic=topic, data=data)
+                )
+
+    def check_stalls(self) -> None:
+        """Interrupt stages whose publisher sends nothing any more.
+
+        A publisher that vanishes (a laptop closed, a network gone) sends no goodbye, and
+        ICE takes half a minute to give up; the media stopping is the sign.
+        """
+        limit = self.services.settings.stream_stall_seconds
+        for stream in self.stages.values():
+            if stream.publisher is None or stream.state is not StreamState.LIVE:
+                continue
+            stats = stream.hub.stats
+            ages = [
+                k.last_packet_age_s
+                for k in (stats.video, stats.audio)
+                if k.last_packet_age_s is not None
+            ]
+            # Never any media: count from when the publisher was accepted.
+            quiet = min(ages) if ages else time.monotonic() - stream.accepted_at
+            if quiet > limit:
+                log.warning("stream_stalled", stage=stream.stage.id, seconds=round(quiet, 1))
+                self.gateway.background(self._drop_publisher(stream, StreamEvent.DROPPED))
+
+    async def start(self) -> None:
+        """Start the periodic health pushes and the stall watch."""
+        settings = self.services.settings
+
+        async def loop() -> None:
+            waited = 0.0
+            while True:
+                await asyncio.sleep(1.0)
+                self.check_stalls()
+                waited += 1.0
+                if waited >= settings.stream_health_seconds:
+                    waited = 0.0
+                    self.push_health()
+
+        self._health = asyncio.create_task(loop(), name="stream-health")
+
+    async def stop(self) -> None:
+        """Close every publisher and viewer."""
+        if self._health is not None:
+            self._health.cancel()
+            await asyncio.gather(self._health, return_exceptions=True)
+        for stream in self.stages.values():
+            for viewer in list(stream.viewers.values()):
+                with contextlib.suppress(Exception):
+                    await viewer.close()
+            stream.viewers.clear()
+            if stream.publisher is not None:
+                await self._drop_publisher(stream, StreamEvent.DROPPED)
+
+
+STREAMS = web.AppKey("streams", Streams)
+
+
+def setup(app: web.Application) -> None:
+    """Add the streams' life cycle (routes are in :mod:`hybridcon.api.whip`)."""
+
+    async def context(app: web.Application) -> Any:
+        from hybridcon.store.keyfile import load_or_create_secret
+
+        services = app[SERVICES]
+        secret = await asyncio.to_thread(load_or_create_secret, services.settings.hls_secret_path)
+        streams = Streams(services, app[GATEWAY], secret)
+        app[STREAMS] = streams
+        app[GATEWAY].stream_snapshot = streams.snapshot
+        await streams.start()
+        yield
+        await streams.stop()
+
+    app.cleanup_ctx.append(context)

@@ -1,0 +1,219 @@
+"""WHIP ingest (RFC 9725) and WHEP playback over HTTP, and the signed HLS files.
+
+``POST /whip/{stage}`` takes an SDP offer with a broadcaster (or organiser) bearer
+token for that stage and answers ``201 Created`` with the SDP answer, a ``Location``
+for the session, an ``ETag`` and the ICE servers as ``Link: <...>; rel="ice-server"``.
+``PATCH`` on the session takes trickled candidates (``application/trickle-ice-sdpfrag``,
+204); an ICE restart (``If-Match: "*"`` with new credentials) is answered 422, as aiortc
+cannot restart ICE. ``DELETE`` ends the session. ``OPTIONS`` answers CORS pre-flights.
+WHEP (``/whep/{stage}``) is the same for viewers, capped per node; over the cap the
+viewer gets 503 with the signed HLS URL to fall back to.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+
+from aiohttp import web
+
+from hybridcon.api.auth import bearer_claims
+from hybridcon.api.streams import STREAMS
+from hybridcon.core.tokens import Role
+from hybridcon.core.urls import check_hls_token, hls_url
+from hybridcon.errors import Forbidden, Invalid, TooLarge, Unavailable
+from hybridcon.services import SERVICES
+
+SDP = "application/sdp"
+SDPFRAG = "application/trickle-ice-sdpfrag"
+MAX_SDP_BYTES = 64 * 1024
+PUBLISHERS = frozenset({Role.BROADCASTER, Role.ORGANISER})
+
+
+def _cors(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    response.headers["Access-Control-Allow-Origin"] = request.app[
+        SERVICES
+    ].settings.cors_allow_origin
+    response.headers["Access-Control-Expose-Headers"] = "Location, ETag, Link, Accept-Patch"
+    return response
+
+
+async def _body(request: web.Request, content_type: str) -> str:
+    if request.content_type != content_type:
+        raise web.HTTPUnsupportedMediaType(text=f"Content-Type must be {content_type}")
+    if request.content_length and request.content_length > MAX_SDP_BYTES:
+        raise TooLarge(f"the body is over {MAX_SDP_BYTES} bytes")
+    data = await request.read()
+    if len(data) > MAX_SDP_BYTES:
+        raise TooLarge(f"the body is over {MAX_SDP_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Invalid("the body is not UTF-8 text") from None
+
+
+def _ice_links(request: web.Request) -> list[str]:
+    links = []
+    for server in request.app[SERVICES].settings.ice_servers:
+        for url in server.urls:
+            link = f'<{url}>; rel="ice-server"'
+            if server.username and server.credential:
+                link += (
+                    f'; username="{server.username}"; credential="{server.credential}"'
+                    '; credential-type="password"'
+                )
+            links.append(link)
+    return links
+
+
+def _created(
+    request: web.Request, kind: str, session: str, answer: str, etag: str | None
+) -> web.StreamResponse:
+    stage = request.match_info["stage"]
+    response = web.Response(status=201, text=answer, content_type=SDP)
+    response.headers["Location"] = f"/{kind}/{stage}/{session}"
+    response.headers["Accept-Patch"] = SDPFRAG
+    if etag:
+        response.headers["ETag"] = etag
+    for link in _ice_links(request):
+        response.headers.add("Link", link)
+    return _cors(request, response)
+
+
+async def options(request: web.Request) -> web.StreamResponse:
+    """CORS pre-flight and what the endpoint accepts."""
+    response = web.Response(status=204)
+    response.headers["Accept-Post"] = SDP
+    response.headers["Access-Control-Allow-Methods"] = "POST, PATCH, DELETE, OPTIONS"
+    response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, If-Match"
+    response.headers["Access-Control-Max-Age"] = "86400"
+    for link in _ice_links(request):
+        response.headers.add("Link", link)
+    return _cors(request, response)
+
+
+async def whip_post(request: web.Request) -> web.StreamResponse:
+    """A publisher's offer: broadcaster or organiser, scoped to the stage."""
+    stage = request.match_info["stage"]
+    claims = bearer_claims(request)
+    if claims.role not in PUBLISHERS or not claims.covers(f"stage:{stage}"):
+        raise Forbidden(f"publishing to stage {stage} needs a broadcaster token for it")
+    offer = await _body(request, SDP)
+    takeover = request.query.get("takeover") == "1" and claims.role is Role.ORGANISER
+    session, answer, etag = await request.app[STREAMS].publish(stage, offer, takeover=takeover)
+    return _created(request, "whip", session, answer, etag)
+
+
+async def whip_patch(request: web.Request) -> web.StreamResponse:
+    """Trickle ICE: accepted and ignored (the answer carried every server candidate);
+    an ICE restart is refused with 422 as aiortc cannot restart ICE."""
+    stage = request.match_info["stage"]
+    claims = bearer_claims(request)
+    if not claims.covers(f"stage:{stage}"):
+        raise Forbidden(f"your token does not cover stage {stage}")
+    stream = request.app[STREAMS].get(stage)
+    if stream.publisher_session != request.match_info["session"]:
+        raise web.HTTPNotFound(text="no such WHIP session")
+    fragment = await _body(request, SDPFRAG)
+    if_match = request.headers.get("If-Match")
+    if if_match == "*" and "a=ice-ufrag:" in fragment:
+        raise web.HTTPUnprocessableEntity(text="ICE restart is not supported; start a new session")
+    if if_match and if_match != "*" and if_match != stream.publisher_etag:
+        raise web.HTTPPreconditionFailed(text="the session's ETag does not match")
+    return _cors(request, web.Response(status=204))
+
+
+async def whip_delete(request: web.Request) -> web.StreamResponse:
+    """The publisher ends the stream."""
+    stage = request.match_info["stage"]
+    claims = bearer_claims(request)
+    if claims.role not in PUBLISHERS or not claims.covers(f"stage:{stage}"):
+        raise Forbidden(f"ending stage {stage}'s stream needs a broadcaster token for it")
+    await request.app[STREAMS].stop_publishing(stage, request.match_info["session"])
+    return _cors(request, web.Response(status=200))
+
+
+async def whep_post(request: web.Request) -> web.StreamResponse:
+    """A viewer's offer: any token that covers the stage; capped per node."""
+    stage = request.match_info["stage"]
+    claims = bearer_claims(request)
+    if not claims.covers(f"stage:{stage}"):
+        raise Forbidden(f"your token does not cover stage {stage}")
+    offer = await _body(request, SDP)
+    streams = request.app[STREAMS]
+    try:
+        session, answer = await streams.view(stage, offer)
+    except Unavailable as exc:
+        services = request.app[SERVICES]
+        expires = services.clock() + services.settings.hls_url_ttl
+        fallback = hls_url(services.settings.base_url(), streams.hls_secret, stage, expires)
+        response = web.json_response(
+            {"error": {"code": exc.code, "message": exc.message}, "hls_url": fallback},
+            status=503,
+            headers={"Retry-After": "60"},
+        )
+        return _cors(request, response)
+    return _created(request, "whep", session, answer, None)
+
+
+async def whep_delete(request: web.Request) -> web.StreamResponse:
+    """The viewer leaves."""
+    bearer_claims(request)
+    await request.app[STREAMS].stop_viewing(
+        request.match_info["stage"], request.match_info["session"]
+    )
+    return _cors(request, web.Response(status=200))
+
+
+async def whep_patch(request: web.Request) -> web.StreamResponse:
+    """Trickle ICE for a viewer: accepted (see :func:`whip_patch`)."""
+    bearer_claims(request)
+    stream = request.app[STREAMS].get(request.match_info["stage"])
+    if request.match_info["session"] not in stream.viewers:
+        raise web.HTTPNotFound(text="no such WHEP session")
+    fragment = await _body(request, SDPFRAG)
+    if request.headers.get("If-Match") == "*" and "a=ice-ufrag:" in fragment:
+        raise web.HTTPUnprocessableEntity(text="ICE restart is not supported; start a new session")
+    return _cors(request, web.Response(status=204))
+
+
+_TYPES = {".m3u8": "application/vnd.apple.mpegurl", ".ts": "video/mp2t", ".aac": "audio/aac"}
+
+
+async def hls_file(request: web.Request) -> web.StreamResponse:
+    """A playlist or segment, if the path's token is valid for that stage and unexpired."""
+    services = request.app[SERVICES]
+    stage = request.match_info["stage"]
+    streams = request.app[STREAMS]
+    streams.get(stage)
+    check_hls_token(streams.hls_secret, stage, request.match_info["token"], services.clock())
+    name = request.match_info["file"]
+    if "/" in name or name.startswith(".") or Path(name).suffix not in _TYPES:
+        raise web.HTTPNotFound()
+    path = services.settings.hls_dir / stage / name
+    if not path.is_file():
+        raise web.HTTPNotFound()
+    response = web.FileResponse(path)
+    response.content_type = (
+        _TYPES.get(path.suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+    )
+    # Playlists change every segment; segments never change once written.
+    response.headers["Cache-Control"] = (
+        "no-cache" if path.suffix == ".m3u8" else "public, max-age=86400, immutable"
+    )
+    return _cors(request, response)
+
+
+def setup(app: web.Application) -> None:
+    """Add the WHIP, WHEP and HLS routes."""
+    r = app.router
+    for kind, post, patch, delete in (
+        ("whip", whip_post, whip_patch, whip_delete),
+        ("whep", whep_post, whep_patch, whep_delete),
+    ):
+        r.add_post(f"/{kind}/{{stage}}", post)
+        r.add_route("OPTIONS", f"/{kind}/{{stage}}", options)
+        r.add_patch(f"/{kind}/{{stage}}/{{session}}", patch)
+        r.add_delete(f"/{kind}/{{stage}}/{{session}}", delete)
+        r.add_route("OPTIONS", f"/{kind}/{{stage}}/{{session}}", options)
+    r.add_get("/hls/{stage}/{token}/{file}", hls_file)

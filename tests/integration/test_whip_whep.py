@@ -1,0 +1,195 @@
+"""WHIP ingest and WHEP playback over real HTTP with real aiortc peers, and signed HLS.
+
+The publisher is an aiortc peer sending pre-encoded H.264 + Opus made at test time; the
+viewer is an aiortc peer that decodes, as a browser would. Chromium and FFmpeg's WHIP
+muxer are exercised in tests/e2e.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from hybridcon.api.streams import STREAMS
+from hybridcon.app import create_app
+from hybridcon.core.tokens import Role
+from media_fixtures import make_media, make_offer, publisher_peer, take_answer, viewer_peer
+from support import WsClient, bearer, eventually, issue
+
+SDP = {"Content-Type": "application/sdp"}
+
+
+@pytest.fixture
+async def live(make_settings, tmp_path):
+    """A server with tight health and cap settings, and test media."""
+    settings = make_settings(
+        stream_health_seconds=1,
+        whep_max_viewers=1,
+        stream_stall_seconds=1.5,
+        hls_segment_seconds=1.0,
+    )
+    async with TestClient(TestServer(create_app(settings), host="127.0.0.1", port=0)) as client:
+        media = make_media(tmp_path, seconds=6.0, gop_seconds=1.0)
+        yield client, media, settings
+
+
+async def publish(client, media, token: str, stage: str = "impact"):
+    pc, player = publisher_peer(media)
+    resp = await client.post(
+        f"/whip/{stage}", data=await make_offer(pc), headers={**SDP, **bearer(token)}
+    )
+    return pc, player, resp
+
+
+async def test_whip_conformance_without_media(live):
+    client, _media, _ = live
+    resp = await client.post("/whip/impact", data="v=0\r\n", headers=SDP)
+    assert resp.status == 401
+    resp = await client.post(
+        "/whip/impact", data="v=0\r\n", headers={**SDP, **bearer(issue(client, Role.VIEWER))}
+    )
+    assert resp.status == 403
+    token = issue(client, Role.BROADCASTER, scopes=("stage:impact",))
+    resp = await client.post("/whip/plenary", data="v=0\r\n", headers={**SDP, **bearer(token)})
+    assert resp.status == 403  # another stage
+    resp = await client.post("/whip/impact", data="v=0", headers=bearer(token))
+    assert resp.status == 415
+    resp = await client.post(
+        "/whip/filmzaal", data="v=0\r\n", headers={**SDP, **bearer(issue(client, Role.ORGANISER))}
+    )
+    assert resp.status == 404  # the film room is not streamed
+    resp = await client.post("/whip/impact", data="not sdp", headers={**SDP, **bearer(token)})
+    assert resp.status == 400
+    resp = await client.options("/whip/impact")
+    assert resp.status == 204
+    assert resp.headers["Accept-Post"] == "application/sdp"
+    assert "Authorization" in resp.headers["Access-Control-Allow-Headers"]
+    resp = await client.post(
+        "/whep/impact", data="v=0\r\n", headers={**SDP, **bearer(issue(client))}
+    )
+    assert resp.status == 409  # not live
+
+
+async def test_a_stage_goes_live_viewers_watch_and_it_ends(live):
+    client, media, settings = live
+    watcher = await WsClient.connect(client, issue(client, Role.VIEWER))
+    snap = await watcher.ok("subscribe", topic="stage:impact")
+    assert snap["snapshot"]["stream"] == {
+        "state": "scheduled",
+        "hls_url": None,
+        "whep_url": None,
+        "audio_only": False,
+    }
+    mod = await WsClient.connect(client, issue(client, Role.MODERATOR))
+    await mod.ok("subscribe", topic="mod:stage:impact")
+
+    token = issue(client, Role.BROADCASTER, scopes=("stage:impact",))
+    pc, player, resp = await publish(client, media, token)
+    assert resp.status == 201, await resp.text()
+    location = resp.headers["Location"]
+    assert location.startswith("/whip/impact/")
+    etag = resp.headers["ETag"]
+    await take_answer(pc, await resp.text())
+
+    state = await watcher.push("stream.state", timeout=10)
+    assert state["state"] == "live"
+    assert state["whep_url"].endswith("/whep/impact")
+    hls = state["hls_url"]
+    assert "/hls/impact/" in hls and hls.endswith("/index.m3u8")
+
+    # A second publisher is refused; trickle is accepted; ICE restart is not.
+    other_pc, _, other = await publish(client, media, token)
+    assert other.status == 409
+    await other_pc.close()
+    frag = "a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n"
+    resp = await client.patch(
+        location,
+        data=frag,
+        headers={
+            "Content-Type": "application/trickle-ice-sdpfrag",
+            "If-Match": etag,
+            **bearer(token),
+        },
+    )
+    assert resp.status == 204
+    resp = await client.patch(
+        location,
+        data="a=ice-ufrag:abcd\r\na=ice-pwd:efgh\r\n",
+        headers={
+            "Content-Type": "application/trickle-ice-sdpfrag",
+            "If-Match": "*",
+            **bearer(token),
+        },
+    )
+    assert resp.status == 422
+
+    # A WHEP viewer decodes frames; the next one is over the cap and sent to HLS.
+    vpc, watch = viewer_peer()
+    resp = await client.post(
+        "/whep/impact", data=await make_offer(vpc), headers={**SDP, **bearer(issue(client))}
+    )
+    assert resp.status == 201, await resp.text()
+    await take_answer(vpc, await resp.text())
+    await asyncio.wait_for(watch.enough.wait(), 15)
+    assert (media.width, media.height) in watch.sizes
+    extra_pc, _ = viewer_peer()
+    resp = await client.post(
+        "/whep/impact", data=await make_offer(extra_pc), headers={**SDP, **bearer(issue(client))}
+    )
+    assert resp.status == 503
+    assert "/hls/impact/" in (await resp.json())["hls_url"]
+    await extra_pc.close()
+
+    # HLS: the playlist fills with segments behind the signed link.
+    path = hls.split("://", 1)[1].split("/", 1)[1]
+
+    async def playlist_has_segments() -> bool:
+        r = await client.get(f"/{path}")
+        return r.status == 200 and (await r.text()).count("#EXTINF") >= 2
+
+    await eventually(playlist_has_segments, timeout=20, what="two HLS segments")
+    playlist = await (await client.get(f"/{path}")).text()
+    assert "#EXT-X-PROGRAM-DATE-TIME" in playlist
+    segment = next(line for line in playlist.splitlines() if line.endswith(".ts"))
+    seg = await client.get(f"/{path.rsplit('/', 1)[0]}/{segment}")
+    assert seg.status == 200 and seg.content_type == "video/mp2t"
+    tampered = path.replace("/impact/", "/plenary/")
+    assert (await client.get(f"/{tampered}")).status == 403
+
+    # Moderators see the ingest's health.
+    health = await mod.push("stream.health", timeout=10)
+    assert health["stage"] == "impact" and health["video"]["fps"] > 0
+
+    # The publisher ends the stream: everyone hears it, a recording exists.
+    resp = await client.delete(location, headers=bearer(token))
+    assert resp.status == 200
+    assert (await watcher.push("stream.state", timeout=10))["state"] == "ended"
+    recordings = list((settings.recordings_dir / "impact").glob("impact-*"))
+    assert recordings and recordings[0].stat().st_size > 10_000
+    for peer in (pc, vpc):
+        await peer.close()
+    player.video and player.video.stop()
+    await watcher.close()
+    await mod.close()
+
+
+async def test_a_publisher_that_drops_interrupts_the_stage_and_comes_back(live):
+    client, media, _ = live
+    watcher = await WsClient.connect(client, issue(client))
+    await watcher.ok("subscribe", topic="stage:impact")
+    token = issue(client, Role.BROADCASTER, scopes=("stage:impact",))
+    pc, _, resp = await publish(client, media, token)
+    await take_answer(pc, await resp.text())
+    assert (await watcher.push("stream.state", timeout=10))["state"] == "live"
+    hub = client.server.app[STREAMS].get("impact").hub
+    await eventually(lambda: hub.stats.video.packets > 30, timeout=10, what="media arriving")
+    await pc.close()  # gone without a DELETE
+    assert (await watcher.push("stream.state", timeout=20))["state"] == "interrupted"
+    pc2, _, resp = await publish(client, media, token)
+    assert resp.status == 201
+    await take_answer(pc2, await resp.text())
+    assert (await watcher.push("stream.state", timeout=10))["state"] == "live"
+    await pc2.close()
+    await watcher.close()
