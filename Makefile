@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 UV := $(BIN)/uv
 
-.PHONY: run test lint unit integration bench lock clean check-python
+.PHONY: run test lint unit integration bench lock clean check-python system-deps
 
 check-python:
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hybridcon needs Python 3.11 or newer")'
@@ -28,6 +28,17 @@ $(VENV)/.dev-installed: requirements/dev.lock pyproject.toml clients/python/pypr
 	$(UV) pip install -q --python $(BIN)/python --no-deps -e . -e clients/python
 	touch $@
 
+# Debian packages the end-to-end tests drive: Chromium (WebRTC publisher and viewer).
+# Installed once when missing; CI machines are Debian and run as root.
+SYSTEM_PACKAGES := chromium
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
 run: $(VENV)/.run-installed
 	$(BIN)/hybridcon serve --demo-tokens $(ARGS)
 
@@ -44,7 +55,7 @@ integration: $(VENV)/.dev-installed
 	$(BIN)/pytest tests/integration
 
 # pytest exits 5 when it collected nothing; make treats that as a failure, as it should.
-test: lint
+test: lint system-deps
 	$(BIN)/pytest
 
 bench: $(VENV)/.dev-installed

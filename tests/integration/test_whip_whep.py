@@ -161,6 +161,7 @@ async def test_a_stage_goes_live_viewers_watch_and_it_ends(live):
     # Moderators see the ingest's health.
     health = await mod.push("stream.health", timeout=10)
     assert health["stage"] == "impact" and health["video"]["fps"] > 0
+    assert health["problems"] == [] and health["probe"]["black"] is False
 
     # The publisher ends the stream: everyone hears it, a recording exists.
     resp = await client.delete(location, headers=bearer(token))
@@ -192,4 +193,56 @@ async def test_a_publisher_that_drops_interrupts_the_stage_and_comes_back(live):
     await take_answer(pc2, await resp.text())
     assert (await watcher.push("stream.state", timeout=10))["state"] == "live"
     await pc2.close()
+    await watcher.close()
+
+
+async def test_the_radio_is_audio_in_and_aac_hls_out(live, tmp_path):
+    import av
+    from aiortc import RTCConfiguration, RTCPeerConnection
+    from aiortc.contrib.media import MediaPlayer
+
+    client, _media, _ = live
+    path = tmp_path / "radio.webm"
+    out = av.open(str(path), "w", format="webm")
+    sound = out.add_stream("libopus", rate=48000)
+    sound.layout = "mono"
+    tone = av.open("sine=frequency=330:sample_rate=48000:duration=5", format="lavfi")
+    for frame in tone.decode(audio=0):
+        out.mux(sound.encode(frame))
+    out.mux(sound.encode(None))
+    tone.close()
+    out.close()
+
+    watcher = await WsClient.connect(client, issue(client))
+    await watcher.ok("subscribe", topic="stage:radio")
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    player = MediaPlayer(str(path), decode=False)
+    pc.addTransceiver(player.audio, direction="sendonly")
+    token = issue(client, Role.BROADCASTER, scopes=("stage:radio",))
+    resp = await client.post(
+        "/whip/radio", data=await make_offer(pc), headers={**SDP, **bearer(token)}
+    )
+    assert resp.status == 201, await resp.text()
+    await take_answer(pc, await resp.text())
+    state = await watcher.push("stream.state", timeout=10)
+    assert state["state"] == "live" and state["audio_only"] is True
+    assert state["whep_url"] is None
+    path_part = state["hls_url"].split("://", 1)[1].split("/", 1)[1]
+
+    async def segments() -> bool:
+        r = await client.get(f"/{path_part}")
+        return r.status == 200 and (await r.text()).count("#EXTINF") >= 2
+
+    await eventually(segments, timeout=20, what="two radio segments")
+    playlist = await (await client.get(f"/{path_part}")).text()
+    name = next(line for line in playlist.splitlines() if not line.startswith("#") and line)
+    seg = await client.get(f"/{path_part.rsplit('/', 1)[0]}/{name}")
+    data = await seg.read()
+    probe_path = tmp_path / name
+    probe_path.write_bytes(data)
+    container = av.open(str(probe_path))
+    assert [s.codec_context.name for s in container.streams] == ["aac"]
+    assert not any(s.type == "video" for s in container.streams)
+    container.close()
+    await pc.close()
     await watcher.close()

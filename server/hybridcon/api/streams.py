@@ -32,11 +32,14 @@ from hybridcon.errors import Conflict, NotFound, Unavailable
 from hybridcon.media.hls import HlsPackager
 from hybridcon.media.hub import StageHub
 from hybridcon.media.peers import Publisher, Viewer, accept_publisher, accept_viewer
+from hybridcon.media.probe import Probe, ProbeState
 from hybridcon.media.recorder import Recorder
 from hybridcon.realtime.gateway import GATEWAY, Gateway
 from hybridcon.services import SERVICES, Services
 
 log = structlog.get_logger(__name__)
+
+LOSS_ALERT = 0.02  # more than 2 % of packets lost since the last health push
 
 
 @dataclass
@@ -52,6 +55,8 @@ class StageStream:
     viewers: dict[str, Viewer] = field(default_factory=dict)
     outputs: list[asyncio.Task[None]] = field(default_factory=list)
     live_since: datetime | None = None
+    probe: Probe | None = None
+    loss_seen: tuple[int, int] = (0, 0)  # (packets, lost) at the last health push
     accepted_at: float = 0.0  # time.monotonic() when the current publisher was accepted
 
     @property
@@ -232,7 +237,25 @@ class Streams:
             video=None if stream.audio_only else hub.consumer("video", name="recorder"),
             audio=hub.consumer("audio", name="recorder"),
         )
-        for name, job in (("hls", packager.run()), ("recorder", recorder.run())):
+        topic = f"mod:stage:{stream.stage.id}"
+
+        def alert(state: ProbeState) -> None:
+            self.gateway.hub.publish(
+                topic,
+                "stream.alert",
+                {"stage": stream.stage.id, "problems": state.problems(), **state.public()},
+            )
+
+        stream.probe = Probe(
+            video=None if stream.audio_only else hub.consumer("video", name="probe"),
+            audio=hub.consumer("audio", name="probe"),
+            on_change=alert,
+        )
+        for name, job in (
+            ("hls", packager.run()),
+            ("recorder", recorder.run()),
+            ("probe", stream.probe.run()),
+        ):
             stream.outputs.append(
                 asyncio.create_task(
                     self._guarded(stream, name, job), name=f"{name}-{stream.stage.id}"
@@ -301,8 +324,28 @@ class Streams:
     # --- health ----------------------------------------------------------------------------
 
     def health(self, stream: StageStream) -> dict[str, Any]:
-        """The ingest's health for moderators and organisers."""
-        return {"stage": stream.stage.id, "state": stream.state.value, **stream.hub.stats.public()}
+        """The ingest's health for moderators and organisers: the hub's counters, what the
+        probe sees, and the problems worth an alert (black, frozen, silent, loss)."""
+        stats = stream.hub.stats
+        data: dict[str, Any] = {
+            "stage": stream.stage.id,
+            "state": stream.state.value,
+            **stats.public(),
+        }
+        problems: list[str] = []
+        if stream.probe is not None:
+            data["probe"] = stream.probe.state.public()
+            problems += stream.probe.state.problems()
+        packets = stats.video.packets + stats.audio.packets
+        lost = (stats.video.lost or 0) + (stats.audio.lost or 0)
+        new_packets, new_lost = packets - stream.loss_seen[0], lost - stream.loss_seen[1]
+        stream.loss_seen = (packets, lost)
+        loss = new_lost / (new_packets + new_lost) if new_packets + new_lost > 0 else 0.0
+        data["loss"] = round(loss, 4)
+        if loss > LOSS_ALERT:
+            problems.append("loss")
+        data["problems"] = problems
+        return data
 
     def push_health(self) -> None:
         """Push ``stream.health`` for live stages and log it."""
