@@ -91,15 +91,18 @@ def _banner(settings: Settings, services_access: AccessControl) -> str:
         (Role.VIEWER, "Demo kijker"),
         (Role.MODERATOR, "Demo moderator"),
         (Role.ORGANISER, "Demo organisator"),
+        (Role.BROADCASTER, "Demo regie"),
     ):
         token, _ = services_access.issue(
             TokenRequest(role=role, scopes=("*",), name=name, ttl=timedelta(hours=12)), via="cli"
         )
-        lines.append(f"  {role.value:<10}  {token}")
+        lines.append(f"  {role.value:<11}  {token}")
     lines += [
         "",
         "For example:",
         f"  curl -H 'Authorization: Bearer <organiser token>' {base}/api/v1/revocations",
+        f"  OBS 30+: Settings > Stream > WHIP, server {base}/whip/plenary,"
+        " bearer token: the broadcaster token",
         "",
     ]
     return "\n".join(lines)

@@ -158,7 +158,12 @@ async def test_a_stage_goes_live_viewers_watch_and_it_ends(live):
     tampered = path.replace("/impact/", "/plenary/")
     assert (await client.get(f"/{tampered}")).status == 403
 
-    # Moderators see the ingest's health.
+    # Moderators see the ingest's health: in their snapshot and pushed.
+    mod_snap = await (await WsClient.connect(client, issue(client, Role.MODERATOR))).ok(
+        "subscribe", topic="mod:stage:impact"
+    )
+    assert mod_snap["snapshot"]["stream"]["state"] == "live"
+    assert mod_snap["snapshot"]["stream"]["health"]["video"]["codec"] == "h264"
     health = await mod.push("stream.health", timeout=10)
     assert health["stage"] == "impact" and health["video"]["fps"] > 0
     assert health["problems"] == [] and health["probe"]["black"] is False

@@ -118,10 +118,17 @@ class Streams:
         }
 
     def snapshot(self, topic: str, _claims: Claims) -> dict[str, Any] | None:
-        """The ``stream`` part of a stage's subscribe snapshot (None for other topics)."""
-        kind, _, ident = topic.partition(":")
+        """The ``stream`` part of a stage's subscribe snapshot (None for other topics);
+        for ``mod:stage:<id>`` with the ingest's health."""
+        moderated = topic.startswith("mod:")
+        kind, _, ident = topic.removeprefix("mod:").partition(":")
         stream = self.stages.get(ident) if kind == "stage" else None
-        return None if stream is None else self.urls(stream)
+        if stream is None:
+            return None
+        data = self.urls(stream)
+        if moderated:
+            data["health"] = self.health(stream, update=False)
+        return data
 
     def _event(self, stream: StageStream, event: StreamEvent) -> None:
         now = self.services.clock()
@@ -323,7 +330,7 @@ class Streams:
 
     # --- health ----------------------------------------------------------------------------
 
-    def health(self, stream: StageStream) -> dict[str, Any]:
+    def health(self, stream: StageStream, *, update: bool = True) -> dict[str, Any]:
         """The ingest's health for moderators and organisers: the hub's counters, what the
         probe sees, and the problems worth an alert (black, frozen, silent, loss)."""
         stats = stream.hub.stats
@@ -339,7 +346,8 @@ class Streams:
         packets = stats.video.packets + stats.audio.packets
         lost = (stats.video.lost or 0) + (stats.audio.lost or 0)
         new_packets, new_lost = packets - stream.loss_seen[0], lost - stream.loss_seen[1]
-        stream.loss_seen = (packets, lost)
+        if update:  # a snapshot looks without starting a new loss window
+            stream.loss_seen = (packets, lost)
         loss = new_lost / (new_packets + new_lost) if new_packets + new_lost > 0 else 0.0
         data["loss"] = round(loss, 4)
         if loss > LOSS_ALERT:

@@ -43,6 +43,10 @@ async def subscribe(gateway: Gateway, conn: Connection, request: Subscribe) -> b
             ],
             "questions": qa.listing(moderator=True),
         }
+        if gateway.stream_snapshot is not None:
+            stream = gateway.stream_snapshot(topic, conn.claims)
+            if stream is not None:
+                snapshot["stream"] = stream
         recent: list[bytes] = []
     else:
         chat = await gateway.chat.get(topic)
