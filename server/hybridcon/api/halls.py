@@ -67,13 +67,8 @@ async def create_link(request: web.Request) -> web.Response:
         by=claims.sub,
         valid_until=valid_until,
     )
-    await audit.record(
-        services.db(),
-        actor=claims.sub,
-        actor_role=claims.role.value,
-        action="hall.link",
-        target=stage,
-        detail={"link_id": link.link_id.hex},
+    await audit.record_by(
+        services.db(), claims, "hall.link", target=stage, detail={"link_id": link.link_id.hex}
     )
     url = _join_url(services.settings.base_url(), link.code)
     return web.json_response(
@@ -174,11 +169,5 @@ async def revoke_link(request: web.Request) -> web.Response:
     link_id = request.match_info["link_id"]
     if not await hall_store.revoke(services.db(), link_id, services.clock()):
         raise NotFound(f"no active hall link {link_id}")
-    await audit.record(
-        services.db(),
-        actor=claims.sub,
-        actor_role=claims.role.value,
-        action="hall.revoke",
-        target=link_id,
-    )
+    await audit.record_by(services.db(), claims, "hall.revoke", target=link_id)
     return web.json_response({"link_id": link_id, "revoked": True})

@@ -59,11 +59,10 @@ async def issue(request: web.Request) -> web.Response:
                 "expires_at": new.exp.isoformat(),
             }
         )
-    await audit.record(
+    await audit.record_by(
         services.db(),
-        actor=claims.sub,
-        actor_role=claims.role.value,
-        action="token.issue",
+        claims,
+        "token.issue",
         target=body.role.value,
         detail={"count": body.count, "scopes": list(scopes), "jtis": [t["jti"] for t in issued]},
     )
@@ -95,13 +94,8 @@ async def revoke(request: web.Request) -> web.Response:
             conn, jti=body.jti, expires_at=expires_at, reason=body.reason, revoked_by=claims.sub
         )
         if created:
-            await audit.record(
-                conn,
-                actor=claims.sub,
-                actor_role=claims.role.value,
-                action="token.revoke",
-                target=body.jti,
-                detail={"reason": body.reason},
+            await audit.record_by(
+                conn, claims, "token.revoke", target=body.jti, detail={"reason": body.reason}
             )
     if services.revocations is not None:
         services.revocations.add(body.jti)  # this node at once; others by NOTIFY

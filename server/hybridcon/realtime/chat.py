@@ -108,11 +108,10 @@ async def _audit_and_log(
     if "user_id" in logged:
         logged["user_id"] = actor_hash(gateway.services.actor_key, str(logged["user_id"]))
     gateway.engage(EventKind.CHAT_MODERATED, conn, topic, {"action": action, **logged})
-    await audit.record(
+    await audit.record_by(
         gateway.services.db(),
-        actor=claims.sub,
-        actor_role=claims.role.value,
-        action=f"chat.{action}",
+        claims,
+        f"chat.{action}",
         target=target,
         detail={"topic": topic, **detail},
     )

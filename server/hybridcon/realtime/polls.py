@@ -382,11 +382,10 @@ async def create(gateway: Gateway, conn: Connection, request: PollCreate) -> dic
     await poll_store.create(services.db(), poll_id, spec, by=conn.claims.sub)
     live = LivePoll(poll_id=poll_id.hex, tally=Tally(spec=spec), created_by=conn.claims.sub)
     gateway.polls.polls[live.poll_id] = live
-    await audit.record(
+    await audit.record_by(
         services.db(),
-        actor=conn.claims.sub,
-        actor_role=conn.claims.role.value,
-        action="poll.create",
+        conn.claims,
+        "poll.create",
         target=live.poll_id,
         detail={"topics": list(spec.topics), "kind": spec.kind.value},
     )
@@ -451,11 +450,10 @@ async def show(gateway: Gateway, conn: Connection, request: PollShow) -> dict[st
         text = live.tally.show(voter)  # memory follows storage
     for topic in live.tally.spec.topics:
         gateway.hub.publish(topic, "poll.wall", {"poll_id": live.poll_id, "text": text})
-    await audit.record(
+    await audit.record_by(
         services.db(),
-        actor=conn.claims.sub,
-        actor_role=conn.claims.role.value,
-        action="poll.show",
+        conn.claims,
+        "poll.show",
         target=live.poll_id,
         detail={"answer_id": request.answer_id},
     )

@@ -179,11 +179,10 @@ async def moderate(gateway: Gateway, conn: Connection, request: QaModerate) -> d
             raise
         # Approval is when the audience first sees the question in full.
         gateway.qa.publish(question, "qa.question" if action == "approve" else "qa.updated")
-    await audit.record(
+    await audit.record_by(
         gateway.services.db(),
-        actor=conn.claims.sub,
-        actor_role=conn.claims.role.value,
-        action=f"qa.{action}",
+        conn.claims,
+        f"qa.{action}",
         target=question.question_id,
         detail={"topic": question.topic},
     )
@@ -208,11 +207,10 @@ async def merge(gateway: Gateway, conn: Connection, request: QaMerge) -> dict[st
             raise
         gateway.qa.publish(duplicate, "qa.updated")
         gateway.qa.publish(into, "qa.updated")
-    await audit.record(
+    await audit.record_by(
         gateway.services.db(),
-        actor=conn.claims.sub,
-        actor_role=conn.claims.role.value,
-        action="qa.merge",
+        conn.claims,
+        "qa.merge",
         target=duplicate.question_id,
         detail={"topic": duplicate.topic, "into": into.question_id},
     )

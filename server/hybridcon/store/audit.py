@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from hybridcon.core.tokens import Claims
 from hybridcon.store.db import Executor
 
 
@@ -29,6 +30,25 @@ async def record(
         action,
         target,
         orjson.dumps(dict(detail or {})).decode(),
+    )
+
+
+async def record_by(
+    conn: Executor,
+    claims: Claims,
+    action: str,
+    *,
+    target: str | None = None,
+    detail: Mapping[str, Any] | None = None,
+) -> None:
+    """Append one audit row for what the holder of ``claims`` did."""
+    await record(
+        conn,
+        actor=claims.sub,
+        actor_role=claims.role.value,
+        action=action,
+        target=target,
+        detail=detail,
     )
 
 
