@@ -251,3 +251,19 @@ async def test_the_radio_is_audio_in_and_aac_hls_out(live, tmp_path):
     container.close()
     await pc.close()
     await watcher.close()
+
+
+async def test_errors_carry_cors_headers_so_pages_can_read_them(live):
+    client, _media, _ = live
+    resp = await client.post(
+        "/whip/impact",
+        data="v=0\r\n",
+        headers={**SDP, "Origin": "https://regie.example.org", "Authorization": "Bearer nonsense"},
+    )
+    assert resp.status == 401
+    assert resp.headers["Access-Control-Allow-Origin"] == "*"
+    resp = await client.post(
+        "/whep/impact", data="v=0\r\n", headers={**SDP, **bearer(issue(client))}
+    )
+    assert resp.status == 409
+    assert resp.headers["Access-Control-Allow-Origin"] == "*"

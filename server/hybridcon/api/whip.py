@@ -204,8 +204,21 @@ async def hls_file(request: web.Request) -> web.StreamResponse:
     return _cors(request, response)
 
 
+async def _cors_on_errors(request: web.Request, response: web.StreamResponse) -> None:
+    # Errors come from the middleware, not from the handlers above; a page on another
+    # origin must be able to read why its publish or play failed.
+    if request.path.startswith(("/whip/", "/whep/", "/hls/")):
+        response.headers.setdefault(
+            "Access-Control-Allow-Origin", request.app[SERVICES].settings.cors_allow_origin
+        )
+        response.headers.setdefault(
+            "Access-Control-Expose-Headers", "Location, ETag, Link, Accept-Patch"
+        )
+
+
 def setup(app: web.Application) -> None:
     """Add the WHIP, WHEP and HLS routes."""
+    app.on_response_prepare.append(_cors_on_errors)
     r = app.router
     for kind, post, patch, delete in (
         ("whip", whip_post, whip_patch, whip_delete),

@@ -157,6 +157,9 @@ class Recorder:
     def _start(self) -> None:
         waiting = self._waiting
         self._waiting = []
+        # The tracks follow what has arrived, decided before the packets from before the
+        # first keyframe are dropped: audio that all came before it is still a track.
+        kinds = {w.packet.kind for w in waiting}
         if self._video_key is not None:
             # Nothing before the first keyframe: the file starts on a decodable frame.
             waiting = [w for w in waiting if w.ticks >= self._video_key.ticks]
@@ -169,7 +172,6 @@ class Recorder:
             format="matroska",
             options={"flush_packets": "1", "cluster_time_limit": str(CLUSTER_MS)},
         )
-        kinds = {w.packet.kind for w in waiting}
         if "video" in kinds and self._video_key is not None:
             key = self._video_key.packet
             size = video_size(key.codec, key.data)
