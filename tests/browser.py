@@ -208,7 +208,7 @@ class Browser:
             await asyncio.sleep(0.05)
         url = f"ws://127.0.0.1:{lines[0].strip()}{lines[1].strip()}"
         self._http = aiohttp.ClientSession()
-        self._ws = await self._http.ws_connect(url, max_msg_size=0, timeout=timeout)
+        self._ws = await asyncio.wait_for(self._http.ws_connect(url, max_msg_size=0), timeout)
         self._reader = asyncio.create_task(self._read(), name="cdp-reader")
 
     async def _read(self) -> None:

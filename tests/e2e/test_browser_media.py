@@ -209,12 +209,14 @@ async function decoded(name, frames, limitMs) {
   }
 }
 
+// DELETE the session, then close: closed first, the server may have dropped the
+// session already (404, which a cross-origin page cannot even read: no CORS header).
 async function hangUp(name) {
   const peer = peers[name];
-  peer.pc.close();
-  if (peer.stream) peer.stream.getTracks().forEach((t) => t.stop());
   const response = await fetch(peer.location, {
     method: "DELETE", headers: {"Authorization": "Bearer " + peer.token}});
+  peer.pc.close();
+  if (peer.stream) peer.stream.getTracks().forEach((t) => t.stop());
   return response.status;
 }
 </script>
