@@ -19,9 +19,17 @@ class IceServer(BaseModel):
     """A STUN or TURN server offered to WebRTC peers (RFC 8489 / RFC 8656)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    urls: tuple[str, ...]
+    urls: tuple[str, ...] = Field(min_length=1)
     username: str | None = None
     credential: str | None = None
+
+    @field_validator("urls")
+    @classmethod
+    def _ice_urls(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
+        for url in urls:
+            if not url.startswith(("stun:", "turn:", "turns:")):
+                raise ValueError(f"{url!r} is not a stun:, turn: or turns: URL")
+        return urls
 
 
 class Settings(BaseSettings):
@@ -162,7 +170,9 @@ class Settings(BaseSettings):
         description="Low-latency WHEP viewers per node; beyond it viewers are sent to HLS.",
     )
     hls_url_ttl: timedelta = Field(
-        default=timedelta(hours=4), description="How long a signed HLS link stays valid."
+        default=timedelta(hours=14),
+        description="How long a signed HLS link stays valid (a conference day: players "
+        "that stay longer get new links with stream.state or by subscribing again).",
     )
     hls_segment_seconds: float = Field(
         default=2.0, gt=0.5, le=10, description="Target HLS segment length (cut at keyframes)."

@@ -197,8 +197,28 @@ async def test_a_publisher_that_drops_interrupts_the_stage_and_comes_back(live):
     assert resp.status == 201
     await take_answer(pc2, await resp.text())
     assert (await watcher.push("stream.state", timeout=10))["state"] == "live"
+
+    # Revoking the broadcaster's token takes it off the air.
+    jti = services_jti(token)
+    resp = await client.post(
+        "/api/v1/revocations", json={"jti": jti}, headers=bearer(issue(client, Role.ORGANISER))
+    )
+    assert resp.status == 201
+    assert (await watcher.push("stream.state", timeout=10))["state"] == "interrupted"
+    # An organiser ends a stage whose publisher will not come back.
+    resp = await client.delete("/whip/impact", headers=bearer(issue(client, Role.ORGANISER)))
+    assert resp.status == 200
+    assert (await watcher.push("stream.state", timeout=10))["state"] == "ended"
+    resp = await client.delete("/whip/impact", headers=bearer(issue(client, Role.BROADCASTER)))
+    assert resp.status == 403
     await pc2.close()
     await watcher.close()
+
+
+def services_jti(token: str) -> str:
+    import jwt
+
+    return str(jwt.decode(token, options={"verify_signature": False})["jti"])
 
 
 async def test_the_radio_is_audio_in_and_aac_hls_out(live, tmp_path):

@@ -58,6 +58,7 @@ class StageStream:
     probe: Probe | None = None
     loss_seen: tuple[int, int] = (0, 0)  # (packets, lost) at the last health push
     accepted_at: float = 0.0  # time.monotonic() when the current publisher was accepted
+    publisher_jti: str | None = None  # the token it published with (revocation ends it)
 
     @property
     def audio_only(self) -> bool:
@@ -155,7 +156,9 @@ class Streams:
 
     # --- publishers ------------------------------------------------------------------------
 
-    async def publish(self, stage_id: str, offer: str, *, takeover: bool) -> tuple[str, str, str]:
+    async def publish(
+        self, stage_id: str, offer: str, *, takeover: bool, jti: str | None = None
+    ) -> tuple[str, str, str]:
         """Accept a WHIP offer for a stage.
 
         Returns:
@@ -191,11 +194,27 @@ class Streams:
         )
         stream.publisher = publisher
         stream.accepted_at = time.monotonic()
+        stream.publisher_jti = jti
         stream.publisher_session = session
         stream.publisher_etag = f'"{uuid.uuid4().hex[:16]}"'
-        self._start_outputs(stream)
+        self._start_outputs(stream, session)
         self._event(stream, StreamEvent.STARTED)
         return session, publisher.answer_sdp, stream.publisher_etag
+
+    async def end(self, stage_id: str) -> None:
+        """End a stage's stream whatever its publisher does (an organiser's decision): an
+        interrupted stage whose publisher will not come back, or one to take off the air."""
+        stream = self.get(stage_id)
+        if stream.publisher is not None:
+            await self._drop_publisher(stream, StreamEvent.STOPPED)
+        else:
+            self._event(stream, StreamEvent.STOPPED)
+
+    def revoked(self, jti: str) -> None:
+        """A revoked broadcaster token takes its publisher off the air (interrupted)."""
+        for stream in self.stages.values():
+            if stream.publisher is not None and stream.publisher_jti == jti:
+                self.gateway.background(self._drop_publisher(stream, StreamEvent.DROPPED))
 
     async def stop_publishing(self, stage_id: str, session: str) -> None:
         """The publisher ended its session (WHIP DELETE): the stream has ended.
@@ -221,9 +240,12 @@ class Streams:
             await asyncio.wait(outputs, timeout=10)
         self._event(stream, event)
 
-    def _start_outputs(self, stream: StageStream) -> None:
+    def _start_outputs(self, stream: StageStream, session: str) -> None:
         settings = self.services.settings
         hub = stream.hub
+        # The previous run's live playlist ends with ENDLIST; a player loading it now
+        # would stop. The archive keeps every run; the live playlist starts afresh.
+        (settings.hls_dir / stream.stage.id / "index.m3u8").unlink(missing_ok=True)
         video = None if stream.audio_only else hub.consumer("video", name="hls")
         audio = hub.consumer("audio", name="hls")
         packager = HlsPackager(
@@ -240,7 +262,7 @@ class Streams:
         folder = settings.recordings_dir / stream.stage.id
         folder.mkdir(parents=True, exist_ok=True)
         recorder = Recorder(
-            folder / f"{stream.stage.id}-{stamp}.mkv",
+            folder / f"{stream.stage.id}-{stamp}-{session[:8]}.mkv",
             video=None if stream.audio_only else hub.consumer("video", name="recorder"),
             audio=hub.consumer("audio", name="recorder"),
         )
@@ -292,6 +314,8 @@ class Streams:
         stream = self.get(stage_id)
         if stream.state is not StreamState.LIVE:
             raise Conflict(f"stage {stage_id} is not live")
+        if stream.audio_only:
+            raise Conflict(f"stage {stage_id} is audio only; listen over HLS")
         if self.viewers >= self.services.settings.whep_max_viewers:
             raise Unavailable("low-latency viewing is full here; watch over HLS")
         session = uuid.uuid4().hex
@@ -436,6 +460,16 @@ def setup(app: web.Application) -> None:
         streams = Streams(services, app[GATEWAY], secret)
         app[STREAMS] = streams
         app[GATEWAY].stream_snapshot = streams.snapshot
+        mirror = services.revocations
+        if mirror is not None:
+            closes_sockets = mirror.on_revoked
+
+            def revoked(jti: str) -> None:
+                if closes_sockets is not None:
+                    closes_sockets(jti)
+                streams.revoked(jti)
+
+            mirror.on_revoked = revoked
         await streams.start()
         yield
         await streams.stop()

@@ -52,12 +52,12 @@ async def _body(request: web.Request, content_type: str) -> str:
         raise Invalid("the body is not UTF-8 text") from None
 
 
-def _ice_links(request: web.Request) -> list[str]:
+def _ice_links(request: web.Request, *, credentials: bool = True) -> list[str]:
     links = []
     for server in request.app[SERVICES].settings.ice_servers:
         for url in server.urls:
             link = f'<{url}>; rel="ice-server"'
-            if server.username and server.credential:
+            if credentials and server.username and server.credential:
                 link += (
                     f'; username="{server.username}"; credential="{server.credential}"'
                     '; credential-type="password"'
@@ -87,7 +87,8 @@ async def options(request: web.Request) -> web.StreamResponse:
     response.headers["Access-Control-Allow-Methods"] = "POST, PATCH, DELETE, OPTIONS"
     response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, If-Match"
     response.headers["Access-Control-Max-Age"] = "86400"
-    for link in _ice_links(request):
+    # OPTIONS is unauthenticated: TURN credentials only go with a 201 to a token holder.
+    for link in _ice_links(request, credentials=False):
         response.headers.add("Link", link)
     return _cors(request, response)
 
@@ -100,7 +101,9 @@ async def whip_post(request: web.Request) -> web.StreamResponse:
         raise Forbidden(f"publishing to stage {stage} needs a broadcaster token for it")
     offer = await _body(request, SDP)
     takeover = request.query.get("takeover") == "1" and claims.role is Role.ORGANISER
-    session, answer, etag = await request.app[STREAMS].publish(stage, offer, takeover=takeover)
+    session, answer, etag = await request.app[STREAMS].publish(
+        stage, offer, takeover=takeover, jti=claims.jti
+    )
     return _created(request, "whip", session, answer, etag)
 
 
@@ -109,7 +112,7 @@ async def whip_patch(request: web.Request) -> web.StreamResponse:
     an ICE restart is refused with 422 as aiortc cannot restart ICE."""
     stage = request.match_info["stage"]
     claims = bearer_claims(request)
-    if not claims.covers(f"stage:{stage}"):
+    if claims.role not in PUBLISHERS or not claims.covers(f"stage:{stage}"):
         raise Forbidden(f"your token does not cover stage {stage}")
     stream = request.app[STREAMS].get(stage)
     if stream.publisher_session != request.match_info["session"]:
@@ -156,9 +159,25 @@ async def whep_post(request: web.Request) -> web.StreamResponse:
     return _created(request, "whep", session, answer, None)
 
 
+async def whip_end(request: web.Request) -> web.StreamResponse:
+    """An organiser ends a stage's stream (e.g. an interrupted one that will not return)."""
+    stage = request.match_info["stage"]
+    claims = bearer_claims(request)
+    if claims.role is not Role.ORGANISER:
+        raise Forbidden("ending a stage without its WHIP session needs an organiser token")
+    await request.app[STREAMS].end(stage)
+    return _cors(request, web.Response(status=200))
+
+
+def _viewer_access(request: web.Request) -> None:
+    stage = request.match_info["stage"]
+    if not bearer_claims(request).covers(f"stage:{stage}"):
+        raise Forbidden(f"your token does not cover stage {stage}")
+
+
 async def whep_delete(request: web.Request) -> web.StreamResponse:
     """The viewer leaves."""
-    bearer_claims(request)
+    _viewer_access(request)
     await request.app[STREAMS].stop_viewing(
         request.match_info["stage"], request.match_info["session"]
     )
@@ -167,7 +186,7 @@ async def whep_delete(request: web.Request) -> web.StreamResponse:
 
 async def whep_patch(request: web.Request) -> web.StreamResponse:
     """Trickle ICE for a viewer: accepted (see :func:`whip_patch`)."""
-    bearer_claims(request)
+    _viewer_access(request)
     stream = request.app[STREAMS].get(request.match_info["stage"])
     if request.match_info["session"] not in stream.viewers:
         raise web.HTTPNotFound(text="no such WHEP session")
@@ -229,4 +248,5 @@ def setup(app: web.Application) -> None:
         r.add_patch(f"/{kind}/{{stage}}/{{session}}", patch)
         r.add_delete(f"/{kind}/{{stage}}/{{session}}", delete)
         r.add_route("OPTIONS", f"/{kind}/{{stage}}/{{session}}", options)
+    r.add_delete("/whip/{stage}", whip_end)
     r.add_get("/hls/{stage}/{token}/{file}", hls_file)
