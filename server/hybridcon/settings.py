@@ -131,7 +131,7 @@ class Settings(BaseSettings):
         description="Seconds without any frame from a client before its socket is closed.",
     )
     ws_flush_interval: float = Field(
-        default=0.02,
+        default=0.05,
         ge=0,
         description="Seconds pushed messages wait to be coalesced into one write per client.",
     )

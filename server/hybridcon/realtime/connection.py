@@ -152,6 +152,20 @@ class Connection:
         self._flusher.mark(self, urgent=urgent)
         return True
 
+    def write_now(self, data: bytes) -> bool:
+        """Write frames straight to the socket if nothing is waiting before them and the
+        peer is reading (the tick's common case: no queue, no second pass).
+
+        Returns:
+            Whether it was written; if not, the caller queues it with :meth:`send_frame`.
+        """
+        if self._close is not None or self._pending or not self._writer.open:
+            return False
+        if self._writer.paused:
+            return False
+        self._writer.write(data)
+        return True
+
     def send(self, message: dict[str, Any]) -> bool:
         """Encode and queue one message for this connection only (a reply), flushed at once."""
         return self.send_frame(text_frame(orjson.dumps(message)), urgent=True)

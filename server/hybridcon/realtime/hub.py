@@ -115,7 +115,8 @@ class Hub:
             return
         data = frames[0] if len(frames) == 1 else b"".join(frames)
         for conn in list(subs):
-            conn.send_frame(data)
+            if not conn.write_now(data):
+                conn.send_frame(data)
 
     def flush_topics(self) -> None:
         """Queue every topic's frames of this tick to its subscribers (one join per topic)."""
