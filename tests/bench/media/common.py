@@ -292,8 +292,15 @@ class StampedEncoderTrack(MediaStreamTrack):
         self._codec = codec
         self._index = 0
         self._origin: float | None = None
+        self._force_keyframe = False
         self.bytes = 0
         self.encode_seconds = 0.0
+        self.keyframe_requests = 0
+
+    def force_keyframe(self) -> None:
+        """Make the next frame an IDR (a browser's encoder answers a PLI this way)."""
+        self._force_keyframe = True
+        self.keyframe_requests += 1
 
     def _encode(self, index: int) -> bytes:
         yuv = self._frames[index % len(self._frames)].copy()
@@ -301,6 +308,9 @@ class StampedEncoderTrack(MediaStreamTrack):
         frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         frame.pts = index
         frame.time_base = Fraction(1, self.fps)
+        if self._force_keyframe:
+            self._force_keyframe = False
+            frame.pict_type = av.video.frame.PictureType.I
         started = time.thread_time()
         data = b"".join(bytes(p) for p in self._codec.encode(frame))
         self.encode_seconds += time.thread_time() - started
@@ -343,17 +353,24 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-def core_times() -> dict[int, tuple[float, float]]:
-    """Per core: ``(busy seconds, total seconds)`` since boot, from ``/proc/stat``."""
+def core_times() -> dict[int, dict[str, float]]:
+    """Per core, seconds since boot from ``/proc/stat``: ``busy`` (everything but idle
+    and iowait), ``tasks`` (user, nice, system), ``softirq`` (irq + softirq: loopback
+    packet delivery lands here, outside any process's time), ``steal`` and ``total``."""
     cores = {}
     with open("/proc/stat", encoding="ascii") as f:
         for line in f:
             if line.startswith("cpu") and line[3].isdigit():
                 name, *values = line.split()
-                ticks = [int(v) for v in values]
-                idle = ticks[3] + ticks[4]  # idle + iowait
-                total = sum(ticks[:8])
-                cores[int(name[3:])] = ((total - idle) / CLK_TCK, total / CLK_TCK)
+                t = [int(v) / CLK_TCK for v in values[:8]]
+                total = sum(t)
+                cores[int(name[3:])] = {
+                    "busy": total - t[3] - t[4],
+                    "tasks": t[0] + t[1] + t[2],
+                    "softirq": t[5] + t[6],
+                    "steal": t[7],
+                    "total": total,
+                }
     return cores
 
 
@@ -378,7 +395,8 @@ class Window:
         self._udp = udp_errors()
 
     def close(self) -> dict[str, Any]:
-        """``{"seconds", "cpu": {name: % of a core}, "cores": {n: busy %}, "udp": {...}}``."""
+        """``{"seconds", "cpu": {name: % of a core}, "cores": {n: busy %}, "core_parts":
+        {n: {"tasks", "softirq", "steal"}: %}, "udp": {counter: delta}}``."""
         wall = time.monotonic() - self._wall
         cores = core_times()
         udp = udp_errors()
@@ -389,12 +407,17 @@ class Window:
                 for name, pid in self.pids.items()
             },
             "cores": {},
+            "core_parts": {},
             "udp": {k: udp[k] - self._udp.get(k, 0) for k in udp},
         }
         for core in self.cores:
-            busy0, total0 = self._cores.get(core, (0.0, 0.0))
-            busy1, total1 = cores.get(core, (0.0, 0.0))
-            result["cores"][core] = 100 * (busy1 - busy0) / max(total1 - total0, 1e-9)
+            before, after = self._cores.get(core), cores.get(core)
+            if before is None or after is None:
+                continue
+            total = max(after["total"] - before["total"], 1e-9)
+            share = {k: 100 * (after[k] - before[k]) / total for k in after if k != "total"}
+            result["cores"][core] = share.pop("busy")
+            result["core_parts"][core] = share
         return result
 
 

@@ -78,7 +78,9 @@ class MediaServer:
                 self.proc.wait(5)
 
 
-def start_server(work: Path, *, cpu: int | None, max_viewers: int = 1000) -> MediaServer:
+def start_server(
+    work: Path, *, cpu: int | None, max_viewers: int = 1000, log_level: str = "warning"
+) -> MediaServer:
     """Start ``hybridcon serve`` on a fresh data directory under ``work``, pinned to ``cpu``."""
     from hybridcon.core.tokens import Role, TokenRequest, issue_token
     from hybridcon.settings import Settings
@@ -93,7 +95,7 @@ def start_server(work: Path, *, cpu: int | None, max_viewers: int = 1000) -> Med
         "HYBRIDCON_HOST": "127.0.0.1",
         "HYBRIDCON_PORT": str(port),
         "HYBRIDCON_PROGRAMME": str(PROGRAMME),
-        "HYBRIDCON_LOG_LEVEL": "warning",
+        "HYBRIDCON_LOG_LEVEL": log_level,
         "HYBRIDCON_WHEP_MAX_VIEWERS": str(max_viewers),
         "HYBRIDCON_SHUTDOWN_GRACE": "0",
         "HYBRIDCON_ICE_SERVERS": "[]",
@@ -135,7 +137,9 @@ def start_server(work: Path, *, cpu: int | None, max_viewers: int = 1000) -> Med
             if pattern.search(log_path.read_text("utf-8", "replace")):
                 return server
         if proc.poll() is not None:
-            raise RuntimeError(f"hybridcon serve exited with {proc.returncode}:\n{server.log_tail()}")
+            raise RuntimeError(
+                f"hybridcon serve exited with {proc.returncode}:\n{server.log_tail()}"
+            )
         time.sleep(0.1)
     server.stop()
     raise RuntimeError(f"hybridcon serve did not start within {START_TIMEOUT:.0f} s")
