@@ -61,6 +61,7 @@ FANOUT_STAGE = "plenary"
 LATENCY_STAGE = "plenary"
 VALID_DELIVERY = 0.95
 SOAK_SLOPE_KIB_MIN = 64  # below 1 MiB per 16 minutes: no growth worth the name
+SOAK_MIN_SECONDS = 300.0  # shorter soaks report figures but no verdict
 
 
 @dataclass
@@ -802,6 +803,7 @@ def report(results: dict[str, Any], config: Config) -> str:
         f"load average at start {m['loadavg'][0]:.2f}",
         f"# server on core {m['server_cpu']}, clients on core {m['client_cpu']}; "
         f"load viewers: {config.viewer_mode}",
+        *(["# --quick: short windows, verdicts are indicative only"] if config.quick else []),
         f"# clip: {clip['width']}x{clip['height']} {clip['fps']} fps H.264 constrained baseline "
         f"{clip['video_kbps'] / 1000:.2f} Mbit/s + Opus {clip['audio_kbps']:.0f} kbit/s, "
         f"GOP {clip['gop_frames'] / clip['fps']:.0f} s",
@@ -825,7 +827,8 @@ def report(results: dict[str, Any], config: Config) -> str:
                     config.client_cpu, s["cores"].get(str(config.client_cpu))
                 )
                 tasks = _part(s, config.server_cpu, "tasks")
-                other = None if tasks is None else tasks - s["cpu"]["server"]
+                # Tick-based counters: the difference can dip just under zero.
+                other = None if tasks is None else max(0.0, tasks - s["cpu"]["server"])
                 mark = "" if s["valid"] else " (invalid)"
                 lines.append(
                     f"| {s['viewers']}{mark} | {s['cpu']['server']:.1f} | {fmt(s['per_viewer'], '.2f')} | "
@@ -1006,7 +1009,9 @@ def report(results: dict[str, Any], config: Config) -> str:
             slope = so["slope_kib_min"]
             second = so["slope_second_half_kib_min"]
             verdict = "–"
-            if slope is not None and second is not None:
+            if config.soak < SOAK_MIN_SECONDS:
+                verdict = f"too short to tell (under {SOAK_MIN_SECONDS:.0f} s)"
+            elif slope is not None and second is not None:
                 high = [x > SOAK_SLOPE_KIB_MIN for x in (slope, second)]
                 verdict = "met" if not any(high) else ("missed" if all(high) else "inconclusive")
             lines += [
