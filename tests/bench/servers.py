@@ -1,7 +1,8 @@
 """The servers under test, each a subprocess pinned to its own core.
 
 * ``hybridcon serve`` with a fresh data directory (embedded PostgreSQL), on a free
-  loopback port; its tokens are signed in this process with the keyset file it reads.
+  loopback port (:mod:`tests.bench.hybridcon_process`); its tokens are signed in this
+  process with the keyset file it reads.
 * The bare baseline, :mod:`tests.bench.baseline_server`.
 
 Both write their output to a log file (a pipe nobody reads could fill up and stall
@@ -11,31 +12,20 @@ the server) and are stopped with SIGTERM, then SIGKILL after a grace period.
 from __future__ import annotations
 
 import contextlib
-import os
-import re
-import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psutil
-
-REPO = Path(__file__).resolve().parents[2]
-PROGRAMME = REPO / "config" / "sociaalwerkconferentie-2022.toml"
-START_TIMEOUT = 180.0
-STOP_TIMEOUT = 20.0
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.bench.hybridcon_process import (
+    REPO,
+    log_tail,
+    pin,
+    start_hybridcon_process,
+    stop,
+    wait_for_line,
+)
 
 
 @dataclass
@@ -84,42 +74,11 @@ class Server:
         return int(self.ps.memory_info().rss)
 
     def log_tail(self, lines: int = 20) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text("utf-8", "replace").splitlines()[-lines:])
-        return ""
+        return log_tail(self.log_path, lines)
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL; also reaps stray children (the embedded PostgreSQL stops
-        itself when the server exits)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
-def _wait_for_line(proc: subprocess.Popen[bytes], log_path: Path, pattern: str) -> re.Match[str]:
-    deadline = time.monotonic() + START_TIMEOUT
-    regex = re.compile(pattern)
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            found = regex.search(log_path.read_text("utf-8", "replace"))
-            if found:
-                return found
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"server exited with {proc.returncode}:\n{log_path.read_text('utf-8', 'replace')}"
-            )
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"server did not start within {START_TIMEOUT:.0f} s")
-
-
-def _pin(pid: int, cpu: int | None) -> None:
-    if cpu is not None:
-        os.sched_setaffinity(pid, {cpu})
+        """SIGTERM, then SIGKILL; the embedded PostgreSQL stops itself when the server exits."""
+        stop(self.proc)
 
 
 def start_hybridcon(
@@ -135,65 +94,27 @@ def start_hybridcon(
     Each viewer and sender token is its own person (``sub``), so the per-person
     connection cap never applies.
     """
-    from hybridcon.core.tokens import Role, TokenRequest, issue_token
-    from hybridcon.settings import Settings
-    from hybridcon.store.keyfile import load_or_create_keyset
+    from hybridcon.core.tokens import Role
 
-    data_dir = work / "data"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    env = {
-        **os.environ,
-        "HYBRIDCON_DATA_DIR": str(data_dir),
-        "HYBRIDCON_HOST": "127.0.0.1",
-        "HYBRIDCON_PORT": str(port),
-        "HYBRIDCON_PROGRAMME": str(PROGRAMME),
-        "HYBRIDCON_LOG_LEVEL": "warning",
-        "HYBRIDCON_WS_FLUSH_INTERVAL": repr(flush_interval),
-        # The senders post more than a person would; the viewers only listen and must
-        # outlive the run without heartbeats.
-        "HYBRIDCON_WS_RATE": "1000",
-        "HYBRIDCON_WS_BURST": "1000",
-        "HYBRIDCON_WS_IDLE_TIMEOUT": "3600",
-        "HYBRIDCON_SHUTDOWN_GRACE": "0",
-    }
-    for name in ("HYBRIDCON_DATABASE_URL", "HYBRIDCON_REDIS_URL", "HYBRIDCON_SIGNING_KEYS_FILE"):
-        env.pop(name, None)
-    settings = Settings(_env_file=None, data_dir=data_dir)
-    keyset = load_or_create_keyset(settings.keys_path, datetime.now(UTC))
-
-    def issue(count: int) -> list[str]:
-        now = datetime.now(UTC)
-        return [
-            issue_token(
-                keyset,
-                TokenRequest(role=Role.VIEWER, scopes=("*",), name="Bench"),
-                issuer=settings.token_issuer,
-                audience=settings.token_audience,
-                now=now,
-                default_ttl=timedelta(hours=2),
-                max_ttl=settings.token_max_ttl,
-            )[0]
-            for _ in range(count)
-        ]
-
-    log_path = work / "hybridcon.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "hybridcon.cli", "serve"],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    _pin(proc.pid, cpu)
-    server = Server(f"hybridcon flush={flush_interval:g}s", proc, port, log_path)
-    server.pgdata = settings.embedded_pgdata.resolve()
+    running = start_hybridcon_process(
+        work,
+        env={
+            "HYBRIDCON_WS_FLUSH_INTERVAL": repr(flush_interval),
+            # The senders post more than a person would; the viewers only listen and must
+            # outlive the run without heartbeats.
+            "HYBRIDCON_WS_RATE": "1000",
+            "HYBRIDCON_WS_BURST": "1000",
+            "HYBRIDCON_WS_IDLE_TIMEOUT": "3600",
+        },
+        cpu=cpu,
+    )
+    server = Server(
+        f"hybridcon flush={flush_interval:g}s", running.proc, running.port, running.log_path
+    )
+    server.pgdata = running.settings.embedded_pgdata.resolve()
     try:
-        _wait_for_line(proc, log_path, r"is running at")
-        server.tokens = issue(viewers)
-        server.sender_tokens = issue(senders)
+        server.tokens = running.issue(Role.VIEWER, "Bench", viewers)
+        server.sender_tokens = running.issue(Role.VIEWER, "Bench", senders)
     except BaseException:
         server.stop()
         raise
@@ -212,13 +133,11 @@ def start_baseline(work: Path, *, viewers: int, senders: int, cpu: int | None) -
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    _pin(proc.pid, cpu)
+    pin(proc.pid, cpu)
     try:
-        found = _wait_for_line(proc, log_path, r"listening on (\d+)")
+        found = wait_for_line(proc, log_path, r"listening on (\d+)", "baseline server")
     except BaseException:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+        stop(proc)
         raise
     server = Server("bare aiohttp baseline", proc, int(found.group(1)), log_path)
     server.tokens = [f"baseline-{i}" for i in range(viewers)]
