@@ -210,6 +210,11 @@ async def test_viewer_decodes_what_the_publisher_sent_and_the_server_decodes_not
     # The seam carried the frames; the only decoders are the client viewer's two.
     assert publisher.frames >= 45
     assert decoders == Counter({"video/h264": 1, "audio/opus": 1})
+    # No frame took a detour through a thread: the publisher's receiver threads
+    # returned at once, while the frames kept coming on the event loop.
+    for receiver in publisher._receivers.values():
+        thread = receiver._RTCRtpReceiver__decoder_thread  # type: ignore[attr-defined]
+        assert thread is not None and not thread.is_alive()
     stats = hub.stats
     assert stats.publishing and stats.video.codec == "h264" and stats.audio.codec == "opus"
     assert stats.video.keyframes >= 1 and stats.video.lost in (None, 0)
@@ -452,7 +457,7 @@ class FakeTrack(MediaStreamTrack):
         packet = av.Packet(data)
         packet.pts = pts
         packet.time_base = Fraction(1, clock_rate)
-        packet.opaque = codec
+        packet.opaque = codec.lower()  # a new object per packet, as in passthrough.FrameSink
         self.queue.put_nowait(packet)
 
 

@@ -1,40 +1,52 @@
 """The one seam into aiortc's internals: receive encoded frames instead of decoded ones.
 
 aiortc is an endpoint library. Its :class:`~aiortc.RTCRtpReceiver` reassembles each
-encoded frame in a jitter buffer and hands it to a module-level ``decoder_worker``
-thread that always decodes; there is no public encoded-receive API, and the maintainer
-has declined one (aiortc #366, #449, #627). hybridcon never transcodes video, so
-:func:`install` replaces that one worker with :func:`packet_worker`, which wraps each
-reassembled frame as an :class:`av.Packet` (``pts`` = the RTP timestamp as aiortc
-maps it, ``time_base`` = 1 / the codec's clock rate, ``opaque`` = the codec name in
-lower case: ``"h264"``, ``"vp8"``, ``"opus"``) instead of decoding it. Everything
-before the worker keeps working: SRTP, NACK and RTX, the jitter buffer, REMB and the
-PLIs the jitter buffer itself asks for.
+encoded frame in a jitter buffer and puts it on a :class:`queue.Queue` for a
+module-level ``decoder_worker`` thread that always decodes; there is no public
+encoded-receive API, and the maintainer has declined one (aiortc #366, #449, #627).
+hybridcon never transcodes video, so for a receiver marked with :func:`pass_through`
+the reassembled frame never reaches a thread: the receiver's frame queue is replaced by
+a :class:`FrameSink` that wraps each frame as an :class:`av.Packet` (``pts`` = the RTP
+timestamp as aiortc maps it, ``time_base`` = 1 / the codec's clock rate, ``opaque`` =
+the codec name in lower case: ``"h264"``, ``"vp8"``, ``"opus"``) and puts it on the
+track's queue right there, on the event loop. The thread aiortc still starts for the
+receiver runs :func:`packet_worker`, which returns at once for a marked receiver.
+Everything before the queue keeps working: SRTP, NACK and RTX, the jitter buffer, REMB
+and the PLIs the jitter buffer itself asks for.
+
+Skipping the thread matters for cost: handing every frame to a worker thread and back
+(``queue.Queue`` put, a condition notify, ``call_soon_threadsafe`` waking the loop) was
+about a sixth of a live stage's ingest time (docs/benchmarks.md, "Media").
 
 Only receivers marked with :func:`pass_through` get packets; every other receiver in
 the process (a test client, a room peer that must decode) goes on to aiortc's own
 decoder unchanged, so installing the seam changes nothing for them.
 
-What this module relies on, all checked by :func:`install` against aiortc
-:data:`AIORTC_VERSION` (pinned exactly in ``pyproject.toml``):
+What this module relies on, all checked against aiortc :data:`AIORTC_VERSION` (pinned
+exactly in ``pyproject.toml``) by :func:`install` or, per receiver, by
+:func:`pass_through`:
 
-1. ``aiortc.rtcrtpreceiver.decoder_worker(loop, input_q, output_q, decode_error)`` is
+1. ``RTCRtpReceiver.__init__`` creates the frame queue as the private attribute
+   ``_RTCRtpReceiver__decoder_queue``; ``_handle_rtp_packet`` calls its ``put()`` in
+   the event loop with ``(RTCRtpCodecParameters, JitterFrame)`` for each reassembled
+   frame, and ``__stop_decoder`` calls ``put(None)`` when the receiver stops (then
+   joins the thread).
+2. ``aiortc.rtcrtpreceiver.decoder_worker(loop, input_q, output_q, decode_error)`` is
    looked up as a module global each time ``RTCRtpReceiver.receive()`` starts the
-   receiver's thread; ``input_q`` yields ``(RTCRtpCodecParameters, JitterFrame)``
-   tuples and then ``None`` when the receiver stops; ``output_q`` is the receiver
-   track's ``RemoteStreamTrack._queue``, whose ``recv()`` returns what is put there
-   and ends the track (``MediaStreamError``) on ``None``.
-2. ``JitterFrame.data`` is one whole frame: H.264 as Annex-B (start codes, as
+   receiver's thread, with that frame queue as ``input_q`` and the receiver track's
+   ``RemoteStreamTrack._queue`` as ``output_q``; the track's ``recv()`` returns what is
+   put there and ends the track (``MediaStreamError``) on ``None``.
+3. ``JitterFrame.data`` is one whole frame: H.264 as Annex-B (start codes, as
    ``h264_depayload`` writes them), VP8 without its payload descriptor, Opus as is;
    ``JitterFrame.timestamp`` is the RTP timestamp minus the stream's first one.
-3. ``RTCRtpReceiver._track`` exists from ``setRemoteDescription()`` on, well before
+4. ``RTCRtpReceiver._track`` exists from ``setRemoteDescription()`` on, well before
    ``receive()`` runs (that waits for ICE and DTLS).
-4. ``RTCRtpReceiver._send_rtcp_pli(media_ssrc)`` sends a Picture Loss Indication
+5. ``RTCRtpReceiver._send_rtcp_pli(media_ssrc)`` sends a Picture Loss Indication
    (RFC 4585 §6.3.1) and ``getSynchronizationSources()`` names the SSRC to send it for.
-5. ``RTCRtpSender._send_keyframe()`` is what the sender calls on a PLI or FIR from its
+6. ``RTCRtpSender._send_keyframe()`` is what the sender calls on a PLI or FIR from its
    peer; on the packet path (``av.Packet`` in, no encoder) it has no effect, so
    :func:`on_picture_loss` replaces it per sender to forward the request upstream.
-6. ``aiortc.codecs.CODECS`` is the table both offers/answers and
+7. ``aiortc.codecs.CODECS`` is the table both offers/answers and
    ``getCapabilities()`` read; :func:`install` adds H.264 Main, High and Constrained
    High (packetization-mode 1) to it, which aiortc leaves out only because it cannot
    *encode* them; a pass-through receiver need not decode them either. Other aiortc
@@ -83,8 +95,7 @@ class PassthroughQueue(asyncio.Queue["av.Packet[Any] | None"]):
     """The receiver track's queue, swapped in to mark the receiver as pass-through.
 
     Attributes:
-        frames: frames the worker has wrapped for this receiver (written by the
-            worker thread, read anywhere; a plain int is safe under the GIL).
+        frames: frames wrapped for this receiver so far.
     """
 
     def __init__(self) -> None:
@@ -94,8 +105,8 @@ class PassthroughQueue(asyncio.Queue["av.Packet[Any] | None"]):
     def end(self) -> None:
         """End the track: its next ``recv()`` raises ``MediaStreamError``.
 
-        For a receiver whose worker never started (ICE never connected), nothing else
-        would ever end the track.
+        For a receiver that never started (ICE never connected), nothing else would
+        ever end the track.
         """
         self.put_nowait(None)
 
@@ -181,6 +192,45 @@ def _register_h264_profiles() -> None:
         payload_type += 2
 
 
+# Where RTCRtpReceiver keeps its frame queue (name-mangled ``__decoder_queue``).
+_FRAME_QUEUE = "_RTCRtpReceiver__decoder_queue"
+
+
+class FrameSink:
+    """Stands in for a marked receiver's frame queue: each frame goes to the track at once.
+
+    aiortc calls :meth:`put` in the event loop, from ``_handle_rtp_packet``, for every
+    frame its jitter buffer completes, and with ``None`` when the receiver stops. The
+    frame is wrapped as an :class:`av.Packet` and put on the track's queue there and
+    then: no thread, no wake-up of the loop from outside.
+    """
+
+    def __init__(self, track_queue: PassthroughQueue) -> None:
+        self._queue = track_queue
+        # One time base per clock rate, not one per frame.
+        self._time_bases: dict[int, Fraction] = {}
+
+    def put(self, item: tuple[RTCRtpCodecParameters, Any] | None) -> None:
+        """Take one ``(codec, JitterFrame)`` from aiortc, or ``None`` to end the track."""
+        if item is None:
+            self._queue.put_nowait(None)
+            return
+        codec, frame = item
+        time_base = self._time_bases.get(codec.clockRate)
+        if time_base is None:
+            time_base = self._time_bases[codec.clockRate] = Fraction(1, codec.clockRate)
+        packet = av.Packet(frame.data)
+        packet.pts = frame.timestamp
+        packet.time_base = time_base
+        # A new string for every packet, never a shared one: PyAV keeps opaque objects
+        # in one table keyed by id() and drops the entry when *any* packet holding that
+        # object is freed, so a shared name would vanish from every other packet.
+        packet.opaque = codec.name.lower()
+        self._queue.frames += 1
+        # The queue is unbounded: put_nowait never raises. The hub always drains it.
+        self._queue.put_nowait(packet)
+
+
 def pass_through(receiver: RTCRtpReceiver) -> PassthroughQueue:
     """Mark ``receiver`` so that its track yields :class:`av.Packet` s, not frames.
 
@@ -196,6 +246,7 @@ def pass_through(receiver: RTCRtpReceiver) -> PassthroughQueue:
     Raises:
         RuntimeError: the seam is not installed, the receiver has no track yet, or
             its track already has frames queued (the worker already started).
+        IncompatibleAiortc: the receiver has no frame queue where this seam expects it.
     """
     if not installed():
         raise RuntimeError("call hybridcon.media.passthrough.install() first")
@@ -206,63 +257,38 @@ def pass_through(receiver: RTCRtpReceiver) -> PassthroughQueue:
         return track._queue
     if not track._queue.empty():
         raise RuntimeError("the receiver already delivers decoded frames")
+    frames = getattr(receiver, _FRAME_QUEUE, None)
+    if not isinstance(frames, queue.Queue):
+        raise IncompatibleAiortc(f"aiortc RTCRtpReceiver has no frame queue at {_FRAME_QUEUE}")
+    if not frames.empty():
+        raise RuntimeError("the receiver already queued frames for its decoder")
     marked = PassthroughQueue()
     track._queue = marked
+    setattr(receiver, _FRAME_QUEUE, FrameSink(marked))
     return marked
 
 
 def packet_worker(
     loop: asyncio.AbstractEventLoop,
-    input_q: queue.Queue[Any],
+    input_q: queue.Queue[Any] | FrameSink,
     output_q: asyncio.Queue[Any],
     decode_error: threading.Event,
 ) -> None:
-    """Stand in for aiortc's ``decoder_worker``: pass frames through, or decode.
+    """Stand in for aiortc's ``decoder_worker``: nothing to do for a marked receiver.
 
-    Runs in the receiver's own thread. For a receiver marked by :func:`pass_through`
-    each reassembled frame becomes one :class:`av.Packet`; for any other receiver
-    this is aiortc's decoder, unchanged.
+    Runs in the receiver's own thread. A receiver marked by :func:`pass_through`
+    hands its frames to its :class:`FrameSink` in the event loop, so its thread ends
+    at once; for any other receiver this is aiortc's decoder, unchanged.
 
     Args:
         loop: the event loop of the receiver's track.
-        input_q: ``(codec, JitterFrame)`` tuples, then ``None`` when the receiver stops.
+        input_q: the receiver's frame queue (a :class:`FrameSink` when marked).
         output_q: the track's queue.
-        decode_error: set by the decoder on a failure (unused on the packet path:
-            nothing is decoded, so nothing can fail to decode).
+        decode_error: set by the decoder on a failure.
     """
-    if not isinstance(output_q, PassthroughQueue):
-        _DECODER_WORKER(loop, input_q, output_q, decode_error)
+    if isinstance(input_q, FrameSink):
         return
-    time_bases: dict[int, Fraction] = {}
-    while True:
-        task = input_q.get()
-        if task is None:
-            _deliver(loop, output_q, None)
-            return
-        codec, frame = task
-        packet = av.Packet(frame.data)
-        packet.pts = frame.timestamp
-        time_base = time_bases.get(codec.clockRate)
-        if time_base is None:
-            time_base = time_bases[codec.clockRate] = Fraction(1, codec.clockRate)
-        packet.time_base = time_base
-        packet.opaque = codec.name.lower()
-        output_q.frames += 1
-        if not _deliver(loop, output_q, packet):
-            return
-
-
-def _deliver(
-    loop: asyncio.AbstractEventLoop, q: PassthroughQueue, item: av.Packet[Any] | None
-) -> bool:
-    # call_soon_threadsafe + put_nowait (the queue is unbounded, so it never raises)
-    # instead of aiortc's run_coroutine_threadsafe(put()): one callback per frame, no
-    # coroutine and no concurrent future. Callbacks run in order, so frames stay in order.
-    try:
-        loop.call_soon_threadsafe(q.put_nowait, item)
-    except RuntimeError:  # the loop is closed: nobody is left to read
-        return False
-    return True
+    _DECODER_WORKER(loop, input_q, output_q, decode_error)
 
 
 async def request_picture(receiver: RTCRtpReceiver) -> bool:

@@ -44,7 +44,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
 from hybridcon.errors import Conflict, Invalid
 from hybridcon.media import passthrough
-from hybridcon.media.hub import Consumer, Kind, MediaPacket, StageHub, as_kind
+from hybridcon.media.hub import Consumer, Kind, MediaPacket, Playhead, StageHub, as_kind
 
 log = structlog.get_logger(__name__)
 
@@ -286,8 +286,8 @@ class Publisher(_Peer):
                     self.hub.note_lost(kind, sum(lost))
 
     def _before_close(self) -> None:
-        # A receiver whose worker never started (ICE never connected) would never end
-        # its track, and the hub would drain it forever.
+        # A receiver that never started (ICE never connected) would never end its
+        # track, and the hub would drain it forever.
         for queue in self._queues.values():
             queue.end()
 
@@ -347,8 +347,8 @@ async def accept_publisher(
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except _NEGOTIATION_ERRORS as exc:
             raise Invalid(f"cannot accept the offer: {exc}") from exc
-        # Before setLocalDescription(): the worker threads start only once ICE and
-        # DTLS are up, which needs our candidates, which that call gathers.
+        # Before setLocalDescription(): the receivers start only once ICE and DTLS
+        # are up, which needs our candidates, which that call gathers.
         tracks = {kind: publisher._mark(kind, t) for kind, t in transceivers.items()}
         await pc.setLocalDescription(await pc.createAnswer())
         publisher.codecs, profile = _negotiated(pc)
@@ -375,7 +375,10 @@ class StageTrack(MediaStreamTrack):
     """A track that plays a hub's packets to one viewer, undecoded.
 
     It reads from a hub consumer made at its first ``recv()`` (when the connection is
-    up, so the viewer starts on the freshest cached keyframe). When the ingest ends it
+    up, so the viewer starts on the freshest cached keyframe). The consumer is live:
+    paced by the viewer's :class:`~hybridcon.media.hub.Playhead`, which its other
+    track shares, so a late viewer catches up from an old keyframe without a burst
+    its socket cannot hold, and jumps to a fresh keyframe. When the ingest ends it
     waits for the next one, keeping its timestamps running; when the next one comes
     with another codec than this viewer negotiated, the track ends.
     """
@@ -387,6 +390,7 @@ class StageTrack(MediaStreamTrack):
         *,
         name: str,
         on_mismatch: Callable[[str], None],
+        playhead: Playhead | None = None,
     ) -> None:
         super().__init__()
         self.kind = kind
@@ -395,6 +399,7 @@ class StageTrack(MediaStreamTrack):
         self._hub = hub
         self._name = name
         self._on_mismatch = on_mismatch
+        self._playhead = playhead if playhead is not None else Playhead()
         self._consumer: Consumer | None = None
         self._offset = 0
         self._last_pts: int | None = None
@@ -412,7 +417,9 @@ class StageTrack(MediaStreamTrack):
                 raise MediaStreamError
             consumer = self._consumer
             if consumer is None:
-                consumer = self._consumer = self._hub.consumer(self._kind, name=self._name)
+                consumer = self._consumer = self._hub.consumer(
+                    self._kind, name=self._name, playhead=self._playhead
+                )
             packet = await consumer.get()
             if packet is None:
                 # The ingest ended (or stop() closed the consumer): the next consumer
@@ -508,11 +515,15 @@ async def accept_viewer(
     kinds = _offer_kinds(offer_sdp, remote="receive")
     pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers)))
     viewer = Viewer(pc, hub, on_closed)
+    # One playhead for both tracks: audio is paced with video and jumps with it.
+    playhead = Playhead()
     try:
         for kind in kinds:
             ingest = hub.codecs.get(kind)
             names = (ingest,) if ingest else (video_codecs if kind == "video" else audio_codecs)
-            track = StageTrack(hub, kind, name=f"{name}:{kind}", on_mismatch=viewer._lost)
+            track = StageTrack(
+                hub, kind, name=f"{name}:{kind}", on_mismatch=viewer._lost, playhead=playhead
+            )
             transceiver = pc.addTransceiver(track, direction="sendonly")
             transceiver.setCodecPreferences(_preferences(kind, names, h264_profile=hub.profile))
             if kind == "video":
