@@ -28,9 +28,10 @@ $(VENV)/.dev-installed: requirements/dev.lock pyproject.toml clients/python/pypr
 	$(UV) pip install -q --python $(BIN)/python --no-deps -e . -e clients/python
 	touch $@
 
-# Debian packages the end-to-end tests drive: Chromium (WebRTC publisher and viewer).
-# Installed once when missing; CI machines are Debian and run as root.
-SYSTEM_PACKAGES := chromium
+# Debian packages the end-to-end tests drive: Chromium (WebRTC publisher and viewer) and
+# nginx (deploy/nginx/hybridcon.conf in front of hybridcon; the test runs its own nginx,
+# not the service). Installed once when missing; CI machines are Debian and run as root.
+SYSTEM_PACKAGES := chromium nginx
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
