@@ -60,6 +60,104 @@ class Metrics:
             registry=r,
         )
 
+        # Livestreams. Labels are stage ids from the programme, media kinds and stream
+        # states: bounded series (never a viewer, a session or a publisher's address).
+        self.stream_state = Gauge(
+            "hybridcon_stream_state",
+            "1 for each streamed stage's current state, 0 for its other states.",
+            ["stage", "state"],
+            registry=r,
+        )
+        self.stream_publisher = Gauge(
+            "hybridcon_stream_publisher",
+            "1 while a stage has a WHIP publisher (live, or waiting for its first media).",
+            ["stage"],
+            registry=r,
+        )
+        self.stream_bitrate = Gauge(
+            "hybridcon_stream_ingest_bitrate_bps",
+            "Ingest payload bits per second over the last 2 s, by kind.",
+            ["stage", "kind"],
+            registry=r,
+        )
+        self.stream_fps = Gauge(
+            "hybridcon_stream_ingest_fps",
+            "Ingest frames per second over the last 2 s, by kind (audio: packets).",
+            ["stage", "kind"],
+            registry=r,
+        )
+        self.stream_keyframe_interval = Gauge(
+            "hybridcon_stream_keyframe_interval_seconds",
+            "Media time between the ingest's last two video keyframes.",
+            ["stage"],
+            registry=r,
+        )
+        self.stream_loss = Gauge(
+            "hybridcon_stream_ingest_loss_ratio",
+            "Share of RTP packets lost on the way in since the previous health push.",
+            ["stage"],
+            registry=r,
+        )
+        self.stream_frames = Counter(
+            "hybridcon_stream_ingest_frames_total",
+            "Frames received from publishers, by kind.",
+            ["stage", "kind"],
+            registry=r,
+        )
+        self.stream_lost = Counter(
+            "hybridcon_stream_ingest_packets_lost_total",
+            "RTP packets lost on the way in, as the receivers count them, by kind.",
+            ["stage", "kind"],
+            registry=r,
+        )
+        self.stream_viewers = Gauge(
+            "hybridcon_stream_whep_viewers",
+            "WHEP viewers connected, by stage.",
+            ["stage"],
+            registry=r,
+        )
+        self.stream_publisher_sessions = Counter(
+            "hybridcon_stream_publisher_sessions_total",
+            "WHIP offers accepted (publisher sessions started).",
+            ["stage"],
+            registry=r,
+        )
+        self.stream_viewer_sessions = Counter(
+            "hybridcon_stream_whep_sessions_total",
+            "WHEP offers accepted (viewer sessions started).",
+            ["stage"],
+            registry=r,
+        )
+        self.stream_refused = Counter(
+            "hybridcon_stream_offers_refused_total",
+            "WHIP/WHEP offers refused by state or caps, by endpoint and reason.",
+            ["stage", "endpoint", "reason"],
+            registry=r,
+        )
+        self.stream_segments = Counter(
+            "hybridcon_stream_hls_segments_total", "HLS segments written.", ["stage"], registry=r
+        )
+        self.stream_keyframe_requests = Counter(
+            "hybridcon_stream_keyframe_requests_total",
+            "Keyframe requests (PLI) forwarded to publishers, after the rate limit.",
+            ["stage"],
+            registry=r,
+        )
+        self.stream_stalls = Counter(
+            "hybridcon_stream_stalls_total",
+            "Publishers closed for sending no media: stalled (it stopped) or no_media "
+            "(none ever came).",
+            ["stage", "reason"],
+            registry=r,
+        )
+        self.stream_interruptions = Counter(
+            "hybridcon_stream_interruptions_total",
+            "Times a live stage went interrupted (publisher dropped, stalled, revoked, "
+            "taken over).",
+            ["stage"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         """The registry in the Prometheus text format."""
         return generate_latest(self.registry)

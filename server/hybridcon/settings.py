@@ -190,6 +190,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds without media from a publisher before its stage is interrupted.",
     )
+    whip_first_media_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds an accepted WHIP publisher has to deliver its first media "
+        "before it is closed (its stage does not go live).",
+    )
     cors_allow_origin: str = Field(
         default="*",
         description="Access-Control-Allow-Origin for WHIP/WHEP (browser publishers/players).",

@@ -4,10 +4,16 @@ One :class:`StageStream` per streamed stage of the programme (kinds ``stream`` a
 ``radio``). A WHIP publisher feeds the stage's pass-through hub; the hub feeds the HLS
 packager, the recorder, the health probe and capped WHEP viewers. The state machine of
 :mod:`hybridcon.core.streams` decides ``scheduled -> live -> ended`` (and
-``interrupted``); every change is pushed to the stage topic as ``stream.state`` with
-fresh signed URLs, so players switch on and off by themselves, and logged as
-``stream_started`` / ``stream_ended``. Health goes to ``mod:stage:<id>`` as
-``stream.health`` every few seconds and to the log as ``stream_health``.
+``interrupted``); a stage goes live when the publisher's first playable media reaches
+the hub, not when its offer is answered. Every change is pushed to the stage topic as
+``stream.state`` with fresh signed URLs, so players switch on and off by themselves, and
+logged as ``stream_started`` / ``stream_ended``. Health goes to ``mod:stage:<id>`` as
+``stream.health`` every few seconds and to the log as ``stream_health``; Prometheus
+series per stage are in :mod:`hybridcon.api.stream_metrics`.
+
+Caps (one publisher per stage, ``whip_max_publishers`` and ``whep_max_viewers`` per
+node) are taken before the first await of an offer's negotiation and given back if it
+fails, so offers arriving together cannot pass a cap together.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from hybridcon.api.stream_metrics import StageMetrics
 from hybridcon.core.engagement import EngagementEvent, EventKind
 from hybridcon.core.programme import Stage, StageKind
 from hybridcon.core.streams import StreamEvent, StreamState, next_state
@@ -30,7 +37,7 @@ from hybridcon.core.tokens import Claims
 from hybridcon.core.urls import hls_url
 from hybridcon.errors import Conflict, NotFound, Unavailable
 from hybridcon.media.hls import HlsPackager
-from hybridcon.media.hub import StageHub
+from hybridcon.media.hub import KINDS, Consumer, Kind, StageHub
 from hybridcon.media.peers import Publisher, Viewer, accept_publisher, accept_viewer
 from hybridcon.media.probe import Probe, ProbeState
 from hybridcon.media.recorder import Recorder
@@ -48,8 +55,12 @@ class StageStream:
 
     stage: Stage
     hub: StageHub
+    metrics: StageMetrics
     state: StreamState = StreamState.SCHEDULED
     publisher: Publisher | None = None
+    # The session id of a WHIP offer being answered: it holds the stage (and a place
+    # under the node's cap) from before the first await until it is accepted or fails.
+    reserved: str | None = None
     publisher_session: str | None = None
     publisher_etag: str | None = None
     viewers: dict[str, Viewer] = field(default_factory=dict)
@@ -58,6 +69,7 @@ class StageStream:
     probe: Probe | None = None
     loss_seen: tuple[int, int] = (0, 0)  # (packets, lost) at the last health push
     accepted_at: float = 0.0  # time.monotonic() when the current publisher was accepted
+    media_at: float | None = None  # time.monotonic() of its first playable media (None: none yet)
     publisher_jti: str | None = None  # the token it published with (revocation ends it)
 
     @property
@@ -74,10 +86,16 @@ class Streams:
         self.gateway = gateway
         self.hls_secret = hls_secret
         self.stages: dict[str, StageStream] = {
-            stage.id: StageStream(stage=stage, hub=StageHub(stage.id))
+            stage.id: StageStream(
+                stage=stage,
+                hub=StageHub(stage.id),
+                metrics=StageMetrics(services.metrics, stage.id),
+            )
             for stage in services.programme.stages
             if stage.kind in (StageKind.STREAM, StageKind.RADIO)
         }
+        # WHEP offers being answered, held against the node's viewer cap.
+        self._viewers_reserved = 0
         self._health: asyncio.Task[None] | None = None
 
     def get(self, stage_id: str) -> StageStream:
@@ -93,13 +111,15 @@ class Streams:
 
     @property
     def publishers(self) -> int:
-        """Stages with a publisher on this node."""
-        return sum(1 for s in self.stages.values() if s.publisher is not None)
+        """Stages with a publisher, or a WHIP offer being answered, on this node."""
+        return sum(
+            1 for s in self.stages.values() if s.publisher is not None or s.reserved is not None
+        )
 
     @property
     def viewers(self) -> int:
-        """WHEP viewers on this node."""
-        return sum(len(s.viewers) for s in self.stages.values())
+        """WHEP viewers, and WHEP offers being answered, on this node."""
+        return sum(len(s.viewers) for s in self.stages.values()) + self._viewers_reserved
 
     # --- what clients are told ------------------------------------------------------------
 
@@ -138,6 +158,9 @@ class Streams:
             return
         stream.state = transition.after
         stream.live_since = now if transition.after is StreamState.LIVE else None
+        stream.metrics.state(stream.state)
+        if stream.state is StreamState.INTERRUPTED:
+            stream.metrics.interruptions.inc()
         topic = f"stage:{stream.stage.id}"
         self.gateway.hub.publish(topic, "stream.state", self.urls(stream))
         self.gateway.hub.publish(f"mod:{topic}", "stream.state", self.urls(stream))
@@ -161,44 +184,58 @@ class Streams:
     ) -> tuple[str, str, str]:
         """Accept a WHIP offer for a stage.
 
+        The stage does not go live here: it does when the publisher's first playable
+        media reaches the hub (see :meth:`_first_media`), and a publisher that sends none
+        within ``whip_first_media_seconds`` is closed (see :meth:`check_stalls`).
+
         Returns:
             ``(session_id, answer_sdp, etag)``.
 
         Raises:
             NotFound: not a streamed stage.
-            Conflict: the stage has a publisher (and this is no take-over).
+            Conflict: the stage has a publisher (and this is no take-over), or another
+                offer for it is being answered (also for a take-over).
             Unavailable: the node takes no more publishers.
         """
         stream = self.get(stage_id)
-        if stream.publisher is not None and not takeover:
+        if stream.reserved is not None or (stream.publisher is not None and not takeover):
+            stream.metrics.refused("whip", "has_publisher")
             raise Conflict(f"stage {stage_id} already has a publisher")
         if (
             stream.publisher is None
             and self.publishers >= self.services.settings.whip_max_publishers
         ):
+            stream.metrics.refused("whip", "full")
             raise Unavailable("this node takes no more publishers", retry_after=30)
-        if stream.publisher is not None:
-            await self._drop_publisher(stream, StreamEvent.DROPPED)
         session = uuid.uuid4().hex
+        # Held from here, before the first await, until the offer is accepted or fails.
+        stream.reserved = session
 
         def closed() -> None:
             if stream.publisher_session == session:
                 self.gateway.background(self._drop_publisher(stream, StreamEvent.DROPPED))
 
-        publisher = await accept_publisher(
-            offer,
-            stream.hub,
-            ice_servers=self.ice_servers(),
-            video_codecs=() if stream.audio_only else ("H264", "VP8"),
-            on_closed=closed,
-        )
+        try:
+            if stream.publisher is not None:
+                await self._drop_publisher(stream, StreamEvent.DROPPED)
+            publisher = await accept_publisher(
+                offer,
+                stream.hub,
+                ice_servers=self.ice_servers(),
+                video_codecs=() if stream.audio_only else ("H264", "VP8"),
+                on_closed=closed,
+            )
+        finally:
+            stream.reserved = None
         stream.publisher = publisher
         stream.accepted_at = time.monotonic()
+        stream.media_at = None
         stream.publisher_jti = jti
         stream.publisher_session = session
         stream.publisher_etag = f'"{uuid.uuid4().hex[:16]}"'
+        stream.metrics.publisher_sessions.inc()
         self._start_outputs(stream, session)
-        self._event(stream, StreamEvent.STARTED)
+        log.info("stream_publisher_accepted", stage=stage_id, session=session[:8])
         return session, publisher.answer_sdp, stream.publisher_etag
 
     async def end(self, stage_id: str) -> None:
@@ -257,6 +294,7 @@ class Streams:
             clock=self.services.clock,
             resume=True,
             keyframe_request=hub.request_keyframe,
+            on_segment=lambda _segment: stream.metrics.segments.inc(),
         )
         stamp = self.services.clock().strftime("%Y%m%dT%H%M%S")
         folder = settings.recordings_dir / stream.stage.id
@@ -280,7 +318,10 @@ class Streams:
             audio=hub.consumer("audio", name="probe"),
             on_change=alert,
         )
+        kinds: tuple[Kind, ...] = ("audio",) if stream.audio_only else KINDS
+        watch = [hub.consumer(kind, name="first-media") for kind in kinds]
         for name, job in (
+            ("first-media", self._first_media(stream, session, watch)),
             ("hls", packager.run()),
             ("recorder", recorder.run()),
             ("probe", stream.probe.run()),
@@ -290,6 +331,36 @@ class Streams:
                     self._guarded(stream, name, job), name=f"{name}-{stream.stage.id}"
                 )
             )
+
+    async def _first_media(
+        self, stream: StageStream, session: str, consumers: list[Consumer]
+    ) -> None:
+        """Make the stage live when the first playable packet of ``session`` reaches the
+        hub: any audio, or a video keyframe (a video consumer starts at one). Returns
+        without a change when the ingest ends first."""
+        reads = [asyncio.ensure_future(c.get()) for c in consumers]
+        try:
+            arrived = False
+            while reads and not arrived:
+                done, pending = await asyncio.wait(reads, return_when=asyncio.FIRST_COMPLETED)
+                arrived = any(read.result() is not None for read in done)
+                reads = list(pending)
+        finally:
+            for read in reads:
+                read.cancel()
+            await asyncio.gather(*reads, return_exceptions=True)
+            for consumer in consumers:
+                consumer.close()
+        if not arrived or stream.publisher_session != session:
+            return
+        stream.media_at = time.monotonic()
+        log.info(
+            "stream_first_media",
+            stage=stream.stage.id,
+            session=session[:8],
+            seconds=round(stream.media_at - stream.accepted_at, 3),
+        )
+        self._event(stream, StreamEvent.STARTED)
 
     @staticmethod
     async def _guarded(stream: StageStream, name: str, job: Any) -> None:
@@ -313,10 +384,13 @@ class Streams:
         """
         stream = self.get(stage_id)
         if stream.state is not StreamState.LIVE:
+            stream.metrics.refused("whep", "not_live")
             raise Conflict(f"stage {stage_id} is not live")
         if stream.audio_only:
+            stream.metrics.refused("whep", "audio_only")
             raise Conflict(f"stage {stage_id} is audio only; listen over HLS")
         if self.viewers >= self.services.settings.whep_max_viewers:
+            stream.metrics.refused("whep", "full")
             raise Unavailable("low-latency viewing is full here; watch over HLS")
         session = uuid.uuid4().hex
 
@@ -325,10 +399,16 @@ class Streams:
             if viewer is not None:
                 self.gateway.background(viewer.close())
 
-        viewer = await accept_viewer(
-            offer, stream.hub, ice_servers=self.ice_servers(), on_closed=closed
-        )
+        # Held from here, before the first await, until the offer is accepted or fails.
+        self._viewers_reserved += 1
+        try:
+            viewer = await accept_viewer(
+                offer, stream.hub, ice_servers=self.ice_servers(), on_closed=closed
+            )
+        finally:
+            self._viewers_reserved -= 1
         stream.viewers[session] = viewer
+        stream.metrics.viewer_sessions.inc()
         return session, viewer.answer_sdp
 
     async def stop_viewing(self, stage_id: str, session: str) -> None:
@@ -385,8 +465,10 @@ class Streams:
         now = self.services.clock()
         for stream in self.stages.values():
             if stream.state is not StreamState.LIVE:
+                stream.metrics.loss.set(0)
                 continue
             data = self.health(stream)
+            stream.metrics.loss.set(data["loss"])
             topic = f"stage:{stream.stage.id}"
             self.gateway.hub.broadcast(f"mod:{topic}", "stream.health", data)
             if writer is not None:
@@ -395,35 +477,67 @@ class Streams:
                 )
 
     def check_stalls(self) -> None:
-        """Interrupt stages whose publisher sends nothing any more.
+        """Close publishers that send nothing (any more).
 
         A publisher that vanishes (a laptop closed, a network gone) sends no goodbye, and
-        ICE takes half a minute to give up; the media stopping is the sign.
+        ICE takes half a minute to give up; the media stopping is the sign: after
+        ``stream_stall_seconds`` its live stage is interrupted. A publisher whose first
+        playable media has not come ``whip_first_media_seconds`` after its offer was
+        answered (ICE or DTLS never connected, or no keyframe and no audio) is closed
+        without the stage ever going live.
         """
-        limit = self.services.settings.stream_stall_seconds
+        settings = self.services.settings
+        now = time.monotonic()
         for stream in self.stages.values():
-            if stream.publisher is None or stream.state is not StreamState.LIVE:
+            if stream.publisher is None:
                 continue
             stats = stream.hub.stats
+            if stream.media_at is None:
+                waited = now - stream.accepted_at
+                if waited > settings.whip_first_media_seconds:
+                    log.warning(
+                        "stream_no_media",
+                        stage=stream.stage.id,
+                        session=(stream.publisher_session or "")[:8],
+                        seconds=round(waited, 1),
+                        packets=stats.video.packets + stats.audio.packets,
+                        reason="no audio and no video keyframe since the offer was answered; "
+                        "publisher closed",
+                    )
+                    stream.metrics.stalled("no_media")
+                    self.gateway.background(self._drop_publisher(stream, StreamEvent.DROPPED))
+                continue
+            if stream.state is not StreamState.LIVE:
+                continue
             ages = [
                 k.last_packet_age_s
                 for k in (stats.video, stats.audio)
                 if k.last_packet_age_s is not None
             ]
-            # Never any media: count from when the publisher was accepted.
-            quiet = min(ages) if ages else time.monotonic() - stream.accepted_at
-            if quiet > limit:
+            quiet = min(ages) if ages else now - stream.media_at
+            if quiet > settings.stream_stall_seconds:
                 log.warning("stream_stalled", stage=stream.stage.id, seconds=round(quiet, 1))
+                stream.metrics.stalled("stalled")
                 self.gateway.background(self._drop_publisher(stream, StreamEvent.DROPPED))
 
+    def sample_metrics(self) -> None:
+        """Bring every stage's Prometheus series in line with its hub (once a second)."""
+        for stream in self.stages.values():
+            stream.metrics.sample(
+                stream.hub.stats,
+                publisher=stream.publisher is not None or stream.reserved is not None,
+                viewers=len(stream.viewers),
+            )
+
     async def start(self) -> None:
-        """Start the periodic health pushes and the stall watch."""
+        """Start the periodic health pushes, the stall watch and the metrics samples."""
         settings = self.services.settings
 
         async def loop() -> None:
             waited = 0.0
             while True:
                 await asyncio.sleep(1.0)
+                self.sample_metrics()
                 self.check_stalls()
                 waited += 1.0
                 if waited >= settings.stream_health_seconds:
