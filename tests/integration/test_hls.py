@@ -86,18 +86,19 @@ def h264(seconds: float, gop: int, width: int = WIDTH, height: int = HEIGHT) -> 
 
 
 @cache
-def opus(seconds: float) -> tuple[Frame, ...]:
-    """Encoded audio: a 440 Hz tone, stereo, 20-ms packets."""
+def opus(seconds: float, channels: int = 2) -> tuple[Frame, ...]:
+    """Encoded audio: a 440 Hz tone, stereo (or mono), 20-ms packets."""
+    layout = "stereo" if channels == 2 else "mono"
     encoder = av.CodecContext.create("libopus", "w")
-    encoder.sample_rate, encoder.layout, encoder.format = 48000, "stereo", "s16"
+    encoder.sample_rate, encoder.layout, encoder.format = 48000, layout, "s16"
     encoder.bit_rate = 64000
     encoder.time_base = Fraction(1, 48000)
     period = [int(8000 * math.sin(2 * math.pi * 440 * j / 48000)) for j in range(48000)]
     out: list[Frame] = []
     total = round(seconds * 48000) // OPUS_FRAME * OPUS_FRAME
     for start in range(0, total, OPUS_FRAME):
-        samples = [period[(start + j) % 48000] for j in range(OPUS_FRAME) for _ in range(2)]
-        chunk = av.AudioFrame(format="s16", layout="stereo", samples=OPUS_FRAME)
+        samples = [period[(start + j) % 48000] for j in range(OPUS_FRAME) for _ in range(channels)]
+        chunk = av.AudioFrame(format="s16", layout=layout, samples=OPUS_FRAME)
         chunk.planes[0].update(struct.pack(f"<{len(samples)}h", *samples))
         chunk.sample_rate = 48000
         chunk.pts = start
@@ -344,10 +345,14 @@ async def test_segments_follow_a_gop_longer_than_the_segment_length(tmp_path: Pa
         assert len(ts.video) / FPS == pytest.approx(float(segment.duration), abs=2 / FPS)
 
 
-async def test_radio_stage_is_audio_only_aac(tmp_path: Path) -> None:
-    """Opus in, AAC in TS out, cut every 2 s; a half-second hole is filled with silence."""
+@pytest.mark.parametrize("channels", [2, 1])
+async def test_radio_stage_is_audio_only_aac(tmp_path: Path, channels: int) -> None:
+    """Opus in, AAC in TS out, cut every 2 s; a half-second hole is filled with silence.
+
+    The AAC has the publisher's channels: browsers send mono Opus, a desk stereo.
+    """
     base = time.monotonic()
-    frames = opus(7)
+    frames = opus(7, channels)
     kept = [f for f in frames if not 150 <= f.index // OPUS_FRAME < 175]
     packager = await package(tmp_path, video=None, audio=audio_packets(kept, base))
     segments = packager.segments
@@ -358,7 +363,7 @@ async def test_radio_stage_is_audio_only_aac(tmp_path: Path) -> None:
     for segment in segments:
         ts = read_segment(tmp_path / segment.uri)
         assert ts.codecs == {"audio": "aac"}
-        assert ts.audio_format == (48000, 2)
+        assert ts.audio_format == (48000, channels)
         # Contiguous AAC frames: the gap was filled, the audio clock did not slip.
         steps = {b - a for a, b in zip(ts.audio, ts.audio[1:], strict=False)}
         assert steps == {1920}

@@ -12,6 +12,7 @@ from hybridcon.media.hls import (
     adts_header,
     format_program_date_time,
     live_window,
+    opus_packet_channels,
     opus_packet_samples,
     parse_playlist,
     render_playlist,
@@ -160,6 +161,18 @@ def test_adts_header_describes_one_aac_lc_frame() -> None:
     assert channels == 2
     length = ((header[3] & 3) << 11) | (header[4] << 3) | (header[5] >> 5)
     assert length == 107
+    mono = adts_header(100, channels=1)
+    assert ((mono[2] & 1) << 2) | (mono[3] >> 6) == 1
+    assert mono[:3] == header[:3] and mono[4:] == header[4:]
+
+
+@pytest.mark.parametrize(
+    ("toc", "channels"),
+    # CELT FB 20 ms, SILK NB 20 ms, hybrid FB 20 ms: mono, then stereo (the 0x04 bit)
+    [(0xF8, 1), (0xFC, 2), (0x08, 1), (0x0C, 2), (0x78, 1), (0x7D, 2)],
+)
+def test_opus_packet_channels_reads_the_stereo_flag(toc: int, channels: int) -> None:
+    assert opus_packet_channels(bytes([toc, 0xFF])) == channels
 
 
 @pytest.mark.parametrize(

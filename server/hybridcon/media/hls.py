@@ -4,10 +4,10 @@
 objects, or anything with the same ``get()``), remuxes H.264 into MPEG-TS segments with
 PyAV as it arrived (Annex-B with in-band SPS/PPS is what MPEG-TS carries natively, so
 the bytes are copied, never decoded), and transcodes Opus to AAC (browsers' HLS needs
-AAC; this is the only decoding done, ~2 % of a core). It cuts a segment at the first
-video keyframe at least ``segment_seconds`` after the segment started, so segments
-match the publisher's GOP when that is 2 s or more; an audio-only stage (the radio) is
-cut every ``segment_seconds``.
+AAC; this is the only decoding done, and most of the packager's cost). It cuts a
+segment at the first video keyframe at least ``segment_seconds`` after the segment
+started, so segments match the publisher's GOP when that is 2 s or more; an audio-only
+stage (the radio) is cut every ``segment_seconds``.
 
 Two playlists are kept next to the segments, each replaced atomically (written to a
 temporary file, then renamed) so a reader never sees half of one:
@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import av
 import structlog
@@ -363,6 +363,18 @@ _OPUS_FRAME_SAMPLES = (
 )
 
 
+def opus_packet_channels(packet: bytes) -> int:
+    """Channels one Opus packet codes, from its TOC byte's stereo flag (RFC 6716 §3.1).
+
+    Args:
+        packet: One Opus packet (not empty).
+
+    Returns:
+        2 when the packet is stereo, else 1.
+    """
+    return 2 if packet[0] & 0x04 else 1
+
+
 def opus_packet_samples(packet: bytes) -> int:
     """Samples (at 48 kHz) one Opus packet decodes to, from its TOC byte (RFC 6716 §3.1).
 
@@ -553,30 +565,46 @@ class _Out:
 
 
 class OpusToAac:
-    """Decodes Opus and encodes AAC-LC (48 kHz stereo, 128 kbit/s) on the shared timeline.
+    """Decodes Opus and encodes AAC-LC (48 kHz) on the shared timeline.
+
+    The AAC stream has the channels the publisher sends: an Opus packet says in its TOC
+    byte whether it is stereo (RFC 6716 §3.1), and the first packet of a run decides.
+    Browsers send mono Opus unless asked for stereo, and most of a conference is
+    speech; encoding their mono as stereo AAC would double the encoder's work, which is
+    most of a packaged stage's cost, for nothing. A stereo source (OBS, a mixing desk)
+    gets stereo AAC. If a run's packets change later, the decoder mixes them to the
+    run's layout.
 
     The AAC timestamps follow the samples actually encoded, anchored at the first Opus
     packet; lost or DTX-suppressed packets leave a gap in the RTP timestamps, which is
     filled with silence so the audio clock never drifts from the video's.
     """
 
-    BIT_RATE = 128_000
+    BIT_RATES: ClassVar[dict[int, int]] = {1: 64_000, 2: 128_000}
+    """AAC bit rate by channel count."""
 
     def __init__(self) -> None:
-        self._decoder = av.CodecContext.create("opus", "r")
-        # WebRTC's Opus is always "opus/48000/2"; decoding to stereo also covers mono.
-        self._decoder.sample_rate = OPUS_HZ
-        self._decoder.layout = "stereo"
+        self._decoder: av.AudioCodecContext | None = None
         self._encoder: av.AudioCodecContext | None = None
+        self.channels = 0  # decided by the first packet
+        self._layout = "stereo"
         self._epoch = 0  # timeline ticks of the encoder's sample 0
         self._samples = 0  # samples given to the encoder so far
+
+    def _start(self, first: bytes) -> None:
+        self.channels = opus_packet_channels(first)
+        self._layout = "stereo" if self.channels == 2 else "mono"
+        decoder = av.CodecContext.create("opus", "r")
+        decoder.sample_rate = OPUS_HZ
+        decoder.layout = self._layout
+        self._decoder = decoder
 
     def _new_encoder(self) -> av.AudioCodecContext:
         encoder = av.CodecContext.create("aac", "w")
         encoder.sample_rate = OPUS_HZ
-        encoder.layout = "stereo"
+        encoder.layout = self._layout
         encoder.format = "fltp"
-        encoder.bit_rate = self.BIT_RATE
+        encoder.bit_rate = self.BIT_RATES[self.channels]
         encoder.time_base = Fraction(1, OPUS_HZ)
         return encoder
 
@@ -591,6 +619,10 @@ class OpusToAac:
             The AAC frames that became ready (the encoder lags by about two frames).
         """
         out: list[_Out] = []
+        if self._decoder is None:
+            if not packet.data:
+                return out
+            self._start(packet.data)
         if self._encoder is None:
             self._encoder = self._new_encoder()
             self._epoch, self._samples = ticks, 0
@@ -604,6 +636,7 @@ class OpusToAac:
             out += self._encode(self._silence(gap))
         elif gap <= -max(opus_packet_samples(packet.data), 1):
             return out  # a repeat of audio already encoded
+        assert self._decoder is not None
         try:
             frames = self._decoder.decode(av.Packet(packet.data))
         except av.FFmpegError:
@@ -626,7 +659,7 @@ class OpusToAac:
         return out
 
     def _silence(self, samples: int) -> AudioFrame:
-        frame = AudioFrame(format="fltp", layout="stereo", samples=samples)
+        frame = AudioFrame(format="fltp", layout=self._layout, samples=samples)
         for plane in frame.planes:
             plane.update(bytes(plane.buffer_size))
         frame.sample_rate = OPUS_HZ
@@ -648,7 +681,7 @@ class OpusToAac:
             out.append(
                 _Out(
                     kind="audio",
-                    data=adts_header(len(payload)) + payload,
+                    data=adts_header(len(payload), channels=self.channels) + payload,
                     ticks=self._epoch + pts * TS_HZ // OPUS_HZ,
                     duration=AAC_FRAME * TS_HZ // OPUS_HZ,
                     keyframe=True,
