@@ -17,7 +17,7 @@ from hybridcon.app import create_app
 from hybridcon.core.streams import StreamState
 from hybridcon.core.tokens import Role
 from media_fixtures import make_media, make_offer, publisher_peer, take_answer, viewer_peer
-from support import WsClient, bearer, eventually, issue
+from support import WsClient, bearer, eventually, issue, services_of
 
 SDP = {"Content-Type": "application/sdp"}
 
@@ -130,6 +130,19 @@ async def test_a_publisher_that_sends_no_media_is_closed_and_never_makes_the_sta
     pc, player = publisher_peer(media)
     await take_answer(pc, await publish(client, pc))
     assert (await watcher.push("stream.state", timeout=10))["state"] == "live"
+    # The engagement log has one start: the writer keeps order, so a start logged for
+    # the silent publisher would be stored no later than this one.
+    pool = services_of(client).db()
+
+    async def starts() -> list[str]:
+        rows = await pool.fetch(
+            "SELECT data FROM engagement_events WHERE kind = 'stream_started' "
+            "AND topic = 'stage:impact'"
+        )
+        return [r["data"] for r in rows]
+
+    await eventually(starts, timeout=10, what="stream_started stored")
+    assert len(await starts()) == 1
     await pc.close()
     await silent.close()
     if player.video is not None:
@@ -231,3 +244,36 @@ async def test_metrics_follow_a_stage_from_live_to_interrupted(server):
         await peer.close()
     if player.video is not None:
         player.video.stop()
+
+
+async def test_an_organiser_take_over_interrupts_and_the_new_media_makes_it_live(server):
+    client, media = server
+    watcher = await WsClient.connect(client, issue(client))
+    await watcher.ok("subscribe", topic="stage:impact")
+    first, first_player = publisher_peer(media)
+    await take_answer(first, await publish(client, first))
+    assert (await watcher.push("stream.state", timeout=10))["state"] == "live"
+
+    second, second_player = publisher_peer(media)
+    resp = await client.post(
+        "/whip/impact?takeover=1",
+        data=await make_offer(second),
+        headers={**SDP, **bearer(issue(client, Role.ORGANISER))},
+    )
+    assert resp.status == 201, await resp.text()
+    # The old publisher is gone; the new one has not sent anything yet.
+    assert (await watcher.push("stream.state", timeout=10))["state"] == "interrupted"
+    stream = client.server.app[STREAMS].get("impact")
+    assert stream.state is StreamState.INTERRUPTED and stream.media_at is None
+    await take_answer(second, await resp.text())
+    assert (await watcher.push("stream.state", timeout=10))["state"] == "live"
+
+    s = await scrape(client)
+    assert value(s, "hybridcon_stream_publisher_sessions_total", stage="impact") == 2
+    assert value(s, "hybridcon_stream_interruptions_total", stage="impact") == 1
+    assert value(s, "hybridcon_stream_state", stage="impact", state="live") == 1
+    for pc, player in ((first, first_player), (second, second_player)):
+        await pc.close()
+        if player.video is not None:
+            player.video.stop()
+    await watcher.close()
