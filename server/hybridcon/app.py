@@ -156,10 +156,16 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
 
+    async def freeze_start_up(app: web.Application) -> None:
+        # After every part has started (on_startup runs the cleanup contexts first): what
+        # start-up built lives as long as the node, so full collections need not walk it.
+        app[gateway.GATEWAY].heap.started()
+
     app.cleanup_ctx.append(database)
     app.cleanup_ctx.append(keys)
     routes.setup(app)
     gateway.setup(app)
     streams.setup(app)
     whip.setup(app)
+    app.on_startup.append(freeze_start_up)
     return app

@@ -131,9 +131,22 @@ class Settings(BaseSettings):
         description="Seconds without any frame from a client before its socket is closed.",
     )
     ws_flush_interval: float = Field(
-        default=0.05,
+        default=0.01,
         ge=0,
-        description="Seconds pushed messages wait to be coalesced into one write per client.",
+        description="Least seconds pushed messages wait to be coalesced into one write per "
+        "client.",
+    )
+    ws_flush_period: float = Field(
+        default=0.14,
+        ge=0,
+        description="Least seconds between the starts of two fan-out ticks while pushes keep "
+        "coming (0: ticks are paced by ws_flush_interval alone).",
+    )
+    gc_freeze_joins: int = Field(
+        default=500,
+        ge=0,
+        description="WebSocket joins after which the objects alive are frozen out of Python's "
+        "full garbage collections (also once after start-up); 0: never.",
     )
     ws_max_pending_bytes: int = Field(
         default=1 << 20,

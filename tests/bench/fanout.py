@@ -443,6 +443,19 @@ def report(results: list[RunResult], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def flush_spec(text: str) -> tuple[float, float]:
+    """``INTERVAL[/PERIOD]`` as ``(interval, period)``; the period defaults to 0.
+
+    Raises:
+        ValueError: not two non-negative numbers.
+    """
+    interval, _, period = text.strip().partition("/")
+    values = (float(interval), float(period or 0))
+    if any(not v >= 0 for v in values):
+        raise ValueError(f"{text.strip()!r}: interval and period must be >= 0")
+    return values
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m tests.bench", description=__doc__.splitlines()[0]
@@ -454,8 +467,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, help="seconds of sending before (default 5)")
     parser.add_argument(
         "--flush-intervals",
-        default="0.02,0.1",
-        help="HYBRIDCON_WS_FLUSH_INTERVAL values to run hybridcon with (comma-separated)",
+        default="0.05/0,0.01/0.14",
+        help="hybridcon servers to run, comma-separated: INTERVAL[/PERIOD] sets "
+        "HYBRIDCON_WS_FLUSH_INTERVAL and HYBRIDCON_WS_FLUSH_PERIOD (default 0: paced by the "
+        "interval alone); default: the former fixed 0.05 s and the paced default",
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the bare baseline")
     parser.add_argument("--procs", type=int, help="viewer processes (default: 1 per 1,250)")
@@ -470,7 +485,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.warmup = args.warmup if args.warmup is not None else (2.0 if quick else 5.0)
     args.procs = args.procs or max(1, math.ceil(args.viewers / 1250))
     args.senders = args.senders or max(2, math.ceil(args.rate / 5))
-    args.flush = [float(x) for x in args.flush_intervals.split(",") if x.strip()]
+    try:
+        args.flush = [flush_spec(x) for x in args.flush_intervals.split(",") if x.strip()]
+    except ValueError as exc:
+        parser.error(f"--flush-intervals: {exc}")
     cpus = sorted(os.sched_getaffinity(0))
     # One core for the server, another for the whole load generator.
     args.server_cpu = cpus[0] if len(cpus) >= 2 else None
@@ -497,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     results: list[RunResult] = []
-    plan: list[tuple[str, float | None]] = []
+    plan: list[tuple[str, tuple[float, float] | None]] = []
     if not args.no_baseline:
         plan.append(("baseline", None))
     plan += [("hybridcon", f) for f in args.flush]
@@ -505,20 +523,26 @@ def main(argv: list[str] | None = None) -> int:
         for index, (kind, flush) in enumerate(plan):
             work = Path(tmp) / f"run{index}"
             work.mkdir()
-            _log(f"starting {kind}" + (f" (flush interval {flush:g} s)" if flush else ""))
+            _log(
+                f"starting {kind}" + (f" (flush {flush[0]:g} s / {flush[1]:g} s)" if flush else "")
+            )
             if kind == "baseline":
                 server = start_baseline(
                     work, viewers=args.viewers, senders=args.senders, cpu=args.server_cpu
                 )
             else:
                 assert flush is not None
+                interval, period = flush
+                # The server inherits this process's environment (tests.bench.servers).
+                os.environ["HYBRIDCON_WS_FLUSH_PERIOD"] = repr(period)
                 server = start_hybridcon(
                     work,
-                    flush_interval=flush,
+                    flush_interval=interval,
                     viewers=args.viewers,
                     senders=args.senders,
                     cpu=args.server_cpu,
                 )
+                server.name = f"hybridcon flush={interval:g}s period={period:g}s"
             try:
                 results.append(run_one(server, args, index))
             except Exception as exc:

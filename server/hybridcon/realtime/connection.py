@@ -22,6 +22,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from hybridcon.core.pacing import next_tick
 from hybridcon.core.ratelimit import TokenBucket
 from hybridcon.core.tokens import Claims
 from hybridcon.errors import CLOSE_POLICY
@@ -41,12 +42,21 @@ class Flusher:
     connection only: it must not pull everyone's pushes forward (that would undo the
     coalescing that makes a delivery cheap).
 
+    Ticks are paced by their starts (:func:`hybridcon.core.pacing.next_tick`): a push
+    waits at least ``interval``, and while pushes keep coming a tick starts ``period``
+    after the previous one started, so the wait after a long tick (a big stage, a busy
+    core) is shorter and the wait after a short one longer.
+
     Args:
-        interval: seconds between ticks; 0 flushes pushes on the next loop iteration too.
+        interval: the least seconds a push waits for others; 0: the next loop iteration.
+        period: the least seconds between two tick starts; 0: ticks are paced by
+            ``interval`` alone (a fixed wait after each tick's first push).
     """
 
-    def __init__(self, interval: float) -> None:
+    def __init__(self, interval: float, period: float = 0.0) -> None:
         self.interval = interval
+        self.period = period
+        self._last_start: float | None = None
         self.sources: list[Callable[[], None]] = []
         self._dirty: dict[Connection, None] = {}
         self._urgent: dict[Connection, None] = {}
@@ -58,10 +68,10 @@ class Flusher:
         """Make sure a tick is coming (a source has something to queue)."""
         if self._timer is None and not self._flushing:
             loop = asyncio.get_running_loop()
-            if self.interval <= 0:
-                self._timer = loop.call_later(0, self.flush)
-            else:
-                self._timer = loop.call_later(self.interval, self.flush)
+            due = next_tick(
+                loop.time(), self._last_start, interval=self.interval, period=self.period
+            )
+            self._timer = loop.call_at(due, self.flush)
 
     def mark(self, conn: Connection, *, urgent: bool = False) -> None:
         """``conn`` has pending frames: write them at the next tick (a reply: at once)."""
@@ -87,6 +97,7 @@ class Flusher:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._last_start = asyncio.get_running_loop().time()
         self._flushing = True
         try:
             for source in self.sources:

@@ -42,6 +42,7 @@ from hybridcon.errors import (
 from hybridcon.realtime import chat, polls, presence, qa, reactions, topics  # noqa: F401
 from hybridcon.realtime.chat import ChatState
 from hybridcon.realtime.connection import CLOSE_TIMEOUT, Connection, Flusher
+from hybridcon.realtime.heap import HeapFreezer
 from hybridcon.realtime.hub import Hub
 from hybridcon.realtime.polls import PollBook
 from hybridcon.realtime.protocol import dispatch, error_reply
@@ -79,8 +80,9 @@ class Gateway:
         settings = services.settings
         self.services = services
         self.connections = ConnectionRegistry(settings.max_connections_per_person)
-        self.flusher = Flusher(settings.ws_flush_interval)
+        self.flusher = Flusher(settings.ws_flush_interval, settings.ws_flush_period)
         self.hub = Hub(history=settings.topic_history, flusher=self.flusher)
+        self.heap = HeapFreezer(settings.gc_freeze_joins)
         self.chat = ChatState(self, recent=settings.chat_recent)
         self.polls = PollBook(self)
         self.qa = QaBook(self)
@@ -150,6 +152,7 @@ class Gateway:
                 waiter.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
+        self.heap.stopped()
 
     # --- one connection ------------------------------------------------------------------
 
@@ -171,6 +174,7 @@ class Gateway:
         metrics.ws_connections.inc()
         for old in self.connections.add(conn):
             old.close(CLOSE_POLICY, "too many connections for this person")
+        self.heap.joined()
         expiry = asyncio.get_running_loop().call_later(
             max(0.0, (conn.claims.exp - services.clock()).total_seconds()),
             conn.close,
@@ -186,6 +190,7 @@ class Gateway:
             # the server shuts down, and the leave events must be logged regardless.
             expiry.cancel()
             self.connections.remove(conn)
+            self.heap.left(len(self.connections))
             for topic in self.hub.drop(conn):
                 if not topic.startswith("mod:"):
                     self.engage(
