@@ -53,6 +53,24 @@ def pin(pid: int, cpu: int | None) -> None:
         os.sched_setaffinity(pid, {cpu})
 
 
+def spawn(
+    module_args: list[str], log_path: Path, *, env: Mapping[str, str] | None, cpu: int | None
+) -> subprocess.Popen[bytes]:
+    """``python -m <module_args>`` from the repository, in its own session, output to
+    ``log_path``, pinned to ``cpu``."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", *module_args],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    pin(proc.pid, cpu)
+    return proc
+
+
 def wait_for_line(
     proc: subprocess.Popen[bytes], log_path: Path, pattern: str, what: str
 ) -> re.Match[str]:
@@ -164,16 +182,7 @@ def start_hybridcon_process(
     settings = Settings(_env_file=None, data_dir=data_dir)
     keyset = load_or_create_keyset(settings.keys_path, datetime.now(UTC))
     log_path = work / "hybridcon.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "hybridcon.cli", "serve"],
-            cwd=REPO,
-            env=full_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    pin(proc.pid, cpu)
+    proc = spawn(["hybridcon.cli", "serve"], log_path, env=full_env, cpu=cpu)
     try:
         wait_for_line(proc, log_path, r"is running at", "hybridcon serve")
     except BaseException:

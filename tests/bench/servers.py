@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 from tests.bench.hybridcon_process import (
-    REPO,
     log_tail,
-    pin,
+    spawn,
     start_hybridcon_process,
     stop,
     wait_for_line,
@@ -125,15 +123,7 @@ def start_baseline(work: Path, *, viewers: int, senders: int, cpu: int | None) -
     """Start the bare aiohttp baseline (it ignores the tokens' contents)."""
     work.mkdir(parents=True, exist_ok=True)
     log_path = work / "baseline.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.bench.baseline_server", "--port", "0"],
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    pin(proc.pid, cpu)
+    proc = spawn(["tests.bench.baseline_server", "--port", "0"], log_path, env=None, cpu=cpu)
     try:
         found = wait_for_line(proc, log_path, r"listening on (\d+)", "baseline server")
     except BaseException:
