@@ -168,17 +168,34 @@ def _log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def other_load(cpu: int | None, share: float, stop: Any) -> None:
+    """Keep ``cpu`` busy for ``share`` of every 10 ms until ``stop`` is set: another
+    tenant on the server's core, so that runs can be compared under a known load."""
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    slot = 0.010
+    while not stop.is_set():
+        start = time.monotonic()
+        while time.monotonic() - start < slot * share:
+            pass
+        time.sleep(max(0.0, slot - (time.monotonic() - start)))
+
+
 def run_one(
     server: Server,
     args: argparse.Namespace,
     run_index: int,
+    load: float = 0.0,
 ) -> RunResult:
-    """Drive ``server`` with the viewer swarms and the senders; return its figures."""
+    """Drive ``server`` with the viewer swarms and the senders, with a busy loop taking
+    ``load`` of its core meanwhile; return its figures."""
     ctx = multiprocessing.get_context("fork")
     gen_cpu = args.generator_cpu
     result = RunResult(server=server.name, viewers=args.viewers, rate=args.rate)
     viewer_procs: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
     sender: multiprocessing.process.BaseProcess | None = None
+    burner: multiprocessing.process.BaseProcess | None = None
+    stop_burner = ctx.Event()
     try:
         # Memory with no connections, after the server has settled.
         time.sleep(2.0)
@@ -224,6 +241,14 @@ def run_one(
         t1 = t0 + args.duration
         for _, conn in viewer_procs:
             conn.send(("window", t0, t1))
+        if load:
+            burner = ctx.Process(
+                target=other_load,
+                args=(args.server_cpu, load, stop_burner),
+                name="other-load",
+                daemon=True,
+            )
+            burner.start()
         here, there = ctx.Pipe()
         sender = ctx.Process(
             target=sender_process,
@@ -260,6 +285,7 @@ def run_one(
         core_s0, core_g0 = _core_busy(args.server_cpu), _core_busy(gen_cpu)
         wall0 = time.monotonic()
         time.sleep(max(0.0, t1 - time.monotonic()))
+        stop_burner.set()
         cpu1, helpers1, gen1 = server.cpu_seconds(), server.helpers_cpu_seconds(), gen_cpu_s()
         core_s1, core_g1 = _core_busy(args.server_cpu), _core_busy(gen_cpu)
         wall = time.monotonic() - wall0
@@ -338,6 +364,9 @@ def run_one(
                 proc.terminate()
                 proc.join(5)
             conn.close()
+        stop_burner.set()
+        if burner is not None:
+            burner.join(5)
         if sender is not None:
             sender.join(10)
             if sender.is_alive():
@@ -476,6 +505,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--procs", type=int, help="viewer processes (default: 1 per 1,250)")
     parser.add_argument("--senders", type=int, help="sender connections (default: M / 5)")
     parser.add_argument("--drain-max", type=float, default=30.0, help="seconds to wait after")
+    parser.add_argument(
+        "--other-load",
+        type=float,
+        default=0.0,
+        help="share of the server's core (0-0.9) a busy loop takes from the senders' start "
+        "to the window's end in the hybridcon runs (not the baseline's), as another tenant "
+        "would (default 0: none added)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -495,6 +532,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.generator_cpu = cpus[1] if len(cpus) >= 2 else None
     if not 1 <= args.viewers <= 15_000:
         parser.error("--viewers must be 1..15000 (one server process, ulimit -n 20000)")
+    if not 0 <= args.other_load <= 0.9:
+        parser.error("--other-load must be in [0, 0.9]")
     if not 0 < args.rate <= 1000 or not 0 < args.duration <= 600:
         parser.error("--rate must be in (0, 1000] and --duration in (0, 600]")
     return args
@@ -508,7 +547,13 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"# fan-out benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
         f"{args.viewers} viewers x {args.rate:g} lines/s, {args.duration:g} s measured "
-        f"after {args.warmup:g} s warm-up\n# command: {command.strip()}\n"
+        f"after {args.warmup:g} s warm-up"
+        + (
+            f", a busy loop taking {args.other_load:.0%} of the server's core in hybridcon runs"
+            if args.other_load
+            else ""
+        )
+        + f"\n# command: {command.strip()}\n"
         f"# machine: {_cpu_model()}, {os.cpu_count()} cores, Linux {platform.release()}, "
         f"Python {platform.python_version()}; "
         f"server pinned to core {args.server_cpu}, generator to core {args.generator_cpu}",
@@ -544,7 +589,10 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 server.name = f"hybridcon flush={interval:g}s period={period:g}s"
             try:
-                results.append(run_one(server, args, index))
+                # The baseline runs without the added load: its CPU per delivery is the
+                # reference, and contention would inflate it (flattering the ratios).
+                load = 0.0 if kind == "baseline" else args.other_load
+                results.append(run_one(server, args, index, load))
             except Exception as exc:
                 _log(f"{server.name} failed: {exc!r}\n{server.log_tail()}")
                 failed = RunResult(server=server.name, viewers=args.viewers)
