@@ -27,6 +27,7 @@ import av
 import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc import rtcrtpreceiver as aiortc_receiver
+from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import MediaStreamError
 
 from hybridcon.errors import Conflict, Invalid
@@ -226,7 +227,9 @@ async def test_viewer_decodes_what_the_publisher_sent_and_the_server_decodes_not
 async def test_a_late_viewer_starts_on_the_cached_keyframe_at_once(
     peers: Peers, clip: GeneratedMedia
 ) -> None:
-    hub = peers.hub()
+    # Never asking for a fresh keyframe, whatever the cached one's age (that is
+    # test_a_late_viewer_jumps_to_a_fresh_keyframe's case).
+    hub = peers.hub(fresh_keyframe_age=None)
     await peers.publish(hub, clip)
     await until_keyframes(hub, 2)
     requests = hub.stats.keyframe_requests
@@ -243,6 +246,144 @@ async def test_a_late_viewer_starts_on_the_cached_keyframe_at_once(
     # It started from the cache: nobody had to ask the publisher for a keyframe.
     assert hub.stats.keyframe_requests == requests
     await asyncio.wait_for(watch.enough.wait(), 5)
+
+
+@dataclass
+class Timeline:
+    """When a client viewer decoded each frame, and the frame's RTP timestamp."""
+
+    video: list[tuple[float, int]] = field(default_factory=list)
+    audio: list[tuple[float, int]] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def media_seconds(self, index: int) -> float:
+        """Video media time of frame ``index`` since the first frame."""
+        return (self.video[index][1] - self.video[0][1]) / 90000
+
+    def arrival(self, index: int) -> float:
+        """Seconds from the first decoded frame to frame ``index``."""
+        return self.video[index][0] - self.video[0][0]
+
+
+async def timed_view(peers: Peers, hub: StageHub) -> tuple[Viewer, RTCPeerConnection, Timeline]:
+    """A decoding client viewer that records its frames' arrival and timestamps."""
+    pc = RTCPeerConnection(aiortc.RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("video", direction="recvonly")
+    pc.addTransceiver("audio", direction="recvonly")
+    timeline = Timeline()
+
+    async def read(track: MediaStreamTrack) -> None:
+        seen = timeline.video if track.kind == "video" else timeline.audio
+        try:
+            while True:
+                frame = await track.recv()
+                assert frame.pts is not None
+                seen.append((time.monotonic(), frame.pts))
+        except MediaStreamError:
+            return
+
+    @pc.on("track")
+    def on_track(track: MediaStreamTrack) -> None:
+        timeline.tasks.append(asyncio.ensure_future(read(track)))
+
+    peers.clients.append(pc)
+    viewer = await accept_viewer(await make_offer(pc), hub, ice_servers=[], on_closed=lambda: None)
+    peers.servers.append(viewer)
+    await take_answer(pc, viewer.answer_sdp)
+    return viewer, pc, timeline
+
+
+async def packets_lost(pc: RTCPeerConnection) -> int:
+    report = await pc.getStats()
+    return sum(getattr(s, "packetsLost", 0) for s in report.values() if s.type == "inbound-rtp")
+
+
+async def test_a_late_viewer_catches_up_on_the_cached_gop_paced_and_loses_nothing(
+    peers: Peers, media_dir: Path
+) -> None:
+    # The file publisher has no encoder and ignores keyframe requests: the viewer can
+    # only catch up by the pacing (fresh keyframes are test_..._jumps_to_a_fresh_...).
+    media = make_media(media_dir, seconds=10, gop_seconds=3.0)
+    hub = peers.hub(fresh_keyframe_age=None)
+    await peers.publish(hub, media)
+    await until_keyframes(hub, 2)  # the second GOP (3 s to 6 s)
+    await eventually(
+        lambda: hub.stats.gop_packets >= 36, timeout=5, what="1.2 s into the cached GOP"
+    )
+    viewer, pc, timeline = await timed_view(peers, hub)
+    playhead = viewer.tracks["video"]._playhead
+    await eventually(lambda: playhead.live, timeout=5, what="the viewer live")
+    await eventually(lambda: len(timeline.video) >= 100, timeout=5, what="100 frames")
+    for task in timeline.tasks:
+        task.cancel()
+
+    # It started on the cached keyframe 1.2-1.5 s behind; at 4x it is live after a
+    # third of that. Unpaced, the cached GOP would arrive within a few milliseconds.
+    rate = playhead.rate
+    catch_up = next(i for i in range(1, len(timeline.video)) if timeline.media_seconds(i) >= 1.2)
+    # 1.2 s of media took about 1.2 / 4 s: paced, neither a burst nor real time.
+    assert 1.2 / rate * 0.7 <= timeline.arrival(catch_up) <= 1.2 / rate + 0.25
+    # No frame lost or skipped: consecutive timestamps, one frame apart.
+    steps = {b[1] - a[1] for a, b in itertools.pairwise(timeline.video)}
+    assert steps == {90000 // media.fps}
+    assert await packets_lost(pc) == 0
+    assert hub.stats.video.skipped == 0
+    # Live after catching up: the last frames come at the publisher's pace.
+    last = len(timeline.video) - 1
+    span = timeline.arrival(last) - timeline.arrival(last - 15)
+    assert span == pytest.approx(15 / media.fps, abs=0.1)
+    # Audio was paced with video: both started at the keyframe's media time, and
+    # whenever an audio frame came its media time was close to the video's by then.
+    assert timeline.audio
+    gaps = []
+    for at, pts in timeline.audio:
+        shown = [i for i, (t, _) in enumerate(timeline.video) if t <= at]
+        if shown:
+            gaps.append((pts - timeline.audio[0][1]) / 48000 - timeline.media_seconds(shown[-1]))
+    print(f"\naudio ahead of video while catching up: {min(gaps):.3f} to {max(gaps):.3f} s")
+    assert max(abs(g) for g in gaps) < 0.2
+
+
+async def test_a_late_viewer_jumps_to_a_fresh_keyframe(peers: Peers, clip: GeneratedMedia) -> None:
+    # A publisher that encodes (aiortc's H.264 encoder, on the client side) answers
+    # keyframe requests as a browser does; its GOP is libx264's default, 250 frames.
+    hub = peers.hub(fresh_keyframe_age=0.3)
+    pc = RTCPeerConnection(aiortc.RTCConfiguration(iceServers=[]))
+    player = MediaPlayer(str(clip.path))
+    assert player.video is not None and player.audio is not None
+    pc.addTransceiver(player.video, direction="sendonly")
+    pc.addTransceiver(player.audio, direction="sendonly")
+    peers.clients.append(pc)
+    publisher = await accept_publisher(
+        await make_offer(pc), hub, ice_servers=[], on_closed=lambda: None
+    )
+    peers.servers.append(publisher)
+    await take_answer(pc, publisher.answer_sdp)
+    await eventually(
+        lambda: hub.stats.gop_packets >= 30, timeout=10, what="a cached GOP over a second old"
+    )
+    keyframes = hub.stats.video.keyframes
+
+    viewer, _, timeline = await timed_view(peers, hub)
+    await eventually(lambda: hub.stats.video.keyframes > keyframes, what="a fresh keyframe")
+    await eventually(lambda: len(timeline.video) >= 20, what="20 frames")
+    for task in timeline.tasks:
+        task.cancel()
+
+    assert hub.stats.keyframe_requests >= 1
+    consumer = viewer.tracks["video"]._consumer
+    assert consumer is not None and consumer.jumps == 1
+    # The viewer started on the old keyframe, then jumped over the rest of its GOP.
+    jump = next(
+        i
+        for i in range(1, len(timeline.video))
+        if timeline.media_seconds(i) - timeline.media_seconds(i - 1) > 0.5
+    )
+    assert timeline.arrival(jump) < 0.3  # live within a fraction of the GOP's age
+    assert timeline.media_seconds(jump) - timeline.arrival(jump) >= 0.7
+    # The audio before the jump was dropped, not played late.
+    audio_consumer = viewer.tracks["audio"]._consumer
+    assert audio_consumer is not None and audio_consumer.skipped > 0
 
 
 async def test_a_consumer_that_does_not_read_skips_to_a_keyframe_and_no_one_else_notices(

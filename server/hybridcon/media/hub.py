@@ -12,6 +12,12 @@ wrapped once as a :class:`MediaPacket` and the same object goes to every consume
   of consumers starts in sync. When the cache is unusable (no keyframe yet, or the
   GOP outgrew the bounds) a new video consumer waits for the next keyframe and the
   hub asks the publisher for one.
+* **Live viewers catch up.** A WHEP viewer's consumers are *live*: a
+  :class:`Playhead` shared by its video and audio hands the cached GOP out at
+  :data:`CATCH_UP_RATE` times real time (unpaced, a GOP over ~1.1 s overflowed an
+  aiortc viewer's UDP receive buffer), a cached keyframe older than
+  ``fresh_keyframe_age`` makes the hub ask for a fresh one, and a live consumer still
+  behind when a keyframe comes jumps to it, audio with it.
 * **Slow consumers never slow anyone else.** Each consumer has a bounded queue. When
   it is full, the consumer drops what it holds and everything up to the next
   keyframe (counted in :attr:`Consumer.skipped`), and the hub asks for a keyframe.
@@ -27,6 +33,7 @@ wrapped once as a :class:`MediaPacket` and the same object goes to every consume
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -53,6 +60,24 @@ GOP_MAX_PACKETS = 600
 GOP_MAX_BYTES = 8 * 1024 * 1024
 # Seconds of packets behind the rolling bitrate and fps.
 STATS_WINDOW = 2.0
+
+# A live viewer that starts behind live (on the cached GOP) is sent it at this multiple
+# of real time. Unpaced, a GOP of more than ~1.1 s at 2.5 Mbit/s overflowed an aiortc
+# viewer's default UDP receive buffer (212 992 bytes) and cost it 1.3-1.7 s. At 4x a
+# viewer 2 s behind is live after 0.67 s, with no loss measured (3x: 1 s); see
+# docs/benchmarks.md, "Time to first frame".
+CATCH_UP_RATE = 4.0
+# A live viewer starting on a cached keyframe older than this asks the publisher for a
+# fresh one (through the rate limit) and jumps to it when it comes.
+FRESH_KEYFRAME_AGE = 0.3
+# A live viewer whose queue starts this far (media seconds) behind a new keyframe drops
+# what it holds and jumps to the keyframe: it would only play old frames.
+LIVE_LAG = 0.2
+# Audio this far behind a live viewer's playhead after a jump is dropped, not played.
+AUDIO_SLACK = 0.05
+# A live viewer whose next due packet reached the hub less than this long ago has
+# caught up: it stops being paced.
+CAUGHT_UP = 0.1
 
 RTP_TIMESTAMP_MOD = 1 << 32
 
@@ -294,6 +319,60 @@ class GopCache:
 # --- consumers -------------------------------------------------------------------------
 
 
+class Playhead:
+    """Where one live viewer is on its ingest's timeline; its video and audio share it.
+
+    A live consumer hands out a packet once its media time is due: the playhead is
+    anchored at the first packet taken and runs at ``rate`` times real time from there,
+    so a viewer starting on an old cached GOP is sent it paced and catches up with live
+    after ``age / (rate - 1)`` seconds. Once a due packet is fresh (it reached the hub
+    less than :data:`CAUGHT_UP` ago) the playhead is *live* and nothing waits any more,
+    whatever the timestamps do. When the video consumer jumps to a fresh keyframe the
+    playhead moves there and the audio behind it is dropped, so the two kinds stay
+    together. A consumer of another ingest re-anchors it (timestamps restart with every
+    ingest).
+
+    Attributes:
+        rate: media seconds sent per second while behind live.
+        anchor: the media time (seconds) of the last anchor.
+        live: whether the viewer has caught up since the last anchor.
+        moves: times the playhead was anchored (first packets, jumps, new ingests).
+    """
+
+    def __init__(self, *, rate: float = CATCH_UP_RATE) -> None:
+        """Args:
+            rate: media seconds sent per second while behind live; above 1.
+
+        Raises:
+            Invalid: ``rate`` is not above 1 (the viewer would never catch up).
+        """
+        if not rate > 1:
+            raise Invalid(f"a playhead must run faster than real time, not {rate}x")
+        self.rate = rate
+        self.anchor = 0.0
+        self.live = False
+        self.moves = 0
+        self._ingest: int | None = None
+        self._wall = 0.0
+
+    def position(self, ingest: int, now: float) -> float | None:
+        """The media time (seconds) due by ``now``: infinite once live; None when not
+        anchored in ``ingest``."""
+        if self._ingest != ingest:
+            return None
+        if self.live:
+            return math.inf
+        return self.anchor + (now - self._wall) * self.rate
+
+    def move(self, ingest: int, media: float, now: float) -> None:
+        """Anchor the playhead: ``media`` seconds of ``ingest`` are due at ``now``."""
+        self._ingest = ingest
+        self.anchor = media
+        self._wall = now
+        self.live = False
+        self.moves += 1
+
+
 class Consumer:
     """One reader of one kind of a hub's packets, with its own bounded queue.
 
@@ -301,19 +380,34 @@ class Consumer:
         kind: ``"video"`` or ``"audio"``.
         name: for logs and stats (``"hls"``, ``"recorder"``, ``"whep:<id>"``).
         skipped: packets dropped because this consumer lagged (it then resumes at the
-            next keyframe).
+            next keyframe), or, live, because it jumped to a fresh keyframe.
         delivered: packets handed out by :meth:`get`.
+        jumps: times a live consumer dropped what it held for a fresh keyframe.
+        playhead: a live consumer's pacing (see :class:`Playhead`); None hands out
+            every packet as soon as it is queued (HLS, recorder, probe).
     """
 
-    def __init__(self, hub: StageHub, kind: Kind, name: str, max_packets: int) -> None:
+    def __init__(
+        self,
+        hub: StageHub,
+        kind: Kind,
+        name: str,
+        max_packets: int,
+        *,
+        ingest: int = 0,
+        playhead: Playhead | None = None,
+    ) -> None:
         if max_packets < 1:
             raise Invalid("a consumer's queue holds at least one packet")
         self._hub = hub
         self.kind = kind
         self.name = name
         self.max_packets = max_packets
+        self.playhead = playhead
         self.skipped = 0
         self.delivered = 0
+        self.jumps = 0
+        self._ingest = ingest
         self._queue: deque[MediaPacket] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._skipping = False
@@ -322,26 +416,65 @@ class Consumer:
     async def get(self) -> MediaPacket | None:
         """The next packet; None once the ingest it belongs to has ended (or on close).
 
-        A consumer made while nothing is published belongs to the next ingest.
+        A consumer made while nothing is published belongs to the next ingest. A live
+        consumer (one with a playhead) waits until the next packet is due.
         """
-        while not self._queue:
-            if self._ended:
+        loop = asyncio.get_running_loop()
+        while (packet := self._take()) is None:
+            if self._ended and not self._queue:
                 return None
-            waiter = asyncio.get_running_loop().create_future()
+            waiter = loop.create_future()
             self._waiter = waiter
+            # A packet that is not due yet: wake when it is (or earlier, when a push
+            # replaces it with a fresh keyframe).
+            due = self._due_in()
+            timer = None if due is None else loop.call_later(due, self._wake)
             try:
                 await waiter
             finally:
                 self._waiter = None
-        self.delivered += 1
-        return self._queue.popleft()
+                if timer is not None:
+                    timer.cancel()
+        return packet
 
     def get_nowait(self) -> MediaPacket | None:
-        """The next packet if one is queued, else None (also when ended)."""
-        if not self._queue:
+        """The next packet if one is queued (and, live, due), else None (also when ended)."""
+        return self._take()
+
+    def _take(self) -> MediaPacket | None:
+        """Pop the next packet if it may go out now; drop audio a live jump left behind."""
+        playhead = self.playhead
+        while self._queue:
+            head = self._queue[0]
+            if playhead is not None:
+                now = self._hub._clock()
+                position = playhead.position(self._ingest, now)
+                if position is None:
+                    # The viewer's first packet of this ingest starts its timeline.
+                    playhead.move(self._ingest, head.seconds, now)
+                    position = head.seconds
+                if head.kind == "audio" and head.seconds < playhead.anchor - AUDIO_SLACK:
+                    # Older than where video jumped to: it would play out of sync.
+                    self._queue.popleft()
+                    self.skipped += 1
+                    continue
+                if head.seconds > position:
+                    return None
+                if not playhead.live and now - head.arrival <= CAUGHT_UP:
+                    playhead.live = True
+            self.delivered += 1
+            return self._queue.popleft()
+        return None
+
+    def _due_in(self) -> float | None:
+        """Seconds until the queued head is due (None: nothing queued, or not live)."""
+        playhead = self.playhead
+        if playhead is None or not self._queue:
             return None
-        self.delivered += 1
-        return self._queue.popleft()
+        position = playhead.position(self._ingest, self._hub._clock())
+        if position is None:
+            return 0.0
+        return max(0.0, (self._queue[0].seconds - position) / playhead.rate)
 
     def close(self) -> None:
         """Stop receiving; a pending :meth:`get` returns None. Idempotent."""
@@ -381,6 +514,19 @@ class Consumer:
                 self.skipped += 1
                 return True
             self._skipping = False
+        if (
+            self.playhead is not None
+            and packet.keyframe
+            and packet.kind == "video"
+            and self._queue
+            and packet.seconds - self._queue[0].seconds > LIVE_LAG
+        ):
+            # A live viewer still behind (catching up on the cached GOP, or slow): the
+            # new keyframe is live, what it holds is not. Audio follows at _take().
+            self.skipped += len(self._queue)
+            self._queue.clear()
+            self.jumps += 1
+            self.playhead.move(self._ingest, packet.seconds, self._hub._clock())
         if len(self._queue) >= self.max_packets:
             # What is queued is stale and, for video, useless without its keyframe:
             # drop it all and resume at the next keyframe, live.
@@ -589,6 +735,7 @@ class StageHub:
         keyframe_interval: float = 1.0,
         gop_packets: int = GOP_MAX_PACKETS,
         gop_bytes: int = GOP_MAX_BYTES,
+        fresh_keyframe_age: float | None = FRESH_KEYFRAME_AGE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Create an idle hub.
@@ -599,11 +746,14 @@ class StageHub:
             keyframe_interval: at most one keyframe request upstream per this many seconds.
             gop_packets: bound of the last-GOP cache, in packets.
             gop_bytes: bound of the last-GOP cache, in bytes.
+            fresh_keyframe_age: a live consumer starting on a cached keyframe older
+                than this many seconds asks for a fresh one; None never asks.
             clock: monotonic seconds (a fake one in tests).
         """
         self.stage = stage
         self.queue_packets = queue_packets
         self.keyframe_interval = keyframe_interval
+        self.fresh_keyframe_age = fresh_keyframe_age
         self.codecs: dict[str, str] = {}
         self._clock = clock
         self._gop = GopCache(max_packets=gop_packets, max_bytes=gop_bytes)
@@ -788,7 +938,14 @@ class StageHub:
 
     # --- consumers ---------------------------------------------------------------------
 
-    def consumer(self, kind: Kind, *, name: str, max_packets: int | None = None) -> Consumer:
+    def consumer(
+        self,
+        kind: Kind,
+        *,
+        name: str,
+        max_packets: int | None = None,
+        playhead: Playhead | None = None,
+    ) -> Consumer:
         """A new consumer of ``kind``.
 
         Video starts with the cached GOP (a keyframe at once); when there is none it
@@ -796,10 +953,15 @@ class StageHub:
         keyframe's media time, or live. Made while nothing is published, a consumer
         belongs to the next ingest and starts at its first keyframe.
 
+        A live consumer (``playhead`` given: a WHEP viewer's) is paced by it, jumps to a
+        fresh keyframe whenever it is behind, and, when the cached keyframe is older
+        than ``fresh_keyframe_age``, asks for a fresh one through the rate limit.
+
         Args:
             kind: ``"video"`` or ``"audio"``.
             name: for logs and stats.
             max_packets: queue bound (default: the hub's ``queue_packets``).
+            playhead: the viewer's playhead, shared by its video and audio consumers.
 
         Returns:
             The consumer; :meth:`Consumer.close` it when done.
@@ -808,11 +970,23 @@ class StageHub:
             Invalid: an unknown kind, or a bound below 1.
         """
         kind = as_kind(kind)
-        consumer = Consumer(self, kind, name, max_packets or self.queue_packets)
+        ingest = self._ingest.number if self._ingest is not None else self._ingests + 1
+        consumer = Consumer(
+            self,
+            kind,
+            name,
+            max_packets or self.queue_packets,
+            ingest=ingest,
+            playhead=playhead,
+        )
         if kind == "video":
             cached = self._gop.packets()
             if cached and len(cached) <= consumer.max_packets:
                 consumer._start(cached, skipping=False)
+                if playhead is not None:
+                    # It starts at once on the old keyframe, paced, and jumps to the
+                    # fresh one when it comes (Consumer._push).
+                    self.request_fresh_keyframe()
             else:
                 consumer._start([], skipping=True)
                 if self.publishing:
@@ -834,6 +1008,26 @@ class StageHub:
         return [c.name for c in self._consumers[kind]]
 
     # --- keyframes ---------------------------------------------------------------------
+
+    def request_fresh_keyframe(self) -> bool:
+        """A live viewer is starting: ask for a keyframe if the cached one is old.
+
+        "Old" is older than ``fresh_keyframe_age``; the request goes through the rate
+        limit of :meth:`request_keyframe`. Called when a WHEP viewer's offer is
+        answered, so the keyframe is on its way while the viewer connects, and again
+        when its consumer starts.
+
+        Returns:
+            Whether a request went upstream.
+        """
+        start = self._gop.start
+        if (
+            start is None
+            or self.fresh_keyframe_age is None
+            or self._clock() - start.arrival <= self.fresh_keyframe_age
+        ):
+            return False
+        return self.request_keyframe()
 
     def request_keyframe(self) -> bool:
         """Ask the publisher for a keyframe, at most once per ``keyframe_interval``.

@@ -538,6 +538,10 @@ async def accept_viewer(
         viewer.answer_sdp = pc.localDescription.sdp
         for kind, track in viewer.tracks.items():
             track.codec = viewer.codecs.get(kind)
+        if "video" in viewer.tracks:
+            # While the viewer connects (ICE, DTLS: ~30 ms on loopback), a fresh
+            # keyframe is on its way if the cached one is old.
+            hub.request_fresh_keyframe()
     except BaseException:
         await viewer.close()
         raise
