@@ -137,7 +137,7 @@ class Settings(BaseSettings):
         "client.",
     )
     ws_flush_period: float = Field(
-        default=0.14,
+        default=0.12,
         ge=0,
         description="Least seconds between the starts of two fan-out ticks while pushes keep "
         "coming (0: ticks are paced by ws_flush_interval alone).",

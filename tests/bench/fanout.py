@@ -496,7 +496,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, help="seconds of sending before (default 5)")
     parser.add_argument(
         "--flush-intervals",
-        default="0.05/0,0.01/0.14",
+        default="0.05/0,0.01/0.12",
         help="hybridcon servers to run, comma-separated: INTERVAL[/PERIOD] sets "
         "HYBRIDCON_WS_FLUSH_INTERVAL and HYBRIDCON_WS_FLUSH_PERIOD (default 0: paced by the "
         "interval alone); default: the former fixed 0.05 s and the paced default",
