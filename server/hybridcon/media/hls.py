@@ -606,6 +606,10 @@ class OpusToAac:
         encoder.format = "fltp"
         encoder.bit_rate = self.BIT_RATES[self.channels]
         encoder.time_base = Fraction(1, OPUS_HZ)
+        # The "fast" quantiser search instead of "twoloop": at 64 kbit/s per channel
+        # FFmpeg's AAC maintainers found it sounds as good or better, and here it takes
+        # 0.4 % of a core per stage against 0.7 % (Opus decode included).
+        encoder.options = {"aac_coder": "fast"}
         return encoder
 
     def push(self, packet: MediaPacketLike, ticks: int) -> list[_Out]:
