@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from hybridcon.core.tokens import Role
@@ -203,3 +205,56 @@ async def test_bad_chat_requests_get_clear_errors(client, fields, fragment):
     assert reply["type"] == "error" and reply["code"] == "invalid"
     assert fragment in reply["message"]
     await ann.close()
+
+
+async def test_a_moderator_joining_while_lines_are_held_sees_each_line_once(client):
+    """The snapshot's held list plus the ``chat.held`` pushes after it are every held line,
+    each exactly once, even when the moderator subscribes while lines are being held."""
+    first = await WsClient.connect(client, issue(client, Role.MODERATOR, scopes=("stage:plenary",)))
+    await first.ok("chat.hold", topic="stage:plenary", enabled=True)
+    viewers = [
+        await WsClient.connect(client, issue(client, Role.VIEWER, scopes=("stage:plenary",)))
+        for _ in range(24)
+    ]
+    mod = await WsClient.connect(client, issue(client, Role.MODERATOR, scopes=("stage:plenary",)))
+
+    async def send(i: int) -> str:
+        reply = await viewers[i].ok("chat.send", topic="stage:plenary", text=f"vraag {i}")
+        assert reply["held"] is True
+        return str(reply["msg_id"])
+
+    # Half the lines go before the subscribe, half race it.
+    early = [await send(i) for i in range(4)]
+    racing = [asyncio.ensure_future(send(i)) for i in range(4, 24)]
+    snapshot = await mod.ok("subscribe", topic="mod:stage:plenary")
+    held_ids = early + list(await asyncio.gather(*racing))
+    in_snapshot = [m["msg_id"] for m in snapshot["snapshot"]["held"]]
+    assert set(early) <= set(in_snapshot)
+
+    # A marker held last: once its push is here, every earlier push is too (topic order).
+    marker_viewer = await WsClient.connect(
+        client, issue(client, Role.VIEWER, scopes=("stage:plenary",))
+    )
+    marker = await marker_viewer.ok("chat.send", topic="stage:plenary", text="laatste")
+    pushed: list[str] = []
+    while (msg := await mod.push("chat.held"))["msg_id"] != marker["msg_id"]:
+        pushed.append(msg["msg_id"])
+    seen = in_snapshot + pushed
+    assert sorted(seen) == sorted(held_ids), "each held line once: in the snapshot or pushed"
+
+
+async def test_the_moderators_held_list_follows_approvals_and_deletions(client):
+    ann, bob, mod = await people(client)
+    await mod.ok("chat.hold", topic="stage:plenary", enabled=True)
+    kept = await ann.ok("chat.send", topic="stage:plenary", text="een vraag")
+    approved = await bob.ok("chat.send", topic="stage:plenary", text="nog een vraag")
+    await mod.ok("chat.approve", topic="stage:plenary", msg_id=approved["msg_id"])
+    deleted = await bob.ok("chat.send", topic="stage:plenary", text="wat een klootzak")
+    assert deleted["held"] is True
+    await mod.ok("chat.delete", topic="stage:plenary", msg_id=deleted["msg_id"])
+    late = await WsClient.connect(
+        client, issue(client, Role.MODERATOR, name="Late", scopes=("stage:plenary",))
+    )
+    snapshot = await late.ok("subscribe", topic="mod:stage:plenary")
+    assert [m["msg_id"] for m in snapshot["snapshot"]["held"]] == [kept["msg_id"]]
+    assert snapshot["snapshot"]["held"][0]["text"] == "een vraag"

@@ -52,6 +52,10 @@ class TopicChat:
 
     room: ChatRoom
     recent: deque[tuple[str, bytes]]  # (msg_id, encoded chat.message)
+    # Lines waiting for a moderator, oldest first (msg_id -> the mod snapshot's entry).
+    # Kept here, changed in the same step as the push to ``mod:<topic>``, so that a
+    # moderator's snapshot and the pushes after it never miss or repeat a line.
+    held: dict[str, dict[str, Any]] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -80,7 +84,10 @@ class ChatState:
             room = await chat_store.load_room(pool, topic, services.clock())
             lines = await chat_store.recent(pool, topic, self._recent)
             recent = deque(((line.msg_id, _encode(line)) for line in lines), maxlen=self._recent)
-            loaded = TopicChat(room=room, recent=recent)
+            held = await chat_store.held(pool, topic)
+            loaded = TopicChat(
+                room=room, recent=recent, held={line.msg_id: _held(line) for line in held}
+            )
             self._topics[topic] = loaded
             future.set_result(loaded)
             return loaded
@@ -90,6 +97,10 @@ class ChatState:
             raise
         finally:
             del self._loading[topic]
+
+
+def _held(line: ChatLine) -> dict[str, Any]:
+    return {"topic": line.topic, **line.message()}
 
 
 def _encode(line: ChatLine) -> bytes:
@@ -149,6 +160,7 @@ async def send(gateway: Gateway, conn: Connection, request: ChatSend) -> dict[st
     # Stored first, without a seq: nothing is published that is not stored.
     await chat_store.insert(services.db(), line)
     if decision.verdict is Verdict.HOLD:
+        chat.held[line.msg_id] = _held(line)
         gateway.hub.publish(
             f"mod:{topic}",
             "chat.held",
@@ -206,6 +218,7 @@ async def delete(gateway: Gateway, conn: Connection, request: ChatDelete) -> dic
         chat.recent = deque(
             (item for item in chat.recent if item[0] != request.msg_id), maxlen=chat.recent.maxlen
         )
+        chat.held.pop(request.msg_id, None)
         gateway.hub.publish(topic, "chat.deleted", {"msg_id": request.msg_id})
         gateway.hub.publish(f"mod:{topic}", "chat.deleted", {"msg_id": request.msg_id})
     await _audit_and_log(gateway, conn, "delete", topic, request.msg_id, {"msg_id": request.msg_id})
@@ -313,6 +326,7 @@ async def approve(gateway: Gateway, conn: Connection, request: ChatApprove) -> d
             raise NotFound(f"no held message {request.msg_id!r} in {topic}")
         await chat_store.release(pool, topic, request.msg_id)
         seq = await _publish_line(gateway, chat, replace(line, held=False))
+        chat.held.pop(line.msg_id, None)
         gateway.hub.publish(f"mod:{topic}", "chat.approved", {"msg_id": line.msg_id})
     chat.room.approve(line.author_id)
     await _audit_and_log(gateway, conn, "approve", topic, line.msg_id, {"msg_id": line.msg_id})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -10,11 +11,13 @@ from hybridcon.core.engagement import EventKind
 from hybridcon.realtime.access import check_topic
 from hybridcon.realtime.polls import moderator_results
 from hybridcon.realtime.protocol import Ping, Subscribe, Unsubscribe, handles
-from hybridcon.store import chat as chat_store
 
 if TYPE_CHECKING:
     from hybridcon.realtime.connection import Connection
     from hybridcon.realtime.gateway import Gateway
+
+MOD_SNAPSHOT_HELD = 200
+"""At most this many held lines (the oldest) in a moderator's snapshot."""
 
 
 @handles("ping")
@@ -33,10 +36,10 @@ async def subscribe(gateway: Gateway, conn: Connection, request: Subscribe) -> b
     # the sequence number in one step, so nothing falls between snapshot and live.
     if topic.startswith("mod:"):
         base = topic.removeprefix("mod:")
-        held = await chat_store.held(gateway.services.db(), base)
+        chat = await gateway.chat.get(base)
         qa = await gateway.qa.topic(base)
         snapshot: dict[str, Any] = {
-            "held": [{"topic": base, **line.message()} for line in held],
+            "held": list(islice(chat.held.values(), MOD_SNAPSHOT_HELD)),
             "polls": [
                 {**p.describe(results=False), "results": moderator_results(gateway, p)}
                 for p in gateway.polls.open_on(base)
