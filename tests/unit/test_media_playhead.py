@@ -6,6 +6,7 @@ fed directly with a fake clock; no peers."""
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 from fractions import Fraction
 
@@ -15,6 +16,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from hybridcon.errors import Invalid
 from hybridcon.media.hub import CAUGHT_UP, Consumer, MediaPacket, Playhead, StageHub
+from support import eventually
 
 FPS = 30
 FRAME = 90000 // FPS  # video ticks per frame
@@ -216,3 +218,32 @@ def test_caught_up_means_a_fresh_packet_was_due() -> None:
     assert not playhead.live  # due, but nothing fresh was sent yet
     hub.feed(video(3, clock))
     assert len(drain(live)) == 1 and playhead.live
+
+
+async def test_a_fresh_keyframe_held_back_by_the_limit_is_asked_for_when_it_allows() -> None:
+    # The real clock: the deferred request runs on the event loop's timer.
+    hub = StageHub("s", keyframe_interval=0.2, fresh_keyframe_age=0.05)
+    asked: list[float] = []
+    await hub.attach(Idle(), request_keyframe=lambda: asked.append(time.monotonic()))
+    try:
+        old = time.monotonic() - 1.0
+        for frame in range(30):  # a cached GOP one second old
+            hub.feed(
+                MediaPacket(
+                    "video", "h264", b"v", frame * FRAME, Fraction(1, 90000), frame == 0, old
+                )
+            )
+        first = hub.consumer("video", name="a", playhead=Playhead())
+        hub.consumer("video", name="b", playhead=Playhead())  # held back by the limit
+        assert len(asked) == 1
+        await eventually(lambda: len(asked) == 2, timeout=2, what="the deferred request")
+        assert asked[1] - asked[0] >= 0.2 - 0.02
+        # Held back again, but by the time the limit allows nobody is behind any more.
+        assert not hub.request_fresh_keyframe()
+        assert hub._deferred is not None
+        for consumer in list(hub._consumers["video"]):
+            consumer.close()
+        await eventually(lambda: hub._deferred is None, timeout=2, what="the deferred call")
+        assert len(asked) == 2 and first.ended
+    finally:
+        await hub.detach()

@@ -766,6 +766,7 @@ class StageHub:
         self._ingest: _Ingest | None = None
         self._ingests = 0
         self._last_request: float | None = None
+        self._deferred: asyncio.TimerHandle | None = None
         self._requests = 0
         self._requests_limited = 0
 
@@ -846,6 +847,9 @@ class StageHub:
         self._ingest = None
         self.codecs = {}
         self._gop.clear()
+        if self._deferred is not None:
+            self._deferred.cancel()
+            self._deferred = None
         self._audio_tail.clear()
         self._parameter_sets = H264ParameterSets()
         for kind, consumers in self._consumers.items():
@@ -1013,21 +1017,50 @@ class StageHub:
         """A live viewer is starting: ask for a keyframe if the cached one is old.
 
         "Old" is older than ``fresh_keyframe_age``; the request goes through the rate
-        limit of :meth:`request_keyframe`. Called when a WHEP viewer's offer is
-        answered, so the keyframe is on its way while the viewer connects, and again
-        when its consumer starts.
+        limit of :meth:`request_keyframe`. When the limit holds it back, it is made
+        once the limit allows, if a live viewer is still behind then and no keyframe
+        came meanwhile. Called when a WHEP viewer's offer is answered, so the keyframe
+        is on its way while the viewer connects, and again when its consumer starts.
 
         Returns:
-            Whether a request went upstream.
+            Whether a request went upstream now.
         """
-        start = self._gop.start
-        if (
-            start is None
-            or self.fresh_keyframe_age is None
-            or self._clock() - start.arrival <= self.fresh_keyframe_age
-        ):
+        if not self._cache_is_old():
             return False
-        return self.request_keyframe()
+        if self.request_keyframe():
+            return True
+        self._defer_fresh_keyframe()
+        return False
+
+    def _cache_is_old(self) -> bool:
+        start = self._gop.start
+        return (
+            start is not None
+            and self.fresh_keyframe_age is not None
+            and self._clock() - start.arrival > self.fresh_keyframe_age
+        )
+
+    def _defer_fresh_keyframe(self) -> None:
+        last = self._last_request
+        if self._deferred is not None or last is None or not self.publishing:
+            return
+        wait = last + self.keyframe_interval - self._clock()
+        if wait <= 0:
+            return  # not held back by the limit (no video to ask)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a synchronous caller (tests): nothing to run it later
+            return
+        self._deferred = loop.call_later(wait, self._deferred_fresh_keyframe)
+
+    def _deferred_fresh_keyframe(self) -> None:
+        self._deferred = None
+        # A viewer may have caught up by the pacing meanwhile: then no keyframe is due.
+        behind = any(
+            c.playhead is not None and not c.playhead.live for c in self._consumers["video"]
+        )
+        if behind and self._cache_is_old():
+            self.request_keyframe()
 
     def request_keyframe(self) -> bool:
         """Ask the publisher for a keyframe, at most once per ``keyframe_interval``.
