@@ -133,8 +133,7 @@ class Settings(BaseSettings):
     ws_flush_interval: float = Field(
         default=0.01,
         ge=0,
-        description="Least seconds pushed messages wait to be coalesced into one write per "
-        "client.",
+        description="Least seconds pushed messages wait to be coalesced into one write per client.",
     )
     ws_flush_period: float = Field(
         default=0.12,

@@ -93,7 +93,23 @@ async def test_scopes_decide_what_may_be_subscribed(client):
     assert (await ann.ok("subscribe", topic="event"))["topic"] == "event"
     reply = await ann.request("chat.send", topic="event", text="iedereen hallo")
     assert reply["code"] == "forbidden"
+    reply = await ann.request("subscribe", topic="mod:event")
+    assert reply["code"] == "forbidden"
     await ann.close()
+
+
+async def test_staff_moderate_event_announcements_in_mod_event(client):
+    """Any moderator or organiser may follow ``mod:event``; what is done there reaches it."""
+    host = await WsClient.connect(client, issue(client, Role.ORGANISER, scopes=("*",)))
+    mod = await WsClient.connect(client, issue(client, Role.MODERATOR, scopes=("stage:plenary",)))
+    snapshot = await mod.ok("subscribe", topic="mod:event")
+    assert snapshot["snapshot"]["held"] == []
+    sent = await host.ok("chat.send", topic="event", text="Welkom op de conferentie")
+    await mod.ok("chat.delete", topic="event", msg_id=sent["msg_id"])
+    assert (await mod.push("chat.deleted"))["msg_id"] == sent["msg_id"]
+    viewer = await WsClient.connect(client, issue(client, Role.VIEWER, scopes=("*",)))
+    reply = await viewer.request("chat.delete", topic="event", msg_id=sent["msg_id"])
+    assert reply["code"] == "forbidden"
 
 
 async def test_a_reconnecting_client_gets_what_it_missed_with_since(client):

@@ -118,6 +118,7 @@ def test_lookups(swc: Programme) -> None:
         "session:online-1",
         "mod:stage:plenary",
         "mod:session:wandeling-13",
+        "mod:event",
     ],
 )
 def test_has_topic_known(swc: Programme, topic: str) -> None:
@@ -133,7 +134,7 @@ def test_has_topic_known(swc: Programme, topic: str) -> None:
         "session:",
         "stage:openingsshow",  # a session, not a stage
         "session:plenary",  # a stage, not a session
-        "mod:event",
+        "mod:mod:event",
         "mod:",
         "mod:stage:nope",
         "hall:zaal-a",

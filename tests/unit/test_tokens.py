@@ -708,8 +708,10 @@ def test_stage_and_session_topics_need_their_scope(
         (Role.VIEWER, ("*",), "mod:stage:plenary", False),
         (Role.SPEAKER, ("*",), "mod:stage:plenary", False),
         (Role.BROADCASTER, ("*",), "mod:stage:plenary", False),
-        (Role.ORGANISER, ("*",), "mod:event", False),
-        (Role.MODERATOR, ("*",), "mod:event", False),
+        (Role.ORGANISER, ("*",), "mod:event", True),
+        (Role.MODERATOR, ("stage:plenary",), "mod:event", True),
+        (Role.VIEWER, ("*",), "mod:event", False),
+        (Role.SPEAKER, ("*",), "mod:event", False),
         (Role.ORGANISER, ("*",), "mod:", False),
         (Role.ORGANISER, ("*",), "mod:stage:", False),
     ],
@@ -765,7 +767,7 @@ def test_signing_key_generate_uses_a_fresh_key() -> None:
     assert a.kid != b.kid
 
 
-@pytest.mark.parametrize("topic", ["mod:mod:stage:plenary", "mod:event", "mod:", "mod:hall:a"])
+@pytest.mark.parametrize("topic", ["mod:mod:stage:plenary", "mod:mod:event", "mod:", "mod:hall:a"])
 def test_moderation_topics_name_a_stage_or_session_only(topic: str) -> None:
     now = datetime(2022, 5, 5, 8, 0, tzinfo=UTC)
     keyset = Keyset.generate(now)

@@ -155,7 +155,9 @@ class Programme(_Model):
         if kind == "session":
             return self.session(ident) is not None
         if kind == "mod":
-            return ident.partition(":")[0] in {"stage", "session"} and self.has_topic(ident)
+            return (
+                ident == "event" or ident.partition(":")[0] in {"stage", "session"}
+            ) and self.has_topic(ident)
         return False
 
     @property

@@ -102,7 +102,8 @@ class Claims:
         """Whether this token may subscribe to ``topic``.
 
         ``event`` is open to every token; ``stage:x`` and ``session:x`` need that scope
-        (or ``*``); ``mod:x`` needs a moderator or organiser role *and* the scope of ``x``.
+        (or ``*``); ``mod:x`` needs a moderator or organiser role *and* the scope of ``x``
+        (``mod:event``: the role alone, as ``event`` needs no scope).
         """
         if topic == "event":
             return True
@@ -110,10 +111,10 @@ class Claims:
         if kind in {"stage", "session"}:
             return bool(ident) and self.covers(topic)
         if kind == "mod":
-            # mod:<stage or session>: never mod:event, never mod:mod:...
+            # mod:<stage, session or event>, never mod:mod:...
             return (
                 self.role in STAFF_ROLES
-                and ident.partition(":")[0] in {"stage", "session"}
+                and (ident == "event" or ident.partition(":")[0] in {"stage", "session"})
                 and self.may_subscribe(ident)
             )
         return False

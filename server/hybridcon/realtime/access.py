@@ -34,6 +34,5 @@ def require_moderator(conn: Connection, topic: str) -> None:
     claims = conn.claims
     if claims.role not in STAFF_ROLES:
         raise Forbidden("only moderators and organisers may do this")
-    # `event` (announcements to all) has no mod: topic; any staff token moderates it.
-    if topic != "event" and not claims.may_subscribe(f"mod:{topic}"):
+    if not claims.may_subscribe(f"mod:{topic}"):
         raise Forbidden(f"your token does not cover {topic}")
