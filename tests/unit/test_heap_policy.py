@@ -37,10 +37,10 @@ def recording(every: int) -> tuple[HeapFreezer, list[str], list[Callable[[], Non
     return freezer, calls, later
 
 
-def test_start_up_is_collected_then_frozen() -> None:
+def test_start_up_is_frozen() -> None:
     freezer, calls, _ = recording(500)
     freezer.started()
-    assert calls == ["collect", "freeze"]
+    assert calls == ["freeze"]
 
 
 def test_every_so_many_joins_freeze_without_a_collection() -> None:
@@ -98,7 +98,7 @@ def test_a_stopping_node_thaws() -> None:
     freezer, calls, _ = recording(10)
     freezer.started()
     freezer.stopped()
-    assert calls == ["collect", "freeze", "unfreeze"]
+    assert calls == ["freeze", "unfreeze"]
 
 
 def test_zero_turns_it_all_off() -> None:

@@ -66,9 +66,10 @@ class HeapFreezer:
         self._thaw_due: asyncio.TimerHandle | bool = False
 
     def started(self) -> None:
-        """The node has started: collect once and freeze what start-up built."""
+        """The node has started: freeze what start-up built. Without a collection first:
+        it would walk the whole heap (in tests, every earlier test's too), and the little
+        start-up garbage it would free is freed at the first thaw."""
         if self.every:
-            self._collect()
             self._freeze()
 
     def stopped(self) -> None:
