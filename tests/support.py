@@ -115,3 +115,22 @@ class WsClient:
 
     async def close(self) -> None:
         await self.ws.close()
+
+
+async def hls_state(watcher: WsClient, timeout: float = 15.0) -> dict[str, Any]:
+    """The stage's ``stream.state`` push that carries an ``hls_url``: hybridcon sends it
+    once the live playlist has its first segment (the push that says ``live`` comes
+    first, at the first media, without one)."""
+    while True:
+        state = await watcher.push("stream.state", timeout=timeout)
+        if state.get("hls_url"):
+            return state
+
+
+async def next_state(watcher: WsClient, timeout: float = 10.0) -> dict[str, Any]:
+    """The next ``stream.state`` push that changes the state: the repeat of ``live`` that
+    only adds the ``hls_url`` (see :func:`hls_state`) is skipped."""
+    while True:
+        state = await watcher.push("stream.state", timeout=timeout)
+        if not (state["state"] == "live" and state.get("hls_url")):
+            return state

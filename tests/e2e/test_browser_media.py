@@ -32,7 +32,7 @@ from browser import Browser, Page, find_chromium
 from hybridcon.api.streams import STREAMS
 from hybridcon.app import create_app
 from hybridcon.core.tokens import Role
-from support import WsClient, eventually, issue
+from support import WsClient, eventually, hls_state, issue
 
 pytestmark = [
     pytest.mark.slow,
@@ -303,6 +303,7 @@ async def test_chromium_publishes_over_whip_and_plays_over_whep(
 
         # --- with H.264, HLS has video ---------------------------------------------
         if h264:
+            state = await hls_state(watcher)
             path = "/" + state["hls_url"].split("://", 1)[1].split("/", 1)[1]
             folder = path.rsplit("/", 1)[0]
 

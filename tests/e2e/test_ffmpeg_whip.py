@@ -42,7 +42,7 @@ from cryptography.x509.oid import NameOID
 from hybridcon.app import create_app
 from hybridcon.core.tokens import Role
 from media_fixtures import make_media
-from support import WsClient, eventually, issue
+from support import WsClient, eventually, hls_state, issue
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
@@ -251,6 +251,7 @@ async def test_ffmpeg_whip_muxer_publishes_and_hls_follows_the_gop(
             await publisher.event("connected", timeout=15)
             state = await watcher.push("stream.state", timeout=15)
             assert state["state"] == "live", state
+            state = await hls_state(watcher)
             report(record_property, "live_after_s", round(time.monotonic() - began, 2))
 
             # The signed playlist fills with one segment per GOP.

@@ -44,7 +44,7 @@ from hybridcon.core.urls import hls_url
 from hybridcon.services import SERVICES
 from hybridcon.settings import Settings
 from media_fixtures import make_media, make_offer, publisher_peer, take_answer, viewer_peer
-from support import WsClient, eventually
+from support import WsClient, eventually, hls_state
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY_CONF = REPO / "deploy" / "nginx" / "hybridcon.conf"
@@ -280,7 +280,7 @@ async def test_nginx_serves_signed_hls_from_disk_and_proxies_the_rest(
 
         state = await watcher.push("stream.state", timeout=10)
         assert state["state"] == "live"
-        hls = state["hls_url"]
+        hls = (await hls_state(watcher))["hls_url"]
         assert hls.startswith(f"{base}/hls/{STAGE}/") and hls.endswith("/index.m3u8")
         folder = hls.rsplit("/", 1)[0]
 

@@ -17,7 +17,7 @@ from hybridcon.app import create_app
 from hybridcon.core.streams import StreamState
 from hybridcon.core.tokens import Role
 from media_fixtures import make_media, make_offer, publisher_peer, take_answer, viewer_peer
-from support import WsClient, bearer, eventually, issue, services_of
+from support import WsClient, bearer, eventually, hls_state, issue, next_state, services_of
 
 SDP = {"Content-Type": "application/sdp"}
 
@@ -92,6 +92,8 @@ async def test_the_stage_goes_live_at_the_first_media_not_at_the_answer(server):
 
         await take_answer(pc, answer)
         state = await watcher.push("stream.state", timeout=10)
+        assert state["state"] == "live" and state["hls_url"] is None  # no segment yet
+        state = await hls_state(watcher)
         assert state["state"] == "live" and "/hls/impact/" in state["hls_url"]
     assert stream.media_at is not None
     first = [e for e in logs if e["event"] == "stream_first_media"]
@@ -252,7 +254,7 @@ async def test_an_organiser_take_over_interrupts_and_the_new_media_makes_it_live
     await watcher.ok("subscribe", topic="stage:impact")
     first, first_player = publisher_peer(media)
     await take_answer(first, await publish(client, first))
-    assert (await watcher.push("stream.state", timeout=10))["state"] == "live"
+    assert (await next_state(watcher, timeout=10))["state"] == "live"
 
     second, second_player = publisher_peer(media)
     resp = await client.post(
@@ -262,11 +264,11 @@ async def test_an_organiser_take_over_interrupts_and_the_new_media_makes_it_live
     )
     assert resp.status == 201, await resp.text()
     # The old publisher is gone; the new one has not sent anything yet.
-    assert (await watcher.push("stream.state", timeout=10))["state"] == "interrupted"
+    assert (await next_state(watcher, timeout=10))["state"] == "interrupted"
     stream = client.server.app[STREAMS].get("impact")
     assert stream.state is StreamState.INTERRUPTED and stream.media_at is None
     await take_answer(second, await resp.text())
-    assert (await watcher.push("stream.state", timeout=10))["state"] == "live"
+    assert (await next_state(watcher, timeout=10))["state"] == "live"
 
     s = await scrape(client)
     assert value(s, "hybridcon_stream_publisher_sessions_total", stage="impact") == 2

@@ -16,7 +16,7 @@ from hybridcon.api.streams import STREAMS
 from hybridcon.app import create_app
 from hybridcon.core.tokens import Role
 from media_fixtures import make_media, make_offer, publisher_peer, take_answer, viewer_peer
-from support import WsClient, bearer, eventually, issue
+from support import WsClient, bearer, eventually, hls_state, issue, next_state
 
 SDP = {"Content-Type": "application/sdp"}
 
@@ -96,8 +96,14 @@ async def test_a_stage_goes_live_viewers_watch_and_it_ends(live):
     state = await watcher.push("stream.state", timeout=10)
     assert state["state"] == "live"
     assert state["whep_url"].endswith("/whep/impact")
+    # HLS is offered once its playlist has a segment, and then it plays at once.
+    assert state["hls_url"] is None
+    state = await hls_state(watcher)
+    assert state["state"] == "live" and state["whep_url"].endswith("/whep/impact")
     hls = state["hls_url"]
     assert "/hls/impact/" in hls and hls.endswith("/index.m3u8")
+    playlist = await client.get("/" + hls.split("://", 1)[1].split("/", 1)[1])
+    assert playlist.status == 200 and "#EXTINF:" in await playlist.text()
 
     # A second publisher is refused; trickle is accepted; ICE restart is not.
     other_pc, _, other = await publish(client, media, token)
@@ -188,15 +194,15 @@ async def test_a_publisher_that_drops_interrupts_the_stage_and_comes_back(live):
     token = issue(client, Role.BROADCASTER, scopes=("stage:impact",))
     pc, _, resp = await publish(client, media, token)
     await take_answer(pc, await resp.text())
-    assert (await watcher.push("stream.state", timeout=10))["state"] == "live"
+    assert (await next_state(watcher, timeout=10))["state"] == "live"
     hub = client.server.app[STREAMS].get("impact").hub
     await eventually(lambda: hub.stats.video.packets > 30, timeout=10, what="media arriving")
     await pc.close()  # gone without a DELETE
-    assert (await watcher.push("stream.state", timeout=20))["state"] == "interrupted"
+    assert (await next_state(watcher, timeout=20))["state"] == "interrupted"
     pc2, _, resp = await publish(client, media, token)
     assert resp.status == 201
     await take_answer(pc2, await resp.text())
-    assert (await watcher.push("stream.state", timeout=10))["state"] == "live"
+    assert (await next_state(watcher, timeout=10))["state"] == "live"
 
     # Revoking the broadcaster's token takes it off the air.
     jti = services_jti(token)
@@ -204,11 +210,11 @@ async def test_a_publisher_that_drops_interrupts_the_stage_and_comes_back(live):
         "/api/v1/revocations", json={"jti": jti}, headers=bearer(issue(client, Role.ORGANISER))
     )
     assert resp.status == 201
-    assert (await watcher.push("stream.state", timeout=10))["state"] == "interrupted"
+    assert (await next_state(watcher, timeout=10))["state"] == "interrupted"
     # An organiser ends a stage whose publisher will not come back.
     resp = await client.delete("/whip/impact", headers=bearer(issue(client, Role.ORGANISER)))
     assert resp.status == 200
-    assert (await watcher.push("stream.state", timeout=10))["state"] == "ended"
+    assert (await next_state(watcher, timeout=10))["state"] == "ended"
     resp = await client.delete("/whip/impact", headers=bearer(issue(client, Role.BROADCASTER)))
     assert resp.status == 403
     await pc2.close()
@@ -249,7 +255,7 @@ async def test_the_radio_is_audio_in_and_aac_hls_out(live, tmp_path):
     )
     assert resp.status == 201, await resp.text()
     await take_answer(pc, await resp.text())
-    state = await watcher.push("stream.state", timeout=10)
+    state = await hls_state(watcher)
     assert state["state"] == "live" and state["audio_only"] is True
     assert state["whep_url"] is None
     path_part = state["hls_url"].split("://", 1)[1].split("/", 1)[1]

@@ -71,6 +71,9 @@ class StageStream:
     accepted_at: float = 0.0  # time.monotonic() when the current publisher was accepted
     media_at: float | None = None  # time.monotonic() of its first playable media (None: none yet)
     publisher_jti: str | None = None  # the token it published with (revocation ends it)
+    # Whether this publisher session's live playlist has its first segment: until then
+    # hls_url is withheld (a player loading it would get 404 and might give up).
+    hls_ready: bool = False
 
     @property
     def audio_only(self) -> bool:
@@ -131,7 +134,9 @@ class Streams:
         expires = self.services.clock() + settings.hls_url_ttl
         return {
             "state": stream.state.value,
-            "hls_url": hls_url(base, self.hls_secret, stream.stage.id, expires) if live else None,
+            "hls_url": hls_url(base, self.hls_secret, stream.stage.id, expires)
+            if live and stream.hls_ready
+            else None,
             "whep_url": f"{base}/whep/{stream.stage.id}"
             if live and not stream.audio_only
             else None,
@@ -161,9 +166,8 @@ class Streams:
         stream.metrics.state(stream.state)
         if stream.state is StreamState.INTERRUPTED:
             stream.metrics.interruptions.inc()
+        self._push_state(stream)
         topic = f"stage:{stream.stage.id}"
-        self.gateway.hub.publish(topic, "stream.state", self.urls(stream))
-        self.gateway.hub.publish(f"mod:{topic}", "stream.state", self.urls(stream))
         kind = transition.engagement_kind
         writer = self.services.engagement
         if kind is not None and writer is not None:
@@ -176,6 +180,20 @@ class Streams:
                 )
             )
         log.info("stream_state", stage=stream.stage.id, state=stream.state.value)
+
+    def _push_state(self, stream: StageStream) -> None:
+        topic = f"stage:{stream.stage.id}"
+        self.gateway.hub.publish(topic, "stream.state", self.urls(stream))
+        self.gateway.hub.publish(f"mod:{topic}", "stream.state", self.urls(stream))
+
+    def _segment_written(self, stream: StageStream) -> None:
+        stream.metrics.segments.inc()
+        if stream.hls_ready:
+            return
+        stream.hls_ready = True
+        if stream.state is StreamState.LIVE:
+            # The same state again, now with an hls_url that plays at once.
+            self._push_state(stream)
 
     # --- publishers ------------------------------------------------------------------------
 
@@ -283,6 +301,7 @@ class Streams:
         # The previous run's live playlist ends with ENDLIST; a player loading it now
         # would stop. The archive keeps every run; the live playlist starts afresh.
         (settings.hls_dir / stream.stage.id / "index.m3u8").unlink(missing_ok=True)
+        stream.hls_ready = False
         video = None if stream.audio_only else hub.consumer("video", name="hls")
         audio = hub.consumer("audio", name="hls")
         packager = HlsPackager(
@@ -294,7 +313,7 @@ class Streams:
             clock=self.services.clock,
             resume=True,
             keyframe_request=hub.request_keyframe,
-            on_segment=lambda _segment: stream.metrics.segments.inc(),
+            on_segment=lambda _segment: self._segment_written(stream),
         )
         stamp = self.services.clock().strftime("%Y%m%dT%H%M%S")
         folder = settings.recordings_dir / stream.stage.id
