@@ -195,6 +195,8 @@ def run_one(
     viewer_procs: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
     sender: multiprocessing.process.BaseProcess | None = None
     burner: multiprocessing.process.BaseProcess | None = None
+    # The join rush's swarm: stopped with the others, not counted in the figures.
+    viewer_procs_extra: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
     stop_burner = ctx.Event()
     try:
         # Memory with no connections, after the server has settled.
@@ -203,7 +205,8 @@ def run_one(
         slab_before = _slab_kib()
 
         _log(f"{server.name}: connecting {args.viewers} viewers from {args.procs} processes")
-        shares = [server.tokens[i :: args.procs] for i in range(args.procs)]
+        viewer_tokens = server.tokens[: args.viewers]
+        shares = [viewer_tokens[i :: args.procs] for i in range(args.procs)]
         for i, tokens in enumerate(shares):
             here, there = ctx.Pipe()
             src_ip = f"127.0.{10 + run_index % 200}.{10 + i}"
@@ -284,6 +287,31 @@ def run_one(
         cpu0, helpers0, gen0 = server.cpu_seconds(), server.helpers_cpu_seconds(), gen_cpu_s()
         core_s0, core_g0 = _core_busy(args.server_cpu), _core_busy(gen_cpu)
         wall0 = time.monotonic()
+        if args.join_rush:
+            # More people join while the window is measured (a session starting). They
+            # are not measured themselves; the viewers already there are.
+            time.sleep(max(0.0, t0 + args.duration / 4 - time.monotonic()))
+            rush_at = time.monotonic()
+            rush_here, rush_there = ctx.Pipe()
+            rush = ctx.Process(
+                target=viewer_process,
+                args=(
+                    rush_there,
+                    "127.0.0.1",
+                    server.port,
+                    f"127.0.{10 + run_index % 200}.{10 + args.procs}",
+                    server.tokens[args.viewers : args.viewers + args.join_rush],
+                    TOPIC,
+                    gen_cpu,
+                ),
+                name="join-rush",
+                daemon=True,
+            )
+            rush.start()
+            rush_there.close()
+            viewer_procs_extra.append((rush, rush_here))
+            if rush.pid is not None:
+                gen_ps.append(psutil.Process(rush.pid))
         time.sleep(max(0.0, t1 - time.monotonic()))
         stop_burner.set()
         cpu1, helpers1, gen1 = server.cpu_seconds(), server.helpers_cpu_seconds(), gen_cpu_s()
@@ -300,6 +328,14 @@ def run_one(
             f"{server.name}: window over; server {result.server_pct:.0f} % of its core, "
             f"generator {result.generator_pct:.0f} %"
         )
+
+        for _, rush_conn in viewer_procs_extra:
+            kind, summary = _recv(rush_conn, SETUP_TIMEOUT, "join-rush")
+            result.notes.append(
+                f"join rush: {summary['connected']} joined ({summary['failed']} failed) "
+                f"from {args.duration / 4:g} s into the window, in "
+                f"{time.monotonic() - rush_at:.1f} s or less"
+            )
 
         # The senders finish when every reply is in.
         kind, sent = _recv(here, SENDER_TIMEOUT, "senders")
@@ -355,6 +391,7 @@ def run_one(
             value = percentile(hist, q)
             setattr(result, attr, None if value is None else value * 1000)
     finally:
+        viewer_procs += viewer_procs_extra
         for _, conn in viewer_procs:
             with contextlib.suppress(OSError, BrokenPipeError):
                 conn.send(("stop",))
@@ -506,6 +543,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--senders", type=int, help="sender connections (default: M / 5)")
     parser.add_argument("--drain-max", type=float, default=30.0, help="seconds to wait after")
     parser.add_argument(
+        "--join-rush",
+        type=int,
+        default=0,
+        help="viewers that join a quarter into the measured window (not measured "
+        "themselves), as at a session's start (default 0)",
+    )
+    parser.add_argument(
+        "--gc-freeze-joins",
+        default="",
+        help="HYBRIDCON_GC_FREEZE_JOINS values (comma-separated) to run each hybridcon "
+        "server with; default: the server's own",
+    )
+    parser.add_argument(
         "--other-load",
         type=float,
         default=0.0,
@@ -530,8 +580,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     # One core for the server, another for the whole load generator.
     args.server_cpu = cpus[0] if len(cpus) >= 2 else None
     args.generator_cpu = cpus[1] if len(cpus) >= 2 else None
-    if not 1 <= args.viewers <= 15_000:
-        parser.error("--viewers must be 1..15000 (one server process, ulimit -n 20000)")
+    if not 1 <= args.viewers + args.join_rush <= 15_000:
+        parser.error(
+            "--viewers plus --join-rush must be 1..15000 (one server process, ulimit -n 20000)"
+        )
+    try:
+        args.freeze = [int(x) for x in args.gc_freeze_joins.split(",") if x.strip()] or [None]
+    except ValueError:
+        parser.error("--gc-freeze-joins: whole numbers, comma-separated")
+    if any(f is not None and f < 0 for f in args.freeze) or args.join_rush < 0:
+        parser.error("--gc-freeze-joins and --join-rush must be >= 0")
     if not 0 <= args.other_load <= 0.9:
         parser.error("--other-load must be in [0, 0.9]")
     if not 0 < args.rate <= 1000 or not 0 < args.duration <= 600:
@@ -560,12 +618,12 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     results: list[RunResult] = []
-    plan: list[tuple[str, tuple[float, float] | None]] = []
+    plan: list[tuple[str, tuple[float, float] | None, int | None]] = []
     if not args.no_baseline:
-        plan.append(("baseline", None))
-    plan += [("hybridcon", f) for f in args.flush]
+        plan.append(("baseline", None, None))
+    plan += [("hybridcon", f, z) for f in args.flush for z in args.freeze]
     with tempfile.TemporaryDirectory(prefix="hybridcon-bench-") as tmp:
-        for index, (kind, flush) in enumerate(plan):
+        for index, (kind, flush, freeze) in enumerate(plan):
             work = Path(tmp) / f"run{index}"
             work.mkdir()
             _log(
@@ -573,21 +631,28 @@ def main(argv: list[str] | None = None) -> int:
             )
             if kind == "baseline":
                 server = start_baseline(
-                    work, viewers=args.viewers, senders=args.senders, cpu=args.server_cpu
+                    work,
+                    viewers=args.viewers + args.join_rush,
+                    senders=args.senders,
+                    cpu=args.server_cpu,
                 )
             else:
                 assert flush is not None
                 interval, period = flush
                 # The server inherits this process's environment (tests.bench.servers).
                 os.environ["HYBRIDCON_WS_FLUSH_PERIOD"] = repr(period)
+                if freeze is not None:
+                    os.environ["HYBRIDCON_GC_FREEZE_JOINS"] = str(freeze)
                 server = start_hybridcon(
                     work,
                     flush_interval=interval,
-                    viewers=args.viewers,
+                    viewers=args.viewers + args.join_rush,
                     senders=args.senders,
                     cpu=args.server_cpu,
                 )
-                server.name = f"hybridcon flush={interval:g}s period={period:g}s"
+                server.name = f"hybridcon flush={interval:g}s period={period:g}s" + (
+                    "" if freeze is None else f" freeze={freeze}"
+                )
             try:
                 # The baseline runs without the added load: its CPU per delivery is the
                 # reference, and contention would inflate it (flattering the ratios).
