@@ -31,6 +31,7 @@ from hybridcon.media.hls import (
     ARCHIVE_PLAYLIST,
     LIVE_PLAYLIST,
     HlsPackager,
+    PacketMerger,
     Segment,
     parse_playlist,
 )
@@ -156,6 +157,24 @@ class LiveSource:
         self.queue: asyncio.Queue[MediaPacket | None] = asyncio.Queue()
 
     async def get(self) -> MediaPacket | None:
+        return await self.queue.get()
+
+
+class CountingSource(LiveSource):
+    """A live source that says how much it holds (as a hub consumer does) and counts the
+    reads that found it empty, i.e. that had to wait for the next packet."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits = 0
+
+    @property
+    def pending(self) -> int:
+        return self.queue.qsize()
+
+    async def get(self) -> MediaPacket | None:
+        if self.queue.empty():
+            self.waits += 1
         return await self.queue.get()
 
 
@@ -620,3 +639,40 @@ def test_sps_sizes_are_read_without_decoding() -> None:
     picture.pts = 0
     packets = [*encoder.encode(picture), *encoder.encode(None)]
     assert h264_size(bytes(packets[0])) == (1280, 720)
+
+
+@pytest.mark.parametrize("batch", [0.1, 0.0])
+async def test_the_merge_reads_sources_that_say_what_they_hold_in_batches(batch: float) -> None:
+    """Packets that arrive one by one in real time are read a batch at a time (a few
+    wake-ups a second, not one per packet), and still come out in time order."""
+    base = time.monotonic()
+    video, audio = CountingSource(), CountingSource()
+    merger = PacketMerger({"video": video, "audio": audio}, batch_seconds=batch)
+    frames = video_packets(h264(2, gop=FPS), base)
+    sounds = audio_packets(opus(2), base)
+    arrivals = sorted(
+        [(p.pts / 90000, p, video) for p in frames] + [(p.pts / 48000, p, audio) for p in sounds],
+        key=lambda item: item[0],
+    )[:150]
+
+    async def feed() -> None:
+        # Live media: packets arrive spread over time (5 ms apart here, faster than real).
+        for _, packet, source in arrivals:
+            source.queue.put_nowait(packet)
+            await asyncio.sleep(0.005)
+        video.queue.put_nowait(None)
+        audio.queue.put_nowait(None)
+
+    feeder = asyncio.create_task(feed())
+    out = []
+    while (item := await merger.next()) is not None:
+        out.append(item.ticks)
+    await feeder
+    assert len(out) == len(arrivals)
+    assert out == sorted(out)
+    reads_that_waited = video.waits + audio.waits
+    if batch:
+        # 150 packets over about 0.75 s: a few batches per reader, not 150 wake-ups.
+        assert reads_that_waited <= 2 * (0.75 / batch + 3), reads_that_waited
+    else:
+        assert reads_that_waited > 75, reads_that_waited

@@ -85,6 +85,11 @@ just before the first keyframe and packets handed out late by the merge land bef
 timeline's origin, and libavformat would shift negative timestamps per segment, breaking
 continuity between segments."""
 
+BATCH_SECONDS = 0.2
+"""How long a reader that needs no packet the moment it arrives (HLS, the recorder,
+the health probe) rests after emptying its hub consumer: segments, recordings and
+health are up to this much later, for a fraction of the wake-ups."""
+
 SILENCE_MIN_SAMPLES = 48
 """An audio gap of 1 ms or more is filled; smaller ones are timestamp rounding."""
 
@@ -424,6 +429,24 @@ def timeline_ticks(packet: MediaPacketLike) -> int:
     return round(packet.pts * packet.time_base * TS_HZ)
 
 
+async def rest_when_drained(source: object, seconds: float) -> None:
+    """Let the next batch build up: rest ``seconds`` if ``source`` holds nothing more.
+
+    For readers of hub consumers that need not see each packet the moment it arrives
+    (HLS, the recorder, the health probe): a reader that rests once its consumer is
+    empty wakes a few times a second instead of once per packet, and reads what came
+    meanwhile without waiting. Only a source with an int ``pending`` (a
+    :class:`~hybridcon.media.hub.Consumer`) is rested on; any other returns at once.
+
+    Args:
+        source: What the reader reads.
+        seconds: How long to rest; 0 never rests.
+    """
+    pending = getattr(source, "pending", None)
+    if seconds > 0 and isinstance(pending, int) and pending == 0:
+        await asyncio.sleep(seconds)
+
+
 class PacketMerger:
     """Reads several :class:`PacketSource` objects and hands out their packets in time order.
 
@@ -438,7 +461,11 @@ class PacketMerger:
     Each source has one reader task for its whole life (a task and a wait set per
     packet cost noticeably more CPU at 80 packets a second); a reader checks its own
     backlog before each read, because a source with packets queued returns them
-    without ever suspending.
+    without ever suspending. A source that says how many packets it holds (a
+    ``pending`` attribute, as a hub consumer has) is read in batches: once it is empty
+    its reader rests ``batch_seconds`` before the next read, so a reader and the merge
+    wake a few times a second instead of once per packet (the packets wait in the
+    source's bounded queue meanwhile).
     """
 
     def __init__(
@@ -446,6 +473,7 @@ class PacketMerger:
         sources: dict[str, PacketSource],
         *,
         max_skew: float = MAX_SKEW_SECONDS,
+        batch_seconds: float = BATCH_SECONDS,
     ) -> None:
         """Set up the merge; nothing is read until :meth:`next`.
 
@@ -453,8 +481,11 @@ class PacketMerger:
             sources: The streams by kind (``"video"``, ``"audio"``).
             max_skew: Seconds one stream may run ahead of another (media time), and
                 how long to wait in real time for a silent stream.
+            batch_seconds: How long a reader of a source with ``pending`` rests once
+                it has emptied it (0: read every packet as it comes).
         """
         self._sources = sources
+        self._batch_seconds = batch_seconds
         self._max_skew_ticks = round(max_skew * TS_HZ)
         self._max_skew = max_skew
         self._pending: dict[str, deque[TimedPacket]] = {kind: deque() for kind in sources}
@@ -531,6 +562,7 @@ class PacketMerger:
                 self._live.discard(kind)
                 return
             pending.append(TimedPacket(packet, timeline_ticks(packet)))
+            await rest_when_drained(source, self._batch_seconds)
 
     def _span(self, kind: str) -> int:
         pending = self._pending[kind]

@@ -22,6 +22,8 @@ import av
 import numpy as np
 import structlog
 
+from hybridcon.media.hls import BATCH_SECONDS, rest_when_drained
+
 log = structlog.get_logger(__name__)
 
 BLACK_LUMA = 24.0  # mean Y of a video-range picture that is (nearly) black
@@ -125,6 +127,7 @@ class Probe:
             if packet is None:
                 return
             handle(packet)
+            await rest_when_drained(source, BATCH_SECONDS)
 
     def _video_decoder(self, codec: str) -> av.VideoCodecContext:
         decoder = self._video_decoders.get(codec)
