@@ -467,7 +467,7 @@ class Consumer:
         return None
 
     def _due_in(self) -> float | None:
-        """Seconds until the queued head is due (None: nothing queued, or not live)."""
+        """Seconds until the queued head is due (None: nothing queued, or no playhead)."""
         playhead = self.playhead
         if playhead is None or not self._queue:
             return None
