@@ -32,6 +32,9 @@ class Hub:
         # Frames published on a topic during the current tick, joined and queued to every
         # subscriber once per tick (see Flusher).
         self._pending: dict[str, list[bytes]] = {}
+        # Who subscribed to a topic while it had frames pending, and how many: they get
+        # only the frames after those (the others are in their snapshot or `missed`).
+        self._newcomers: dict[str, dict[Connection, int]] = {}
         self._flusher = flusher
         flusher.sources.append(self.flush_topics)
         self._subscribers: dict[str, dict[Connection, None]] = {}
@@ -49,12 +52,16 @@ class Hub:
 
         What the topic published before this moment (and has not yet written) goes to
         the subscribers it was published to, not to the newcomer: its snapshot and
-        ``missed`` already hold it.
+        ``missed`` already hold it. It is not written now but at the tick, with the rest:
+        writing it at every join would split the tick's lines into one write each while
+        an audience joins.
         """
         subs = self._subscribers.setdefault(topic, {})
         if conn in subs:
             return False
-        self._flush_topic(topic)
+        frames = self._pending.get(topic)
+        if frames:
+            self._newcomers.setdefault(topic, {})[conn] = len(frames)
         subs[conn] = None
         conn.topics.add(topic)
         people = self._people.setdefault(topic, Counter())
@@ -69,6 +76,9 @@ class Hub:
         if not subs or conn not in subs:
             return False
         del subs[conn]
+        newcomers = self._newcomers.get(topic)
+        if newcomers:
+            newcomers.pop(conn, None)
         conn.topics.discard(topic)
         if not subs:
             del self._subscribers[topic]
@@ -110,13 +120,25 @@ class Hub:
 
     def _flush_topic(self, topic: str) -> None:
         frames = self._pending.pop(topic, None)
+        newcomers = self._newcomers.pop(topic, None)
         subs = self._subscribers.get(topic)
         if not frames or not subs:
             return
         data = frames[0] if len(frames) == 1 else b"".join(frames)
+        if not newcomers:
+            for conn in list(subs):
+                if not conn.write_now(data):
+                    conn.send_frame(data)
+            return
         for conn in list(subs):
-            if not conn.write_now(data):
-                conn.send_frame(data)
+            seen = newcomers.get(conn)
+            if seen is None:
+                if not conn.write_now(data):
+                    conn.send_frame(data)
+            elif seen < len(frames):
+                later = b"".join(frames[seen:])
+                if not conn.write_now(later):
+                    conn.send_frame(later)
 
     def flush_topics(self) -> None:
         """Queue every topic's frames of this tick to its subscribers (one join per topic)."""
