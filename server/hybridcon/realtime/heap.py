@@ -7,7 +7,9 @@ connected the server holds ~620,000 objects, of which ~90,000 exist from start-u
 starts a full collection whenever the objects that survived since the last one exceed
 a quarter of the rest, so while thousands of people connect it runs again and again,
 each time longer: 0.1 to 0.33 s pauses, 5 times in 4.5 s, at the benchmark's 5,000
-joins (docs/benchmarks.md). Every pause holds up all fan-out.
+joins (docs/benchmarks.md). Every pause holds up all fan-out: with 2,000 people joining
+a stage of 5,000 while its chat runs, p99 delivery latency was 439 ms, and 178 ms with
+the heap frozen.
 
 ``gc.freeze()`` moves every object alive into a permanent generation that collections
 skip, in constant time. Freezing after start-up and after every ``every`` joins keeps the
@@ -28,7 +30,7 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
-# Seconds from the departure that makes a thaw due to the thaw.
+# Seconds between the departure that makes a thaw due and the thaw.
 THAW_DELAY = 2.0
 
 
