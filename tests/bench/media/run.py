@@ -268,6 +268,8 @@ class Rig:
         )
 
     async def publish(self, agent: AgentProcess, stage: str, source: str = "clip") -> None:
+        """Publish to ``stage`` and return once it is live (its first media arrived:
+        until then WHEP answers 409)."""
         await agent.call(
             "publish",
             base=self.server.base,
@@ -276,6 +278,22 @@ class Rig:
             source=source,
             clip=self.clip_params,
         )
+        await self.until_live(stage)
+
+    async def until_live(self, stage: str, timeout: float = 15.0) -> None:
+        """Wait until the server's /metrics says ``stage`` is live."""
+        import aiohttp
+
+        line = f'hybridcon_stream_state{{stage="{stage}",state="live"}} 1.0'
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as http:
+            while True:
+                async with http.get(f"{self.server.base}/metrics") as resp:
+                    if line in (await resp.text()).splitlines():
+                        return
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"stage {stage} did not go live within {timeout} s")
+                await asyncio.sleep(0.1)
 
     async def view(self, stage: str, count: int) -> None:
         if count > 0:
