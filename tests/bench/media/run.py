@@ -896,6 +896,20 @@ def report(results: dict[str, Any], config: Config) -> str:
                     f"{r['hls_recorder']:.1f} | {r['hls_per_stage']:.2f} | "
                     f"{r['hls_recorder_per_stage']:.2f} |"
                 )
+            # The issue's goal is the cost of packaging a stage for HLS, the way the WHEP
+            # goal is the cost of a viewer: above what the stage costs anyway (its ingest,
+            # measured on the service below).
+            worst = max((r["hls_per_stage"] for r in pk["rows"]), default=None)
+            six_pk = next((r for r in pk["rows"] if r["stages"] == 6), None)
+            six_total = None if six_pk is None else six_pk["hls_per_stage"] * 6
+            lines += [
+                "",
+                f"HLS packaging per stage (worst step): {fmt(worst, '.2f')} %, goal ≤ "
+                f"{GOAL_CPU_PER_STAGE} %: "
+                f"**{_verdict(None if worst is None else worst <= GOAL_CPU_PER_STAGE)}**; "
+                f"six stages' packaging together: {fmt(six_total)} %, goal < {GOAL_SIX_STAGES} %: "
+                f"**{_verdict(None if six_total is None else six_total < GOAL_SIX_STAGES)}**",
+            ]
             lines.append("")
     hl = results.get("hls")
     if hl is not None:
@@ -917,10 +931,10 @@ def report(results: dict[str, Any], config: Config) -> str:
             worst = max(per) if per else None
             lines += [
                 "",
-                f"per stage (worst step): {fmt(worst, '.2f')} %, goal ≤ {GOAL_CPU_PER_STAGE} %: "
-                f"**{_verdict(None if worst is None else worst <= GOAL_CPU_PER_STAGE)}**; "
-                f"six stages above idle: {fmt(six and six['per_stage'] * 6)} %, goal < "
-                f"{GOAL_SIX_STAGES} %: **{_verdict(None if six is None else six['per_stage'] * 6 < GOAL_SIX_STAGES)}**",
+                f"a whole live stage (WebRTC ingest, hub, HLS, recorder, probe), per stage (worst "
+                f"step): {fmt(worst, '.2f')} %; six stages above idle: "
+                f"{fmt(six and six['per_stage'] * 6)} % (for reading: the goal is on the packaging, "
+                "above)",
             ]
             bad = [
                 f"{stage}/{r['file']}: {','.join(r['streams'])}"
