@@ -429,20 +429,26 @@ async def test_reconnect_resumes_with_a_discontinuity(tmp_path: Path) -> None:
         assert read_segment(tmp_path / segment.uri).video[0][2]
 
 
+def live_packager(out: Path) -> tuple[HlsPackager, LiveSource, LiveSource, asyncio.Event]:
+    """A packager on two live sources, and an event set when it finishes a segment."""
+    video, audio = LiveSource(), LiveSource()
+    segment_done = asyncio.Event()
+    packager = HlsPackager(
+        "stage-1",
+        out,
+        video=video,
+        audio=audio,
+        clock=FixedClock(START),
+        on_segment=lambda _segment: segment_done.set(),
+    )
+    return packager, video, audio, segment_done
+
+
 async def test_close_mid_stream_finishes_the_archive_not_the_live_playlist(
     tmp_path: Path,
 ) -> None:
     base = time.monotonic()
-    video, audio = LiveSource(), LiveSource()
-    first_segment = asyncio.Event()
-    packager = HlsPackager(
-        "stage-1",
-        tmp_path,
-        video=video,
-        audio=audio,
-        clock=FixedClock(START),
-        on_segment=lambda _segment: first_segment.set(),
-    )
+    packager, video, audio, first_segment = live_packager(tmp_path)
     running = asyncio.create_task(packager.run())
     for packet in video_packets(h264(3, gop=FPS), base):
         video.queue.put_nowait(packet)
@@ -465,16 +471,7 @@ async def test_a_silent_audio_track_does_not_stall_the_video(tmp_path: Path) -> 
     """The audio track is negotiated but sends nothing: after MAX_SKEW_SECONDS of
     waiting for it in real time, video is packaged without it."""
     base = time.monotonic()
-    video, audio = LiveSource(), LiveSource()
-    first_segment = asyncio.Event()
-    packager = HlsPackager(
-        "stage-1",
-        tmp_path,
-        video=video,
-        audio=audio,
-        clock=FixedClock(START),
-        on_segment=lambda _segment: first_segment.set(),
-    )
+    packager, video, audio, first_segment = live_packager(tmp_path)
     running = asyncio.create_task(packager.run())
     for packet in video_packets(h264(3, gop=FPS), base):
         video.queue.put_nowait(packet)

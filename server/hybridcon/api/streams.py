@@ -183,8 +183,9 @@ class Streams:
 
     def _push_state(self, stream: StageStream) -> None:
         topic = f"stage:{stream.stage.id}"
-        self.gateway.hub.publish(topic, "stream.state", self.urls(stream))
-        self.gateway.hub.publish(f"mod:{topic}", "stream.state", self.urls(stream))
+        urls = self.urls(stream)  # signed once for both topics
+        self.gateway.hub.publish(topic, "stream.state", urls)
+        self.gateway.hub.publish(f"mod:{topic}", "stream.state", urls)
 
     def _segment_written(self, stream: StageStream) -> None:
         stream.metrics.segments.inc()

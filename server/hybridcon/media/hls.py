@@ -619,17 +619,19 @@ class OpusToAac:
         self._decoder: av.AudioCodecContext | None = None
         self._encoder: av.AudioCodecContext | None = None
         self.channels = 0  # decided by the first packet
-        self._layout = "stereo"
         self._epoch = 0  # timeline ticks of the encoder's sample 0
         self._samples = 0  # samples given to the encoder so far
 
     def _start(self, first: bytes) -> None:
         self.channels = opus_packet_channels(first)
-        self._layout = "stereo" if self.channels == 2 else "mono"
         decoder = av.CodecContext.create("opus", "r")
         decoder.sample_rate = OPUS_HZ
         decoder.layout = self._layout
         self._decoder = decoder
+
+    @property
+    def _layout(self) -> str:
+        return "stereo" if self.channels == 2 else "mono"
 
     def _new_encoder(self) -> av.AudioCodecContext:
         encoder = av.CodecContext.create("aac", "w")

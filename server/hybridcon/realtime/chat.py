@@ -46,6 +46,10 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 
+HELD_IN_SNAPSHOT = 200
+"""At most this many held lines (the oldest) are loaded and shown in a ``mod:`` snapshot."""
+
+
 @dataclass
 class TopicChat:
     """One topic's chat on this node."""
@@ -84,7 +88,7 @@ class ChatState:
             room = await chat_store.load_room(pool, topic, services.clock())
             lines = await chat_store.recent(pool, topic, self._recent)
             recent = deque(((line.msg_id, _encode(line)) for line in lines), maxlen=self._recent)
-            held = await chat_store.held(pool, topic)
+            held = await chat_store.held(pool, topic, HELD_IN_SNAPSHOT)
             loaded = TopicChat(
                 room=room, recent=recent, held={line.msg_id: _held(line) for line in held}
             )

@@ -9,15 +9,13 @@ import orjson
 
 from hybridcon.core.engagement import EventKind
 from hybridcon.realtime.access import check_topic
+from hybridcon.realtime.chat import HELD_IN_SNAPSHOT
 from hybridcon.realtime.polls import moderator_results
 from hybridcon.realtime.protocol import Ping, Subscribe, Unsubscribe, handles
 
 if TYPE_CHECKING:
     from hybridcon.realtime.connection import Connection
     from hybridcon.realtime.gateway import Gateway
-
-MOD_SNAPSHOT_HELD = 200
-"""At most this many held lines (the oldest) in a moderator's snapshot."""
 
 
 @handles("ping")
@@ -39,7 +37,7 @@ async def subscribe(gateway: Gateway, conn: Connection, request: Subscribe) -> b
         chat = await gateway.chat.get(base)
         qa = await gateway.qa.topic(base)
         snapshot: dict[str, Any] = {
-            "held": list(islice(chat.held.values(), MOD_SNAPSHOT_HELD)),
+            "held": list(islice(chat.held.values(), HELD_IN_SNAPSHOT)),
             "polls": [
                 {**p.describe(results=False), "results": moderator_results(gateway, p)}
                 for p in gateway.polls.open_on(base)

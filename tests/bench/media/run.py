@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from tests.bench.media.common import (
     GOAL_CPU_PER_STAGE,
     GOAL_CPU_PER_VIEWER,
@@ -282,8 +283,6 @@ class Rig:
 
     async def until_live(self, stage: str, timeout: float = 15.0) -> None:
         """Wait until the server's /metrics says ``stage`` is live."""
-        import aiohttp
-
         line = f'hybridcon_stream_state{{stage="{stage}",state="live"}} 1.0'
         deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession() as http:
