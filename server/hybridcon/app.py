@@ -1,7 +1,8 @@
 """The aiohttp application: its parts, started and stopped in order through ``cleanup_ctx``.
 
 Start: database (embedded or configured; migrations under a lock; the programme
-stored), then keys and revocations, then the gateway. Stop, in reverse: sockets close
+stored), then keys and revocations, then the gateway, then the livestreams (which push
+through the gateway's node and add to its snapshots). Stop, in reverse: sockets close
 with 1001, revocation listening stops, the pool closes.
 """
 
@@ -16,14 +17,17 @@ import structlog
 from aiohttp import web
 
 from hybridcon.access import AccessControl
-from hybridcon.api import routes, streams, whip
+from hybridcon.api import routes
 from hybridcon.api.bodies import MAX_BODY_BYTES
 from hybridcon.api.middleware import request_context
+from hybridcon.api.whip import STREAMS
+from hybridcon.bus.local import LocalBus
 from hybridcon.clock import Clock, system_clock
 from hybridcon.core.programme import Programme, parse_programme
 from hybridcon.core.ratelimit import KeyedLimiter
 from hybridcon.errors import ConfigError
 from hybridcon.metrics import Metrics
+from hybridcon.periodic import Periodic
 from hybridcon.realtime import gateway
 from hybridcon.services import SERVICES, Services
 from hybridcon.settings import Settings
@@ -33,6 +37,7 @@ from hybridcon.store.keyfile import load_or_create_keyset, load_or_create_secret
 from hybridcon.store.migrate import migrate
 from hybridcon.store.programme import save_programme
 from hybridcon.store.revocations import RevocationMirror
+from hybridcon.streams.stages import Streams
 
 log = structlog.get_logger(__name__)
 
@@ -96,6 +101,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
         hall_guess_limiter=KeyedLimiter(
             rate=settings.invite_redeem_rate / 60, capacity=settings.invite_redeem_rate
         ),
+        bus=LocalBus(history=settings.topic_history),
     )
     app = web.Application(middlewares=[request_context], client_max_size=MAX_BODY_BYTES)
     app[SERVICES] = services
@@ -145,16 +151,26 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
             metrics=services.metrics,
         )
 
-        async def watch_keys() -> None:
-            while True:
-                await asyncio.sleep(KEYSET_CHECK_SECONDS)
-                if await asyncio.to_thread(access.refresh_if_changed):
-                    log.info("keyset_reloaded", active_kid=access.keyset.active_kid)
+        async def check_keys() -> None:
+            if await asyncio.to_thread(access.refresh_if_changed):
+                log.info("keyset_reloaded", active_kid=access.keyset.active_kid)
 
-        watcher = asyncio.create_task(watch_keys(), name="keyset-watch")
+        watch = Periodic()
+        watch.every(KEYSET_CHECK_SECONDS, check_keys, "keyset-watch")
         yield
-        watcher.cancel()
-        await asyncio.gather(watcher, return_exceptions=True)
+        await watch.stop()
+
+    async def livestreams(app: web.Application) -> AsyncIterator[None]:
+        secret = await asyncio.to_thread(load_or_create_secret, settings.hls_secret_path)
+        gw = app[gateway.GATEWAY]
+        streams = Streams(services, gw.node, secret)
+        app[STREAMS] = streams
+        gw.snapshot_hooks.append(streams.snapshot)
+        if services.revocations is not None:
+            services.revocations.on_revoked.append(streams.revoked)
+        await streams.start()
+        yield
+        await streams.stop()
 
     async def freeze_start_up(app: web.Application) -> None:
         # After every part has started (on_startup runs the cleanup contexts first): what
@@ -165,7 +181,6 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
     app.cleanup_ctx.append(keys)
     routes.setup(app)
     gateway.setup(app)
-    streams.setup(app)
-    whip.setup(app)
+    app.cleanup_ctx.append(livestreams)
     app.on_startup.append(freeze_start_up)
     return app

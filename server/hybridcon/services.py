@@ -8,6 +8,7 @@ import asyncpg
 from aiohttp import web
 
 from hybridcon.access import AccessControl
+from hybridcon.bus.protocol import Bus
 from hybridcon.clock import Clock
 from hybridcon.core.programme import Programme
 from hybridcon.core.ratelimit import KeyedLimiter
@@ -28,6 +29,7 @@ class Services:
     redeem_limiter: KeyedLimiter
     hall_limiter: KeyedLimiter
     hall_guess_limiter: KeyedLimiter
+    bus: Bus
     pool: asyncpg.Pool | None = None
     access: AccessControl | None = None
     revocations: RevocationMirror | None = None

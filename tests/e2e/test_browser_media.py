@@ -29,7 +29,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from browser import Browser, Page, find_chromium
-from hybridcon.api.streams import STREAMS
+from hybridcon.api.whip import STREAMS
 from hybridcon.app import create_app
 from hybridcon.core.tokens import Role
 from support import WsClient, eventually, hls_state, issue

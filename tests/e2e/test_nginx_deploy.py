@@ -37,7 +37,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from hybridcon.api.streams import STREAMS
+from hybridcon.api.whip import STREAMS
 from hybridcon.app import create_app
 from hybridcon.core.tokens import Role, TokenRequest
 from hybridcon.core.urls import hls_url

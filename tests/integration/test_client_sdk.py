@@ -570,3 +570,33 @@ async def test_replies_are_routed_by_id_and_a_silent_server_times_out(fake):
             await sdk.ping()
         assert isinstance(caught.value, TimeoutError)
         assert sdk.connected
+
+
+async def test_a_pending_question_on_the_mod_topic_does_not_hide_the_moderators_chat(client):
+    """A push keeps its envelope: ``qa.question`` on ``mod:<topic>`` is labelled with the
+    mod topic (whose ``seq`` it carries), so the SDK's per-topic duplicate filter does not
+    mistake it for a public message and drop the moderator's next chat lines."""
+    mod_token = issue(client, Role.MODERATOR, scopes=("stage:plenary",), name="Mo")
+    async with (
+        HybridconClient(ws_url(client), mod_token) as mod,
+        HybridconClient(ws_url(client), issue(client, scopes=("stage:plenary",))) as viewer,
+    ):
+        await mod.request("qa.settings", topic="stage:plenary", moderated=True, anonymous=False)
+        await mod.subscribe("stage:plenary")
+        await mod.subscribe("mod:stage:plenary")
+        events = mod.events()
+        # Moderation on the mod topic moves its sequence well past the public one's.
+        for n in range(8):
+            await mod.request(
+                "chat.timeout", topic="stage:plenary", user_id=f"u:someone-{n}", seconds=60
+            )
+        asked = await viewer.ask("stage:plenary", "Wat met de wachtlijsten?")
+        assert asked["state"] == "pending"
+        for text in ("een", "twee", "drie"):
+            await viewer.send_chat("stage:plenary", text)
+        last, before = await until(events, line("drie"))
+        got = [*before, last]
+        question = next(e for e in got if e["type"] == "qa.question")
+        assert question["topic"] == "mod:stage:plenary"
+        assert question["question_id"] == asked["question_id"]
+        assert [e["text"] for e in chat_of(got)] == ["een", "twee", "drie"]

@@ -14,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from aiortc import RTCConfiguration, RTCPeerConnection
 
-from hybridcon.api.streams import STREAMS
+from hybridcon.api.whip import STREAMS
 from hybridcon.app import create_app
 from hybridcon.core.streams import StreamState
 from hybridcon.core.tokens import Role

@@ -12,7 +12,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
-from hybridcon.api.streams import STREAMS
+from hybridcon.api.whip import STREAMS
 from hybridcon.app import create_app
 from hybridcon.core.streams import StreamState
 from hybridcon.core.tokens import Role

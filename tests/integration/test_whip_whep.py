@@ -12,7 +12,7 @@ import asyncio
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from hybridcon.api.streams import STREAMS
+from hybridcon.api.whip import STREAMS
 from hybridcon.app import create_app
 from hybridcon.core.tokens import Role
 from media_fixtures import make_media, make_offer, publisher_peer, take_answer, viewer_peer

@@ -1,26 +1,102 @@
-"""The HTTP routes, in one place."""
+"""Every HTTP route of the node, in one table.
+
+The table is the single source for the router, for the OpenAPI description and for
+the documentation test (each path is described in ``docs/``). A route's ``summary``
+says in one line what it does; ``auth`` names the credential it takes.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
 from aiohttp import web
 
-from hybridcon.api import halls, health, invites, programme, tokens
+from hybridcon.api import halls, health, invites, programme, tokens, whip
+from hybridcon.realtime import gateway
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One method on one path."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    auth: str = "none"
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/healthz", health.healthz, "the process is alive"),
+    Route("GET", "/readyz", health.readyz, "ready for traffic (503 while starting or draining)"),
+    Route("GET", "/metrics", health.metrics, "Prometheus metrics"),
+    Route("GET", "/.well-known/jwks.json", tokens.jwks, "the public keys that verify tokens"),
+    Route("GET", "/api/v1/programme", programme.programme, "the event's programme"),
+    Route("POST", "/api/v1/tokens", tokens.issue, "issue a token", "organiser"),
+    Route("POST", "/api/v1/revocations", tokens.revoke, "revoke a token", "organiser"),
+    Route("GET", "/api/v1/revocations", tokens.list_revocations, "revoked tokens", "organiser"),
+    Route("GET", "/api/v1/audit", tokens.audit_log, "the audit log", "organiser"),
+    Route("POST", "/api/v1/invites/redeem", invites.redeem, "trade an invite code for a token"),
+    Route("GET", "/api/v1/halls", halls.list_links, "the halls' join links", "organiser"),
+    Route(
+        "POST", "/api/v1/halls/{stage}/links", halls.create_link, "a hall join link", "organiser"
+    ),
+    Route("POST", "/api/v1/halls/join", halls.join, "trade a hall link for a token"),
+    Route(
+        "DELETE",
+        "/api/v1/halls/links/{link_id}",
+        halls.revoke_link,
+        "revoke a hall link",
+        "organiser",
+    ),
+    Route("GET", "/ws", gateway.handle, "the WebSocket gateway (auth in the first frame)"),
+    Route("POST", "/whip/{stage}", whip.whip_post, "publish a stage (WHIP)", "broadcaster"),
+    Route("OPTIONS", "/whip/{stage}", whip.options, "CORS pre-flight"),
+    Route("DELETE", "/whip/{stage}", whip.whip_end, "end a stage's stream", "broadcaster"),
+    Route(
+        "PATCH",
+        "/whip/{stage}/{session}",
+        whip.whip_patch,
+        "trickle ICE to a publisher session",
+        "broadcaster",
+    ),
+    Route(
+        "DELETE",
+        "/whip/{stage}/{session}",
+        whip.whip_delete,
+        "stop publishing",
+        "broadcaster",
+    ),
+    Route("OPTIONS", "/whip/{stage}/{session}", whip.options, "CORS pre-flight"),
+    Route("POST", "/whep/{stage}", whip.whep_post, "watch a stage (WHEP)", "viewer"),
+    Route("OPTIONS", "/whep/{stage}", whip.options, "CORS pre-flight"),
+    Route(
+        "PATCH",
+        "/whep/{stage}/{session}",
+        whip.whep_patch,
+        "trickle ICE to a viewer session",
+        "viewer",
+    ),
+    Route("DELETE", "/whep/{stage}/{session}", whip.whep_delete, "stop watching", "viewer"),
+    Route("OPTIONS", "/whep/{stage}/{session}", whip.options, "CORS pre-flight"),
+    Route(
+        "GET",
+        "/hls/{stage}/{token}/{file}",
+        whip.hls_file,
+        "HLS playlists and segments (signed URL)",
+        "signed URL",
+    ),
+)
 
 
 def setup(app: web.Application) -> None:
-    """Add every REST route to ``app``."""
-    r = app.router
-    r.add_get("/healthz", health.healthz)
-    r.add_get("/readyz", health.readyz)
-    r.add_get("/metrics", health.metrics)
-    r.add_get("/.well-known/jwks.json", tokens.jwks)
-    r.add_get("/api/v1/programme", programme.programme)
-    r.add_post("/api/v1/tokens", tokens.issue)
-    r.add_post("/api/v1/revocations", tokens.revoke)
-    r.add_get("/api/v1/revocations", tokens.list_revocations)
-    r.add_get("/api/v1/audit", tokens.audit_log)
-    r.add_post("/api/v1/invites/redeem", invites.redeem)
-    r.add_get("/api/v1/halls", halls.list_links)
-    r.add_post("/api/v1/halls/{stage}/links", halls.create_link)
-    r.add_post("/api/v1/halls/join", halls.join)
-    r.add_delete("/api/v1/halls/links/{link_id}", halls.revoke_link)
+    """Add every route of :data:`ROUTES` to ``app``."""
+    app.on_response_prepare.append(whip.cors_on_errors)
+    for route in ROUTES:
+        if route.method == "GET":  # with HEAD, as aiohttp's add_get does
+            app.router.add_get(route.path, route.handler)
+        else:
+            app.router.add_route(route.method, route.path, route.handler)

@@ -18,16 +18,17 @@ from pathlib import Path
 from aiohttp import web
 
 from hybridcon.api.auth import bearer_claims
-from hybridcon.api.streams import STREAMS
 from hybridcon.core.tokens import Role
 from hybridcon.core.urls import check_hls_token, hls_url
 from hybridcon.errors import Forbidden, Invalid, TooLarge, Unavailable
 from hybridcon.services import SERVICES
+from hybridcon.streams.stages import Streams
 
 SDP = "application/sdp"
 SDPFRAG = "application/trickle-ice-sdpfrag"
 MAX_SDP_BYTES = 64 * 1024
 PUBLISHERS = frozenset({Role.BROADCASTER, Role.ORGANISER})
+STREAMS = web.AppKey("streams", Streams)
 
 
 def _cors(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
@@ -223,7 +224,8 @@ async def hls_file(request: web.Request) -> web.StreamResponse:
     return _cors(request, response)
 
 
-async def _cors_on_errors(request: web.Request, response: web.StreamResponse) -> None:
+async def cors_on_errors(request: web.Request, response: web.StreamResponse) -> None:
+    """Let a page on another origin read the errors of WHIP, WHEP and HLS requests."""
     # Errors come from the middleware, not from the handlers above; a page on another
     # origin must be able to read why its publish or play failed.
     if request.path.startswith(("/whip/", "/whep/", "/hls/")):
@@ -233,20 +235,3 @@ async def _cors_on_errors(request: web.Request, response: web.StreamResponse) ->
         response.headers.setdefault(
             "Access-Control-Expose-Headers", "Location, ETag, Link, Accept-Patch"
         )
-
-
-def setup(app: web.Application) -> None:
-    """Add the WHIP, WHEP and HLS routes."""
-    app.on_response_prepare.append(_cors_on_errors)
-    r = app.router
-    for kind, post, patch, delete in (
-        ("whip", whip_post, whip_patch, whip_delete),
-        ("whep", whep_post, whep_patch, whep_delete),
-    ):
-        r.add_post(f"/{kind}/{{stage}}", post)
-        r.add_route("OPTIONS", f"/{kind}/{{stage}}", options)
-        r.add_patch(f"/{kind}/{{stage}}/{{session}}", patch)
-        r.add_delete(f"/{kind}/{{stage}}/{{session}}", delete)
-        r.add_route("OPTIONS", f"/{kind}/{{stage}}/{{session}}", options)
-    r.add_delete("/whip/{stage}", whip_end)
-    r.add_get("/hls/{stage}/{token}/{file}", hls_file)

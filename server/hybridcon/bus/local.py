@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from hybridcon.bus.protocol import Deliver
 
 DEFAULT_HISTORY = 500
 
@@ -23,25 +24,31 @@ class _TopicLog:
     frames: deque[tuple[int, bytes]] = field(default_factory=deque)
 
 
-Deliver = Callable[[str, bytes], None]
-
-
 class LocalBus:
     """Sequence numbers and history per topic; delivery to this process's subscribers.
 
     Args:
-        deliver: called with ``(topic, frame)`` for every published message.
+        deliver: called with ``(topic, frame)`` for every published message (or later,
+            through :meth:`bind`); until then messages are only kept.
         history: how many sequenced messages each topic keeps for ``since``.
         epoch_ms: the first sequence base (tests pass a fixed value).
     """
 
     def __init__(
-        self, deliver: Deliver, *, history: int = DEFAULT_HISTORY, epoch_ms: int | None = None
+        self,
+        deliver: Deliver | None = None,
+        *,
+        history: int = DEFAULT_HISTORY,
+        epoch_ms: int | None = None,
     ) -> None:
-        self._deliver = deliver
+        self._deliver: Deliver = deliver if deliver is not None else _nowhere
         self._history = history
         self._epoch = epoch_ms if epoch_ms is not None else int(time.time() * 1000)
         self._topics: dict[str, _TopicLog] = {}
+
+    def bind(self, deliver: Deliver) -> None:
+        """Set where published messages are delivered."""
+        self._deliver = deliver
 
     def _log(self, topic: str) -> _TopicLog:
         log = self._topics.get(topic)
@@ -85,3 +92,7 @@ class LocalBus:
         if not frames or frames[0][0] > seq + 1:
             return None
         return [payload for s, payload in frames if s > seq]
+
+
+def _nowhere(_topic: str, _payload: bytes) -> None:
+    """Delivery before a hub is bound: nobody on this node subscribes yet."""

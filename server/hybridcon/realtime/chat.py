@@ -1,9 +1,9 @@
-"""Chat requests: send, moderate, report. The rules are in :mod:`hybridcon.core.chat`.
+"""Chat: send, moderate, report. The rules are in :mod:`hybridcon.core.chat`.
 
 Per topic the node keeps the :class:`~hybridcon.core.chat.ChatRoom` (settings and
 sanctions, loaded from PostgreSQL on first use) and the most recent lines as encoded
 messages for subscribe snapshots. A line is stored before it is published; its sequence
-number is taken at the moment it is published (see :func:`_publish_line`).
+number is taken at the moment it is published (see :meth:`Chat._publish_line`).
 """
 
 from __future__ import annotations
@@ -11,43 +11,121 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from itertools import islice
+from typing import Annotated, Any, ClassVar, Literal
 
 import orjson
 import structlog
+from pydantic import Field, StringConstraints
 
 from hybridcon.core.chat import ChatRoom, Verdict
-from hybridcon.core.engagement import EventKind, actor_hash
-from hybridcon.core.tokens import STAFF_ROLES, Role
+from hybridcon.core.engagement import actor_hash
+from hybridcon.core.payloads import ChatLine as ChatLineSent
+from hybridcon.core.payloads import ChatModerated
+from hybridcon.core.tokens import STAFF_ROLES
+from hybridcon.core.tokens import Role as TokenRole
 from hybridcon.errors import Forbidden, NotFound
-from hybridcon.realtime.access import check_topic, require_moderator
-from hybridcon.realtime.protocol import (
-    ChatApprove,
-    ChatBan,
-    ChatDelete,
-    ChatHold,
-    ChatReport,
-    ChatSend,
-    ChatSlowmode,
-    ChatTimeout,
-    ChatUnban,
-    handles,
+from hybridcon.realtime.command import (
+    Capability,
+    MsgId,
+    RawText,
+    Request,
+    Role,
+    Topic,
+    UserId,
+    command,
 )
-from hybridcon.store import audit
+from hybridcon.realtime.context import Context, Node
 from hybridcon.store import chat as chat_store
 from hybridcon.store.chat import ChatLine
-
-if TYPE_CHECKING:
-    from hybridcon.realtime.connection import Connection
-    from hybridcon.realtime.gateway import Gateway
-
 
 log = structlog.get_logger(__name__)
 
 
 HELD_IN_SNAPSHOT = 200
 """At most this many held lines (the oldest) are loaded and shown in a ``mod:`` snapshot."""
+
+
+# --- requests ------------------------------------------------------------------------------
+
+
+class ChatSend(Request):
+    """Say something in a topic's chat."""
+
+    type: Literal["chat.send"]
+    topic: Topic
+    text: RawText
+
+
+class ChatDelete(Request):
+    """Moderator: remove a line (published or held)."""
+
+    type: Literal["chat.delete"]
+    topic: Topic
+    msg_id: MsgId
+
+
+class ChatTimeout(Request):
+    """Moderator: mute a person in a topic for ``seconds``."""
+
+    type: Literal["chat.timeout"]
+    topic: Topic
+    user_id: UserId
+    seconds: int = Field(ge=1, le=86_400)
+
+
+class ChatBan(Request):
+    """Moderator: ban a person from a topic's chat."""
+
+    type: Literal["chat.ban"]
+    topic: Topic
+    user_id: UserId
+
+
+class ChatUnban(Request):
+    """Moderator: lift a ban or timeout."""
+
+    type: Literal["chat.unban"]
+    topic: Topic
+    user_id: UserId
+
+
+class ChatSlowmode(Request):
+    """Moderator: one line per ``seconds`` per person (0: off)."""
+
+    type: Literal["chat.slowmode"]
+    topic: Topic
+    seconds: int = Field(ge=0, le=600)
+
+
+class ChatHold(Request):
+    """Moderator: hold each person's first line in the topic for approval."""
+
+    type: Literal["chat.hold"]
+    topic: Topic
+    enabled: bool
+
+
+class ChatApprove(Request):
+    """Moderator: publish a held line."""
+
+    type: Literal["chat.approve"]
+    topic: Topic
+    msg_id: MsgId
+
+
+class ChatReport(Request):
+    """Anyone: flag a line for the moderators."""
+
+    type: Literal["chat.report"]
+    topic: Topic
+    msg_id: MsgId
+    reason: Annotated[str, StringConstraints(max_length=300)] = ""
+
+
+# --- state ---------------------------------------------------------------------------------
 
 
 @dataclass
@@ -63,12 +141,38 @@ class TopicChat:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
-class ChatState:
-    """The chat topics this node has touched."""
+def _held(line: ChatLine) -> dict[str, Any]:
+    return {"topic": line.topic, **line.message()}
 
-    def __init__(self, gateway: Gateway, *, recent: int) -> None:
-        self._gateway = gateway
-        self._recent = recent
+
+def _encode(line: ChatLine) -> bytes:
+    return orjson.dumps(
+        {"type": "chat.message", "topic": line.topic, "seq": line.seq, **line.message()}
+    )
+
+
+def _anonymous(role: TokenRole) -> str:
+    return {TokenRole.MODERATOR: "Moderator", TokenRole.ORGANISER: "Organisatie"}.get(
+        role, "Deelnemer"
+    )
+
+
+class Chat(Capability):
+    """The chat topics this node has touched, and the chat requests."""
+
+    pushes: ClassVar[Mapping[str, str]] = {
+        "chat.message": "a line was published (or approved)",
+        "chat.deleted": "a moderator removed a line (also on mod:<topic>)",
+        "chat.settings": "slow mode or first-line hold changed",
+        "chat.held": "mod:<topic>: a line waits for approval",
+        "chat.approved": "mod:<topic>: a held line was published",
+        "chat.sanction": "mod:<topic>: a person was timed out, banned or unbanned",
+        "chat.reported": "mod:<topic>: someone flagged a line",
+    }
+
+    def __init__(self, node: Node) -> None:
+        super().__init__(node)
+        self._recent = node.settings.chat_recent
         self._topics: dict[str, TopicChat] = {}
         self._loading: dict[str, asyncio.Future[TopicChat]] = {}
 
@@ -83,9 +187,9 @@ class ChatState:
         future: asyncio.Future[TopicChat] = asyncio.get_running_loop().create_future()
         self._loading[topic] = future
         try:
-            services = self._gateway.services
-            pool = services.db()
-            room = await chat_store.load_room(pool, topic, services.clock())
+            node = self._node
+            pool = node.db()
+            room = await chat_store.load_room(pool, topic, node.clock())
             lines = await chat_store.recent(pool, topic, self._recent)
             recent = deque(((line.msg_id, _encode(line)) for line in lines), maxlen=self._recent)
             held = await chat_store.held(pool, topic, HELD_IN_SNAPSHOT)
@@ -102,270 +206,251 @@ class ChatState:
         finally:
             del self._loading[topic]
 
+    async def load(self, topic: str) -> None:
+        """Load the topic's chat."""
+        await self.get(topic)
 
-def _held(line: ChatLine) -> dict[str, Any]:
-    return {"topic": line.topic, **line.message()}
+    def snapshot(self, ctx: Context, topic: str, moderator: bool) -> dict[str, Any]:
+        """Held lines for moderators; settings and the recent lines for everyone else."""
+        chat = self._topics[topic]
+        if moderator:
+            return {"held": list(islice(chat.held.values(), HELD_IN_SNAPSHOT))}
+        recent = b"[" + b",".join(payload for _, payload in chat.recent) + b"]"
+        return {"settings": chat.room.settings(), "chat": orjson.Fragment(recent)}
 
+    # --- effects -------------------------------------------------------------------------
 
-def _encode(line: ChatLine) -> bytes:
-    return orjson.dumps(
-        {"type": "chat.message", "topic": line.topic, "seq": line.seq, **line.message()}
-    )
+    def _publish_line(self, chat: TopicChat, line: ChatLine) -> int:
+        """Publish a stored line: its seq is taken and the message sent in one step (no
+        await in between), so seq order is delivery order and a subscriber's snapshot and
+        the live stream never straddle a number. The caller records the seq afterwards."""
+        published = self._node.publish(line.topic, "chat.message", line.message())
+        chat.recent.append((line.msg_id, published.payload))
+        return published.seq
 
+    async def _record_seq(self, line: ChatLine, seq: int) -> None:
+        try:
+            await chat_store.set_seq(self._node.db(), line.topic, line.msg_id, seq)
+        except Exception as exc:
+            # The line is stored and delivered; only its number is missing in storage,
+            # which costs nothing but the order of an equal-timestamp tie after a restart.
+            log.warning("chat_seq_not_recorded", msg_id=line.msg_id, error=str(exc))
 
-async def _audit_and_log(
-    gateway: Gateway, conn: Connection, action: str, topic: str, target: str, detail: dict[str, Any]
-) -> None:
-    """Every moderation action: in the audit log (who, what, when) and the engagement log."""
-    claims = conn.claims
-    # The engagement log holds people only as keyed hashes; the audit log names them.
-    logged = dict(detail)
-    if "user_id" in logged:
-        logged["user_id"] = actor_hash(gateway.services.actor_key, str(logged["user_id"]))
-    gateway.engage(EventKind.CHAT_MODERATED, conn, topic, {"action": action, **logged})
-    await audit.record_by(
-        gateway.services.db(),
-        claims,
-        f"chat.{action}",
-        target=target,
-        detail={"topic": topic, **detail},
-    )
+    async def _moderated(
+        self,
+        ctx: Context,
+        action: str,
+        topic: str,
+        target: str,
+        detail: dict[str, Any],
+        payload: ChatModerated,
+    ) -> None:
+        """Every moderation action: in the engagement log and the audit log (who, what)."""
+        ctx.engage(payload, topic)
+        await ctx.audit(f"chat.{action}", target, {"topic": topic, **detail})
 
+    def _hashed(self, user_id: str) -> str:
+        # The engagement log holds people only as keyed hashes; the audit log names them.
+        return actor_hash(self._node.actor_key, user_id)
 
-@handles("chat.send")
-async def send(gateway: Gateway, conn: Connection, request: ChatSend) -> dict[str, Any]:
-    """Store and publish a line, or hold it for the moderators."""
-    topic = request.topic
-    check_topic(gateway, conn, topic)
-    claims = conn.claims
-    if topic == "event" and claims.role not in STAFF_ROLES:
-        raise Forbidden("only moderators and organisers post announcements to 'event'")
-    chat = await gateway.chat.get(topic)
-    services = gateway.services
-    now = services.clock()
-    decision = chat.room.check_send(
-        claims.sub,
-        request.text,
-        now,
-        exempt=claims.role in STAFF_ROLES,
-        word_filter=gateway.word_filter,
-    )
-    line = ChatLine(
-        msg_id=uuid.uuid4().hex,
-        topic=topic,
-        seq=None,
-        author_id=claims.sub,
-        author_name=claims.name or _anonymous(claims.role),
-        author_role=claims.role.value,
-        text=decision.text,
-        ts=now,
-        held=decision.verdict is Verdict.HOLD,
-    )
-    # Stored first, without a seq: nothing is published that is not stored.
-    await chat_store.insert(services.db(), line)
-    if decision.verdict is Verdict.HOLD:
-        chat.held[line.msg_id] = _held(line)
-        gateway.hub.publish(
-            f"mod:{topic}",
-            "chat.held",
-            {**line.message(), "reason": decision.reason, "matched": list(decision.matched)},
+    # --- requests ------------------------------------------------------------------------
+
+    @command(ChatSend, scope="topic")
+    async def send(self, ctx: Context, request: ChatSend) -> dict[str, Any]:
+        """Store and publish a line, or hold it for the moderators."""
+        topic = request.topic
+        claims = ctx.claims
+        if topic == "event" and claims.role not in STAFF_ROLES:
+            raise Forbidden("only moderators and organisers post announcements to 'event'")
+        chat = await self.get(topic)
+        node = self._node
+        now = node.clock()
+        decision = chat.room.check_send(
+            claims.sub,
+            request.text,
+            now,
+            exempt=claims.role in STAFF_ROLES,
+            word_filter=node.word_filter,
         )
-    else:
-        await _publish_line(gateway, chat, line)
-    gateway.engage(
-        EventKind.CHAT,
-        conn,
-        topic,
-        {"msg_id": line.msg_id, "length": len(line.text), "held": line.held},
-    )
-    result: dict[str, Any] = {"msg_id": line.msg_id, "held": line.held}
-    if line.held:
-        result["reason"] = decision.reason
-    return result
-
-
-async def _publish_line(gateway: Gateway, chat: TopicChat, line: ChatLine) -> int:
-    """Publish a stored line: its seq is taken and the message sent in one step (no await
-    in between), so seq order is delivery order and a subscriber's snapshot and the live
-    stream never straddle a number. The seq is recorded afterwards."""
-    seq = gateway.hub.bus.next_seq(line.topic)
-    published = replace(line, seq=seq)
-    payload = _encode(published)
-    chat.recent.append((line.msg_id, payload))
-    gateway.hub.bus.publish(line.topic, payload, seq)
-    try:
-        await chat_store.set_seq(gateway.services.db(), line.topic, line.msg_id, seq)
-    except Exception as exc:
-        # The line is stored and delivered; only its number is missing in storage, which
-        # costs nothing but the order of an equal-timestamp tie after a restart.
-        log.warning("chat_seq_not_recorded", msg_id=line.msg_id, error=str(exc))
-    return seq
-
-
-def _anonymous(role: Role) -> str:
-    return {Role.MODERATOR: "Moderator", Role.ORGANISER: "Organisatie"}.get(role, "Deelnemer")
-
-
-@handles("chat.delete")
-async def delete(gateway: Gateway, conn: Connection, request: ChatDelete) -> dict[str, Any]:
-    """Remove a line everywhere: storage, snapshots, and every client (``chat.deleted``)."""
-    topic = request.topic
-    require_moderator(conn, topic)
-    chat = await gateway.chat.get(topic)
-    services = gateway.services
-    async with chat.lock:
-        deleted = await chat_store.delete(
-            services.db(), topic, request.msg_id, by=conn.claims.sub, now=services.clock()
+        line = ChatLine(
+            msg_id=uuid.uuid4().hex,
+            topic=topic,
+            seq=None,
+            author_id=claims.sub,
+            author_name=claims.name or _anonymous(claims.role),
+            author_role=claims.role.value,
+            text=decision.text,
+            ts=now,
+            held=decision.verdict is Verdict.HOLD,
         )
-        if not deleted:
-            raise NotFound(f"no message {request.msg_id!r} in {topic}")
-        chat.recent = deque(
-            (item for item in chat.recent if item[0] != request.msg_id), maxlen=chat.recent.maxlen
+        # Stored first, without a seq: nothing is published that is not stored.
+        await chat_store.insert(node.db(), line)
+        if decision.verdict is Verdict.HOLD:
+            chat.held[line.msg_id] = _held(line)
+            node.publish(
+                f"mod:{topic}",
+                "chat.held",
+                {**line.message(), "reason": decision.reason, "matched": list(decision.matched)},
+            )
+        else:
+            await self._record_seq(line, self._publish_line(chat, line))
+        ctx.engage(ChatLineSent(msg_id=line.msg_id, length=len(line.text), held=line.held), topic)
+        result: dict[str, Any] = {"msg_id": line.msg_id, "held": line.held}
+        if line.held:
+            result["reason"] = decision.reason
+        return result
+
+    @command(ChatDelete, role=Role.MODERATOR, scope="topic")
+    async def delete(self, ctx: Context, request: ChatDelete) -> dict[str, Any]:
+        """Remove a line everywhere: storage, snapshots, and every client (``chat.deleted``)."""
+        topic = request.topic
+        chat = await self.get(topic)
+        node = self._node
+        async with chat.lock:
+            deleted = await chat_store.delete(
+                node.db(), topic, request.msg_id, by=ctx.claims.sub, now=node.clock()
+            )
+            if not deleted:
+                raise NotFound(f"no message {request.msg_id!r} in {topic}")
+            chat.recent = deque(
+                (item for item in chat.recent if item[0] != request.msg_id),
+                maxlen=chat.recent.maxlen,
+            )
+            chat.held.pop(request.msg_id, None)
+            node.publish(topic, "chat.deleted", {"msg_id": request.msg_id})
+            node.publish(f"mod:{topic}", "chat.deleted", {"msg_id": request.msg_id})
+        detail = {"msg_id": request.msg_id}
+        payload = ChatModerated(action="delete", msg_id=request.msg_id)
+        await self._moderated(ctx, "delete", topic, request.msg_id, detail, payload)
+        return {"msg_id": request.msg_id}
+
+    async def _sanctioned(
+        self, ctx: Context, topic: str, action: str, detail: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Tell the topic's moderators (``chat.sanction``) and audit; returns the result."""
+        self._node.publish(f"mod:{topic}", "chat.sanction", {"action": action, **detail})
+        user_id = str(detail["user_id"])
+        payload = ChatModerated(
+            action=action,
+            user_id=self._hashed(user_id),
+            seconds=detail.get("seconds"),
+            until=detail.get("until"),
         )
-        chat.held.pop(request.msg_id, None)
-        gateway.hub.publish(topic, "chat.deleted", {"msg_id": request.msg_id})
-        gateway.hub.publish(f"mod:{topic}", "chat.deleted", {"msg_id": request.msg_id})
-    await _audit_and_log(gateway, conn, "delete", topic, request.msg_id, {"msg_id": request.msg_id})
-    return {"msg_id": request.msg_id}
+        await self._moderated(ctx, action, topic, user_id, detail, payload)
+        return detail
 
+    @command(ChatTimeout, role=Role.MODERATOR, scope="topic")
+    async def timeout(self, ctx: Context, request: ChatTimeout) -> dict[str, Any]:
+        """Mute a person in a topic for a while; their sends fail with ``muted``."""
+        chat = await self.get(request.topic)
+        until = chat.room.timeout(request.user_id, request.seconds, self._node.clock())
+        await chat_store.sanction(
+            self._node.db(), request.topic, request.user_id, "timeout", until, by=ctx.claims.sub
+        )
+        detail = {
+            "user_id": request.user_id,
+            "seconds": request.seconds,
+            "until": until.isoformat(),
+        }
+        return await self._sanctioned(ctx, request.topic, "timeout", detail)
 
-async def _sanctioned(
-    gateway: Gateway, conn: Connection, topic: str, action: str, detail: dict[str, Any]
-) -> dict[str, Any]:
-    """Tell the topic's moderators (``chat.sanction``) and audit; returns the result data."""
-    gateway.hub.publish(f"mod:{topic}", "chat.sanction", {"action": action, **detail})
-    await _audit_and_log(gateway, conn, action, topic, str(detail["user_id"]), detail)
-    return detail
+    @command(ChatBan, role=Role.MODERATOR, scope="topic")
+    async def ban(self, ctx: Context, request: ChatBan) -> dict[str, Any]:
+        """Ban a person from a topic's chat; their sends fail with ``banned``."""
+        chat = await self.get(request.topic)
+        chat.room.ban(request.user_id)
+        await chat_store.sanction(
+            self._node.db(), request.topic, request.user_id, "ban", None, by=ctx.claims.sub
+        )
+        return await self._sanctioned(ctx, request.topic, "ban", {"user_id": request.user_id})
 
+    @command(ChatUnban, role=Role.MODERATOR, scope="topic")
+    async def unban(self, ctx: Context, request: ChatUnban) -> dict[str, Any]:
+        """Lift a person's ban and timeout in a topic."""
+        chat = await self.get(request.topic)
+        chat.room.unban(request.user_id)
+        await chat_store.lift(self._node.db(), request.topic, request.user_id)
+        return await self._sanctioned(ctx, request.topic, "unban", {"user_id": request.user_id})
 
-@handles("chat.timeout")
-async def timeout(gateway: Gateway, conn: Connection, request: ChatTimeout) -> dict[str, Any]:
-    """Mute a person in a topic for a while; their sends fail with ``muted``."""
-    require_moderator(conn, request.topic)
-    chat = await gateway.chat.get(request.topic)
-    until = chat.room.timeout(request.user_id, request.seconds, gateway.services.clock())
-    await chat_store.sanction(
-        gateway.services.db(),
-        request.topic,
-        request.user_id,
-        "timeout",
-        until,
-        by=conn.claims.sub,
-    )
-    detail = {"user_id": request.user_id, "seconds": request.seconds, "until": until.isoformat()}
-    return await _sanctioned(gateway, conn, request.topic, "timeout", detail)
+    async def _settings_changed(
+        self, ctx: Context, topic: str, chat: TopicChat, action: str, before: tuple[int, bool]
+    ) -> dict[str, Any]:
+        try:
+            await chat_store.save_settings(self._node.db(), chat.room, by=ctx.claims.sub)
+        except Exception:
+            chat.room.slowmode_seconds, chat.room.hold_first = before  # memory follows storage
+            raise
+        settings = chat.room.settings()
+        self._node.publish(topic, "chat.settings", settings)
+        payload = ChatModerated(action=action, settings=settings)
+        await self._moderated(ctx, action, topic, topic, settings, payload)
+        return settings
 
+    @command(ChatSlowmode, role=Role.MODERATOR, scope="topic")
+    async def slowmode(self, ctx: Context, request: ChatSlowmode) -> dict[str, Any]:
+        """Switch slow mode; everyone in the topic gets ``chat.settings``."""
+        chat = await self.get(request.topic)
+        before = (chat.room.slowmode_seconds, chat.room.hold_first)
+        chat.room.set_slowmode(request.seconds)
+        return await self._settings_changed(ctx, request.topic, chat, "slowmode", before)
 
-@handles("chat.ban")
-async def ban(gateway: Gateway, conn: Connection, request: ChatBan) -> dict[str, Any]:
-    """Ban a person from a topic's chat; their sends fail with ``banned``."""
-    require_moderator(conn, request.topic)
-    chat = await gateway.chat.get(request.topic)
-    chat.room.ban(request.user_id)
-    await chat_store.sanction(
-        gateway.services.db(), request.topic, request.user_id, "ban", None, by=conn.claims.sub
-    )
-    return await _sanctioned(gateway, conn, request.topic, "ban", {"user_id": request.user_id})
+    @command(ChatHold, role=Role.MODERATOR, scope="topic")
+    async def hold(self, ctx: Context, request: ChatHold) -> dict[str, Any]:
+        """Switch first-message hold; everyone in the topic gets ``chat.settings``."""
+        chat = await self.get(request.topic)
+        before = (chat.room.slowmode_seconds, chat.room.hold_first)
+        chat.room.hold_first = request.enabled
+        return await self._settings_changed(ctx, request.topic, chat, "hold", before)
 
+    @command(ChatApprove, role=Role.MODERATOR, scope="topic")
+    async def approve(self, ctx: Context, request: ChatApprove) -> dict[str, Any]:
+        """Publish a held line; its author's next lines in the topic are not held."""
+        topic = request.topic
+        chat = await self.get(topic)
+        pool = self._node.db()
+        async with chat.lock:  # two moderators approving at once publish it once
+            line = await chat_store.get(pool, topic, request.msg_id)
+            if line is None or not line.held:
+                raise NotFound(f"no held message {request.msg_id!r} in {topic}")
+            await chat_store.release(pool, topic, request.msg_id)
+            seq = self._publish_line(chat, replace(line, held=False))
+            await self._record_seq(line, seq)
+            chat.held.pop(line.msg_id, None)
+            self._node.publish(f"mod:{topic}", "chat.approved", {"msg_id": line.msg_id})
+        chat.room.approve(line.author_id)
+        detail = {"msg_id": line.msg_id}
+        payload = ChatModerated(action="approve", msg_id=line.msg_id)
+        await self._moderated(ctx, "approve", topic, line.msg_id, detail, payload)
+        return {"msg_id": line.msg_id, "seq": seq}
 
-@handles("chat.unban")
-async def unban(gateway: Gateway, conn: Connection, request: ChatUnban) -> dict[str, Any]:
-    """Lift a person's ban and timeout in a topic."""
-    require_moderator(conn, request.topic)
-    chat = await gateway.chat.get(request.topic)
-    chat.room.unban(request.user_id)
-    await chat_store.lift(gateway.services.db(), request.topic, request.user_id)
-    return await _sanctioned(gateway, conn, request.topic, "unban", {"user_id": request.user_id})
-
-
-async def _settings_changed(
-    gateway: Gateway,
-    conn: Connection,
-    topic: str,
-    chat: TopicChat,
-    action: str,
-    before: tuple[int, bool],
-) -> dict[str, Any]:
-    try:
-        await chat_store.save_settings(gateway.services.db(), chat.room, by=conn.claims.sub)
-    except Exception:
-        chat.room.slowmode_seconds, chat.room.hold_first = before  # memory follows storage
-        raise
-    settings = chat.room.settings()
-    gateway.hub.publish(topic, "chat.settings", settings)
-    await _audit_and_log(gateway, conn, action, topic, topic, settings)
-    return settings
-
-
-@handles("chat.slowmode")
-async def slowmode(gateway: Gateway, conn: Connection, request: ChatSlowmode) -> dict[str, Any]:
-    """Switch slow mode; everyone in the topic gets ``chat.settings``."""
-    require_moderator(conn, request.topic)
-    chat = await gateway.chat.get(request.topic)
-    before = (chat.room.slowmode_seconds, chat.room.hold_first)
-    chat.room.set_slowmode(request.seconds)
-    return await _settings_changed(gateway, conn, request.topic, chat, "slowmode", before)
-
-
-@handles("chat.hold")
-async def hold(gateway: Gateway, conn: Connection, request: ChatHold) -> dict[str, Any]:
-    """Switch first-message hold; everyone in the topic gets ``chat.settings``."""
-    require_moderator(conn, request.topic)
-    chat = await gateway.chat.get(request.topic)
-    before = (chat.room.slowmode_seconds, chat.room.hold_first)
-    chat.room.hold_first = request.enabled
-    return await _settings_changed(gateway, conn, request.topic, chat, "hold", before)
-
-
-@handles("chat.approve")
-async def approve(gateway: Gateway, conn: Connection, request: ChatApprove) -> dict[str, Any]:
-    """Publish a held line; its author's next lines in the topic are not held."""
-    topic = request.topic
-    require_moderator(conn, topic)
-    chat = await gateway.chat.get(topic)
-    pool = gateway.services.db()
-    async with chat.lock:  # two moderators approving at once publish it once
+    @command(ChatReport, scope="topic")
+    async def report(self, ctx: Context, request: ChatReport) -> dict[str, Any]:
+        """Flag a line for the moderators of the topic (``chat.reported`` in ``mod:<topic>``)."""
+        topic = request.topic
+        node = self._node
+        pool = node.db()
         line = await chat_store.get(pool, topic, request.msg_id)
-        if line is None or not line.held:
-            raise NotFound(f"no held message {request.msg_id!r} in {topic}")
-        await chat_store.release(pool, topic, request.msg_id)
-        seq = await _publish_line(gateway, chat, replace(line, held=False))
-        chat.held.pop(line.msg_id, None)
-        gateway.hub.publish(f"mod:{topic}", "chat.approved", {"msg_id": line.msg_id})
-    chat.room.approve(line.author_id)
-    await _audit_and_log(gateway, conn, "approve", topic, line.msg_id, {"msg_id": line.msg_id})
-    return {"msg_id": line.msg_id, "seq": seq}
-
-
-@handles("chat.report")
-async def report(gateway: Gateway, conn: Connection, request: ChatReport) -> dict[str, Any]:
-    """Flag a line for the moderators of the topic (``chat.reported`` in ``mod:<topic>``)."""
-    topic = request.topic
-    check_topic(gateway, conn, topic)
-    services = gateway.services
-    pool = services.db()
-    line = await chat_store.get(pool, topic, request.msg_id)
-    if line is None:
-        raise NotFound(f"no message {request.msg_id!r} in {topic}")
-    async with pool.acquire() as db:
-        new = await chat_store.report(
-            db,
-            topic,
-            request.msg_id,
-            reporter=conn.claims.sub,
-            reason=request.reason,
-            now=services.clock(),
-        )
-    if new:
-        gateway.hub.publish(
-            f"mod:{topic}",
-            "chat.reported",
-            {
-                "msg_id": line.msg_id,
-                "text": line.text,
-                "author": {"id": line.author_id, "name": line.author_name},
-                "reporter": {"id": conn.claims.sub, "name": conn.claims.name},
-                "reason": request.reason,
-            },
-        )
-    return {"msg_id": line.msg_id, "reported": True}
+        if line is None:
+            raise NotFound(f"no message {request.msg_id!r} in {topic}")
+        async with pool.acquire() as db:
+            new = await chat_store.report(
+                db,
+                topic,
+                request.msg_id,
+                reporter=ctx.claims.sub,
+                reason=request.reason,
+                now=node.clock(),
+            )
+        if new:
+            node.publish(
+                f"mod:{topic}",
+                "chat.reported",
+                {
+                    "msg_id": line.msg_id,
+                    "text": line.text,
+                    "author": {"id": line.author_id, "name": line.author_name},
+                    "reporter": {"id": ctx.claims.sub, "name": ctx.claims.name},
+                    "reason": request.reason,
+                },
+            )
+        return {"msg_id": line.msg_id, "reported": True}

@@ -3,8 +3,9 @@
 The first frame must be ``{"type": "auth", "token": ...}`` within ``auth_timeout``
 seconds (tokens never travel in URLs); anything else closes with 4001. After
 ``auth.ok`` each frame is a request ``{"id": n, "type": ...}`` answered by a
-``result`` or an ``error`` reply; the types and their handlers are registered in
-:mod:`hybridcon.realtime.protocol` by the modules imported below.
+``result`` or an ``error`` reply. The request types, their handlers and access rules
+come from the capabilities (:mod:`hybridcon.realtime.capabilities`), each made with the
+node's narrow side (:class:`~hybridcon.realtime.node.GatewayNode`), never the gateway.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ import orjson
 import structlog
 from aiohttp import WSMsgType, web
 
-from hybridcon.core.engagement import EngagementEvent, EventKind, actor_hash
+from hybridcon.bus.protocol import Bus
+from hybridcon.core.payloads import Leave
 from hybridcon.core.ratelimit import TokenBucket
 from hybridcon.core.tokens import Claims
 from hybridcon.core.wordfilter import WordFilter
@@ -37,18 +39,15 @@ from hybridcon.errors import (
     TokenError,
     close_code_for,
 )
-
-# Importing the handler modules registers their request types.
-from hybridcon.realtime import chat, polls, presence, qa, reactions, topics  # noqa: F401
-from hybridcon.realtime.chat import ChatState
+from hybridcon.realtime.capabilities import CAPABILITIES
+from hybridcon.realtime.command import Capability, Registry, error_reply
 from hybridcon.realtime.connection import CLOSE_TIMEOUT, Connection, Flusher
+from hybridcon.realtime.context import Context
 from hybridcon.realtime.heap import HeapFreezer
-from hybridcon.realtime.hub import Hub
-from hybridcon.realtime.polls import PollBook
-from hybridcon.realtime.protocol import dispatch, error_reply
-from hybridcon.realtime.qa import QaBook
-from hybridcon.realtime.reactions import Reactions
+from hybridcon.realtime.hub import COUNT_INTERVAL, Hub
+from hybridcon.realtime.node import GatewayNode
 from hybridcon.realtime.registry import ConnectionRegistry
+from hybridcon.realtime.topics import Topics
 from hybridcon.services import SERVICES, Services
 
 log = structlog.get_logger(__name__)
@@ -73,59 +72,78 @@ def load_word_filter(paths: list[Path]) -> WordFilter:
     return WordFilter.from_lines(lines)
 
 
-class Gateway:
-    """The node's WebSocket side: connections, topics, chat, and how connections end."""
+SnapshotHook = Callable[[str, Claims], dict[str, Any]]
+"""Parts of a topic's snapshot from outside the capabilities (a stage's ``stream``):
+called with the topic as subscribed (``mod:`` included) and the subscriber's claims."""
 
-    def __init__(self, services: Services) -> None:
+
+class Gateway:
+    """The node's WebSocket side: connections, topics, capabilities, how connections end.
+
+    Args:
+        services: the node's services.
+        bus: what carries the topics' messages (one process, or several nodes).
+        capabilities: the capability classes to serve (the default list normally).
+    """
+
+    def __init__(
+        self,
+        services: Services,
+        bus: Bus,
+        capabilities: tuple[type[Capability], ...] = CAPABILITIES,
+    ) -> None:
         settings = services.settings
         self.services = services
         self.connections = ConnectionRegistry(settings.max_connections_per_person)
         self.flusher = Flusher(settings.ws_flush_interval, settings.ws_flush_period)
-        self.hub = Hub(history=settings.topic_history, flusher=self.flusher)
+        self.hub = Hub(bus=bus, flusher=self.flusher)
         self.heap = HeapFreezer(settings.gc_freeze_joins)
-        self.chat = ChatState(self, recent=settings.chat_recent)
-        self.polls = PollBook(self)
-        self.qa = QaBook(self)
-        self.reactions = Reactions(self)
-        self.word_filter = load_word_filter(list(settings.wordfilter_files))
-        self._tasks: set[asyncio.Task[Any]] = set()
-        # The livestreams add a stage's `stream {state, hls_url, whep_url}` to snapshots.
-        self.stream_snapshot: Callable[[str, Claims], dict[str, Any] | None] | None = None
+        self.node = GatewayNode(
+            services, self.hub, load_word_filter(list(settings.wordfilter_files))
+        )
+        self.capabilities = [cls(self.node) for cls in capabilities]
+        self.registry = Registry([Topics(self.node, self), *self.capabilities])
+        # Parts of a topic's snapshot from outside the capabilities (the livestreams add
+        # a stage's `stream {state, hls_url, whep_url}`).
+        self.snapshot_hooks: list[SnapshotHook] = []
         # One event per running handler, set when its clean-up (leave events, metrics)
         # is done: shutdown waits for these before the engagement writer and pool stop.
         self._handlers: set[asyncio.Event] = set()
 
-    # --- helpers for handlers ------------------------------------------------------------
+    # --- the topics, as the Topics capability sees them (Subscriptions) ------------------
 
-    def engage(
-        self, kind: EventKind, conn: Connection, topic: str | None, data: dict[str, Any]
-    ) -> None:
-        """Log an engagement event about ``conn``'s person (keyed hash, never the raw id)."""
-        writer = self.services.engagement
-        if writer is None:
-            return
-        writer.log(
-            EngagementEvent.new(
-                kind,
-                ts=self.services.clock(),
-                actor=actor_hash(self.services.actor_key, conn.claims.sub),
-                topic=topic,
-                data={"role": conn.claims.role.value, **data},
-            )
-        )
+    def subscribe(self, conn: Connection, topic: str) -> bool:
+        """Add ``conn`` to ``topic``."""
+        return self.hub.subscribe(conn, topic)
 
-    def engage_system(self, kind: EventKind, topic: str | None, data: dict[str, Any]) -> None:
-        """Log an engagement event that no person caused (a poll opening on schedule)."""
-        writer = self.services.engagement
-        if writer is not None:
-            writer.log(EngagementEvent.new(kind, ts=self.services.clock(), topic=topic, data=data))
+    def unsubscribe(self, conn: Connection, topic: str) -> bool:
+        """Remove ``conn`` from ``topic``."""
+        return self.hub.unsubscribe(conn, topic)
 
-    def background(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        """Run ``coro`` as a task the gateway keeps a reference to until it ends."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+    def last_seq(self, topic: str) -> int:
+        """The newest sequence number of ``topic``."""
+        return self.hub.bus.last_seq(topic)
+
+    def since(self, topic: str, seq: int) -> list[bytes] | None:
+        """What ``topic`` published after ``seq``, if history reaches back."""
+        return self.hub.bus.since(topic, seq)
+
+    async def load(self, topic: str) -> None:
+        """Make every capability's state of ``topic`` ready for a snapshot."""
+        for capability in self.capabilities:
+            await capability.load(topic)
+
+    def snapshot(self, ctx: Context, topic: str, moderator: bool) -> dict[str, Any]:
+        """Every capability's part of the snapshot, then the hooks' parts (no await)."""
+        snapshot: dict[str, Any] = {}
+        for capability in self.capabilities:
+            snapshot.update(capability.snapshot(ctx, topic, moderator))
+        full = f"mod:{topic}" if moderator else topic
+        for hook in self.snapshot_hooks:
+            snapshot.update(hook(full, ctx.claims))
+        return snapshot
+
+    # --- life cycle ----------------------------------------------------------------------
 
     def revoked(self, jti: str) -> None:
         """Close every connection that authenticated with token ``jti`` (4003)."""
@@ -133,16 +151,16 @@ class Gateway:
             conn.close(close_code_for(Revoked("")), "token revoked")
 
     async def start(self) -> None:
-        """Load the polls and start the periodic pushes (counts, results, reactions)."""
-        await self.polls.start()
-        self.hub.start()
-        self.reactions.start()
+        """Start the capabilities (polls load, periodic pushes) and the viewer counts."""
+        for capability in self.capabilities:
+            await capability.start()
+        self.node.every(COUNT_INTERVAL, self.hub.push_counts, "presence-counts")
 
     async def shutdown(self) -> None:
         """Close every connection with 1001 and wait for them."""
-        await self.hub.stop()
-        await self.polls.stop()
-        await self.reactions.stop()
+        await self.node.periodic.stop()
+        for capability in self.capabilities:
+            await capability.stop()
         for conn in list(self.connections):
             conn.close(CLOSE_GOING_AWAY, "server going away")
         if self._handlers:
@@ -150,8 +168,7 @@ class Gateway:
             _, pending = await asyncio.wait(waiters, timeout=CLOSE_TIMEOUT + 1)
             for waiter in pending:
                 waiter.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=5)
+        await self.node.stop()
         self.heap.stopped()
 
     # --- one connection ------------------------------------------------------------------
@@ -184,18 +201,17 @@ class Gateway:
         opened = time.monotonic()
         log.info("ws_open", role=conn.claims.role.value)
         try:
-            await self._read_loop(ws, conn)
+            await self._read_loop(ws, conn, Context(self.node, conn))
         finally:
             # Book-keeping first, without awaiting: aiohttp may cancel this handler while
             # the server shuts down, and the leave events must be logged regardless.
             expiry.cancel()
             self.connections.remove(conn)
             self.heap.left(len(self.connections))
+            seconds = round(time.monotonic() - opened)
             for topic in self.hub.drop(conn):
                 if not topic.startswith("mod:"):
-                    self.engage(
-                        EventKind.LEAVE, conn, topic, {"seconds": round(time.monotonic() - opened)}
-                    )
+                    self.node.engage(Leave(seconds=seconds), topic, conn.claims)
             if conn.close_code is None:
                 conn.close(1000, "")
             metrics.ws_connections.dec()
@@ -252,7 +268,7 @@ class Gateway:
         conn.send({"type": "auth.ok", "user": claims.to_user(), "session_id": conn.id})
         return conn
 
-    async def _read_loop(self, ws: web.WebSocketResponse, conn: Connection) -> None:
+    async def _read_loop(self, ws: web.WebSocketResponse, conn: Connection, ctx: Context) -> None:
         idle = self.services.settings.ws_idle_timeout
         while conn.close_code is None:
             try:
@@ -261,7 +277,7 @@ class Gateway:
                 conn.close(CLOSE_POLICY, f"idle: nothing received for {idle:.0f} s")
                 break
             if msg.type is WSMsgType.TEXT:
-                reply = await self._request(conn, msg.data)
+                reply = await self._request(ctx, msg.data)
                 if reply is not None:
                     if isinstance(reply, bytes):
                         conn.send_raw(reply)
@@ -274,7 +290,8 @@ class Gateway:
             else:  # CLOSE, CLOSING, CLOSED, ERROR (e.g. a frame over the size limit: 1009)
                 break
 
-    async def _request(self, conn: Connection, data: str) -> dict[str, Any] | bytes | None:
+    async def _request(self, ctx: Context, data: str) -> dict[str, Any] | bytes | None:
+        conn = ctx.conn
         if not conn.bucket.take(time.monotonic()):
             conn.rejected_in_a_row += 1
             if conn.rejected_in_a_row >= FLOOD_LIMIT:
@@ -285,7 +302,7 @@ class Gateway:
             return error_reply(_request_id(data), error)
         conn.rejected_in_a_row = 0
         try:
-            return await dispatch(self, conn, data)
+            return await self.registry.dispatch(ctx, data)
         except HybridconError as exc:
             return error_reply(None, exc)
         except Exception:
@@ -308,15 +325,21 @@ def _request_id(data: str) -> int | None:
 GATEWAY = web.AppKey("gateway", Gateway)
 
 
+async def handle(request: web.Request) -> web.StreamResponse:
+    """``GET /ws`` (the route is in :mod:`hybridcon.api.routes`)."""
+    return await request.app[GATEWAY].handle(request)
+
+
 def setup(app: web.Application) -> None:
-    """Add ``/ws`` and the gateway's lifecycle to ``app``."""
+    """Add the gateway's life cycle to ``app``."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
-        gateway = Gateway(app[SERVICES])
+        services = app[SERVICES]
+        gateway = Gateway(services, services.bus)
         app[GATEWAY] = gateway
-        mirror = app[SERVICES].revocations
+        mirror = services.revocations
         if mirror is not None:
-            mirror.on_revoked = gateway.revoked
+            mirror.on_revoked.append(gateway.revoked)
         await gateway.start()
         yield
 
@@ -327,9 +350,5 @@ def setup(app: web.Application) -> None:
         if GATEWAY in app:
             await app[GATEWAY].shutdown()
 
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return await request.app[GATEWAY].handle(request)
-
     app.cleanup_ctx.append(context)
     app.on_shutdown.append(on_shutdown)
-    app.router.add_get("/ws", handler)

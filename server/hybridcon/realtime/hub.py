@@ -3,32 +3,38 @@
 A message is encoded to JSON once and framed once per fan-out; every subscriber gets
 the same bytes. Sequenced messages go through the bus (sequence number and history
 for ``since``); high-rate state (viewer counts) is coalesced: counts are pushed at most
-once per ``count_interval`` and only when they changed.
+once per ``COUNT_INTERVAL`` and only when they changed.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-from hybridcon.bus.local import LocalBus
+from hybridcon.bus.protocol import Bus
 from hybridcon.realtime.connection import Connection, Flusher
 from hybridcon.realtime.wire import text_frame
 
 COUNT_INTERVAL = 1.0
+ENVELOPE = frozenset(("type", "topic", "seq"))
+"""The keys of a push that the hub writes; a message's fields may not carry them."""
+
+
+def _check_fields(kind: str, fields: Mapping[str, Any]) -> None:
+    if not ENVELOPE.isdisjoint(fields):
+        clash = sorted(ENVELOPE.intersection(fields))
+        raise ValueError(f"{kind} fields may not carry the envelope's {clash}")
 
 
 class Hub:
     """Subscriptions and fan-out for one node."""
 
-    def __init__(
-        self, *, history: int, flusher: Flusher, count_interval: float = COUNT_INTERVAL
-    ) -> None:
-        self.bus = LocalBus(self._deliver, history=history)
+    def __init__(self, *, bus: Bus, flusher: Flusher) -> None:
+        self.bus = bus
+        bus.bind(self._deliver)
         # Frames published on a topic during the current tick, joined and queued to every
         # subscriber once per tick (see Flusher).
         self._pending: dict[str, list[bytes]] = {}
@@ -39,11 +45,8 @@ class Hub:
         flusher.sources.append(self.flush_topics)
         self._subscribers: dict[str, dict[Connection, None]] = {}
         self._people: dict[str, Counter[str]] = {}  # topic -> sub -> connections
-        self._count_interval = count_interval
         self._counts_sent: dict[str, int] = {}
         self._changed: set[str] = set()
-        self._ticker: asyncio.Task[None] | None = None
-        self.on_count: Callable[[str, int], None] | None = None
 
     # --- subscriptions -------------------------------------------------------------------
 
@@ -145,29 +148,39 @@ class Hub:
         for topic in list(self._pending):
             self._flush_topic(topic)
 
-    def publish(self, topic: str, kind: str, fields: dict[str, Any]) -> int:
+    def publish(self, topic: str, kind: str, fields: Mapping[str, Any]) -> int:
         """Publish a sequenced message (kept for ``since``); returns its ``seq``."""
+        return self.publish_encoded(topic, kind, fields)[0]
+
+    def publish_encoded(
+        self, topic: str, kind: str, fields: Mapping[str, Any]
+    ) -> tuple[int, bytes]:
+        """Publish a sequenced message; returns its ``seq`` and its encoded form.
+
+        The seq is taken and the message handed to the bus in one step (no await), so
+        seq order is delivery order.
+
+        Raises:
+            ValueError: ``fields`` carries ``type``, ``topic`` or ``seq`` (the envelope
+                is the hub's; a field of that name would give the receiver a message
+                that claims another topic's place in its sequence).
+        """
+        _check_fields(kind, fields)
         seq = self.bus.next_seq(topic)
         payload = orjson.dumps({"type": kind, "topic": topic, "seq": seq, **fields})
         self.bus.publish(topic, payload, seq)
-        return seq
+        return seq, payload
 
-    def broadcast(self, topic: str, kind: str, fields: dict[str, Any]) -> None:
-        """Publish an unsequenced state message (not kept; newer state replaces it)."""
+    def broadcast(self, topic: str, kind: str, fields: Mapping[str, Any]) -> None:
+        """Publish an unsequenced state message (not kept; newer state replaces it).
+
+        Raises:
+            ValueError: ``fields`` carries an envelope key (see :meth:`publish_encoded`).
+        """
+        _check_fields(kind, fields)
         self.bus.publish(topic, orjson.dumps({"type": kind, "topic": topic, **fields}))
 
-    # --- coalesced viewer counts ---------------------------------------------------------
-
-    def start(self) -> None:
-        """Start pushing viewer counts."""
-        self._ticker = asyncio.create_task(self._tick(), name="presence-counts")
-
-    async def stop(self) -> None:
-        """Stop pushing viewer counts."""
-        if self._ticker is not None:
-            self._ticker.cancel()
-            await asyncio.gather(self._ticker, return_exceptions=True)
-            self._ticker = None
+    # --- coalesced viewer counts (the node calls push_counts every COUNT_INTERVAL) -----
 
     def push_counts(self) -> None:
         """Push ``presence.count`` for every topic whose count changed since the last push."""
@@ -182,10 +195,3 @@ class Hub:
             if count == 0:
                 del self._counts_sent[topic]
             self.broadcast(topic, "presence.count", {"viewers": count})
-            if self.on_count is not None:
-                self.on_count(topic, count)
-
-    async def _tick(self) -> None:
-        while True:
-            await asyncio.sleep(self._count_interval)
-            self.push_counts()

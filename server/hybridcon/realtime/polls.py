@@ -6,53 +6,119 @@ written in one statement, and only then do the voters get their replies. If the 
 fails, the batch is taken back out of the tally: memory and PostgreSQL always agree.
 Results go out as ``poll.results`` at most four times a second per poll (never once per
 vote): combined on the poll's topics (when the audience may see them) and split per
-origin on ``mod:<topic>``.
+origin on ``mod:<topic>``. What people see of a poll is in :mod:`hybridcon.core.poll_views`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Annotated, Any, ClassVar, Literal
 
 import structlog
+from pydantic import AwareDatetime, Field, StrictInt, StrictStr, StringConstraints
 
-from hybridcon.core.engagement import EventKind, actor_hash
+from hybridcon.core import payloads
+from hybridcon.core.poll_views import answer_id, describe, moderator_results, vote_origin
 from hybridcon.core.polls import (
     Answer,
     Ballot,
     Outcome,
-    PollKind,
     PollState,
     Tally,
     make_spec,
     normalise_choice,
 )
-from hybridcon.errors import Forbidden, HybridconError, Invalid, NotFound, Unavailable
-from hybridcon.realtime.access import check_topic, require_moderator
-from hybridcon.realtime.protocol import (
-    PollClose,
-    PollCreate,
-    PollOpen,
-    PollResults,
-    PollShow,
-    PollVote,
-    handles,
+from hybridcon.errors import HybridconError, Invalid, NotFound, Unavailable
+from hybridcon.realtime.command import (
+    ID_PATTERN,
+    Capability,
+    HexId,
+    RawText,
+    Request,
+    Role,
+    Topic,
+    command,
 )
-from hybridcon.store import audit
+from hybridcon.realtime.context import Context, Node
 from hybridcon.store import polls as poll_store
-
-if TYPE_CHECKING:
-    from hybridcon.realtime.connection import Connection
-    from hybridcon.realtime.gateway import Gateway
 
 log = structlog.get_logger(__name__)
 
 RESULTS_INTERVAL = 0.25  # at most 4 pushes per second per poll
 SCHEDULE_INTERVAL = 1.0
 MAX_BATCH = 2000
+
+
+# --- requests ------------------------------------------------------------------------------
+
+
+class PollCreate(Request):
+    """Moderator: prepare a poll (a draft) on one or several topics."""
+
+    type: Literal["poll.create"]
+    topics: list[Topic] = Field(min_length=1, max_length=20)
+    question: RawText
+    kind: str
+    options: list[Annotated[str, StringConstraints(max_length=400)]] = Field(
+        default_factory=list, max_length=20
+    )
+    scale_max: int = 5
+    visibility: str = "live"
+    allow_change: bool = False
+    opens_at: AwareDatetime | None = None
+    at_session: Annotated[str, StringConstraints(pattern=ID_PATTERN)] | None = None
+    open: bool = False
+
+
+class PollOpen(Request):
+    """Moderator: open a poll now."""
+
+    type: Literal["poll.open"]
+    poll_id: HexId
+
+
+class PollClose(Request):
+    """Moderator: close a poll; everyone gets the final results (if shown)."""
+
+    type: Literal["poll.close"]
+    poll_id: HexId
+
+
+class PollVote(Request):
+    """Vote; one vote per person per poll, a retry is harmless."""
+
+    type: Literal["poll.vote"]
+    poll_id: HexId
+    choice: (
+        Annotated[StrictStr, StringConstraints(max_length=4000)]
+        | StrictInt
+        | Annotated[
+            list[Annotated[StrictStr, StringConstraints(max_length=8)]], Field(max_length=20)
+        ]
+    )
+    topic: Topic | None = None
+
+
+class PollResults(Request):
+    """Moderator: the current results, combined and per origin."""
+
+    type: Literal["poll.results"]
+    poll_id: HexId
+
+
+class PollShow(Request):
+    """Moderator: put an open poll's answer on the wall."""
+
+    type: Literal["poll.show"]
+    poll_id: HexId
+    answer_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+
+
+# --- state ---------------------------------------------------------------------------------
 
 
 @dataclass
@@ -76,51 +142,30 @@ class LivePoll:
 
     def describe(self, *, results: bool) -> dict[str, Any]:
         """The poll for clients; with its (combined) results when asked."""
-        data: dict[str, Any] = {
-            "poll_id": self.poll_id,
-            "state": self.tally.state.value,
-            **self.tally.spec.public(),
-        }
-        if results:
-            data["results"] = self.tally.results()
-        return data
+        return describe(self.poll_id, self.tally, results=results)
 
 
-def answer_id(gateway: Gateway, poll_id: str, voter: str) -> str:
-    """A stable id for one person's open answer that does not reveal who they are."""
-    return actor_hash(gateway.services.actor_key, f"answer:{poll_id}:{voter}")[:16]
+class Polls(Capability):
+    """The polls this node runs, and the poll requests."""
 
+    pushes: ClassVar[Mapping[str, str]] = {
+        "poll.opened": "a poll opened (on mod:<topic> with its results)",
+        "poll.results": "counts changed: at most 4 per second per poll (split per origin on "
+        "mod:<topic>)",
+        "poll.closed": "a poll closed, with the final results when they are shown",
+        "poll.wall": "a moderator put an open answer on the wall",
+    }
 
-def moderator_results(gateway: Gateway, live: LivePoll) -> dict[str, Any]:
-    """Results split per origin, with every open answer (and whether it is shown)."""
-    data = live.tally.results(split=True)
-    if live.tally.spec.kind is PollKind.OPEN:
-        data["answers"] = [
-            {
-                "answer_id": answer_id(gateway, live.poll_id, voter),
-                "text": str(ballot.answer),
-                "origin": ballot.origin,
-                "shown": voter in live.tally.wall,
-            }
-            for voter, ballot in live.tally.ballots.items()
-        ]
-    return data
-
-
-class PollBook:
-    """The polls this node runs."""
-
-    def __init__(self, gateway: Gateway) -> None:
-        self._gateway = gateway
+    def __init__(self, node: Node) -> None:
+        super().__init__(node)
         self.polls: dict[str, LivePoll] = {}
         self._dirty: set[str] = set()
-        self._tasks: list[asyncio.Task[None]] = []
 
     # --- life cycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
         """Load drafts and open polls (with their votes), start results and scheduling."""
-        pool = self._gateway.services.db()
+        pool = self._node.db()
         for stored in await poll_store.load(pool, states=(PollState.DRAFT, PollState.OPEN)):
             tally = Tally(spec=stored.spec, state=stored.state)
             tally.restore(
@@ -130,32 +175,12 @@ class PollBook:
             self.polls[stored.poll_id.hex] = LivePoll(
                 poll_id=stored.poll_id.hex, tally=tally, created_by=stored.created_by
             )
-        self._tasks = [
-            asyncio.create_task(
-                self._every(RESULTS_INTERVAL, self.push_results), name="poll-results"
-            ),
-            asyncio.create_task(
-                self._every(SCHEDULE_INTERVAL, self._open_due), name="poll-schedule"
-            ),
-        ]
+        self._node.every(RESULTS_INTERVAL, self.push_results, "poll-results")
+        self._node.every(SCHEDULE_INTERVAL, self._open_due, "poll-schedule")
 
-    async def stop(self) -> None:
-        """Stop the periodic tasks."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
-
-    @staticmethod
-    async def _every(seconds: float, action: Any) -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            try:
-                result = action()
-                if asyncio.iscoroutine(result):
-                    await result
-            except Exception:
-                log.exception("poll_task_failed")
+    def moderator_results(self, live: LivePoll) -> dict[str, Any]:
+        """Results split per origin, with every open answer (and whether it is shown)."""
+        return moderator_results(self._node.actor_key, live.poll_id, live.tally)
 
     async def get(self, poll_id: str) -> LivePoll:
         """A poll by id (one closed after the node started is loaded on demand).
@@ -166,11 +191,11 @@ class PollBook:
         live = self.polls.get(poll_id)
         if live is not None:
             return live
-        stored = await poll_store.get(self._gateway.services.db(), uuid.UUID(poll_id))
+        pool = self._node.db()
+        stored = await poll_store.get(pool, uuid.UUID(poll_id))
         if stored is None:
             raise NotFound(f"no poll {poll_id}")
         tally = Tally(spec=stored.spec, state=stored.state)
-        pool = self._gateway.services.db()
         tally.restore(
             await poll_store.ballots(pool, stored.poll_id, stored.spec.kind),
             await poll_store.shown(pool, stored.poll_id),
@@ -187,57 +212,67 @@ class PollBook:
             if p.tally.state is PollState.OPEN and topic in p.tally.spec.topics
         ]
 
+    def snapshot(self, ctx: Context, topic: str, moderator: bool) -> dict[str, Any]:
+        """The open polls: with split results for moderators, with ``voted`` for others."""
+        if moderator:
+            return {
+                "polls": [
+                    {**p.describe(results=False), "results": self.moderator_results(p)}
+                    for p in self.open_on(topic)
+                ]
+            }
+        sub = ctx.claims.sub
+        return {
+            "polls": [
+                {
+                    **p.describe(results=p.tally.audience_sees_results()),
+                    "voted": sub in p.tally.ballots,
+                }
+                for p in self.open_on(topic)
+            ]
+        }
+
     # --- state changes -------------------------------------------------------------------
 
     async def open(self, live: LivePoll, now: datetime) -> None:
         """Open a draft: votes are taken and everyone on its topics hears of it."""
+        node = self._node
         async with live.lock:
             if live.tally.state is not PollState.DRAFT:
                 raise Invalid(f"the poll is {live.tally.state.value}, not a draft")
-            await poll_store.set_state(
-                self._gateway.services.db(), uuid.UUID(live.poll_id), PollState.OPEN, now
-            )
+            await poll_store.set_state(node.db(), uuid.UUID(live.poll_id), PollState.OPEN, now)
             live.tally.state = PollState.OPEN
-        hub = self._gateway.hub
         shown = live.tally.audience_sees_results()
         for topic in live.tally.spec.topics:
-            hub.publish(topic, "poll.opened", live.describe(results=shown))
-            hub.publish(f"mod:{topic}", "poll.opened", live.describe(results=True))
-        self._gateway.engage_system(
-            EventKind.POLL_OPENED,
-            None,
-            {"poll_id": live.poll_id, "topics": list(live.tally.spec.topics)},
-        )
+            node.publish(topic, "poll.opened", live.describe(results=shown))
+            node.publish(f"mod:{topic}", "poll.opened", live.describe(results=True))
+        node.engage(payloads.PollOpened(poll_id=live.poll_id, topics=live.tally.spec.topics), None)
 
     async def close(self, live: LivePoll, now: datetime) -> None:
         """Close an open poll; the final results go out (to the audience if shown)."""
+        node = self._node
         async with live.lock:
             if live.tally.state is not PollState.OPEN:
                 raise Invalid(f"the poll is {live.tally.state.value}, not open")
             await self._drain(live)  # votes already queued are still counted
-            await poll_store.set_state(
-                self._gateway.services.db(), uuid.UUID(live.poll_id), PollState.CLOSED, now
-            )
+            await poll_store.set_state(node.db(), uuid.UUID(live.poll_id), PollState.CLOSED, now)
             live.tally.state = PollState.CLOSED
-        hub = self._gateway.hub
         final = live.tally.results()
         shown = live.tally.audience_sees_results()
         for topic in live.tally.spec.topics:
             fields: dict[str, Any] = {"poll_id": live.poll_id}
             if shown:
                 fields["results"] = final
-            hub.publish(topic, "poll.closed", fields)
-            hub.publish(
+            node.publish(topic, "poll.closed", fields)
+            node.publish(
                 f"mod:{topic}",
                 "poll.closed",
-                {"poll_id": live.poll_id, "results": moderator_results(self._gateway, live)},
+                {"poll_id": live.poll_id, "results": self.moderator_results(live)},
             )
-        self._gateway.engage_system(
-            EventKind.POLL_CLOSED, None, {"poll_id": live.poll_id, "voters": live.tally.voters}
-        )
+        node.engage(payloads.PollClosed(poll_id=live.poll_id, voters=live.tally.voters), None)
 
     async def _open_due(self) -> None:
-        now = self._gateway.services.clock()
+        now = self._node.clock()
         for live in list(self.polls.values()):
             opens_at = live.tally.spec.opens_at
             if live.tally.state is PollState.DRAFT and opens_at is not None and opens_at <= now:
@@ -290,11 +325,11 @@ class PollBook:
             for voter, old in before.items()
             if tally.ballots.get(voter) != old
         ]
-        services = self._gateway.services
+        node = self._node
         if changed:
             try:
                 await poll_store.save_ballots(
-                    services.db(), uuid.UUID(live.poll_id), changed, services.clock()
+                    node.db(), uuid.UUID(live.poll_id), changed, node.clock()
                 )
             except Exception as exc:
                 log.warning("votes_not_stored", poll_id=live.poll_id, error=str(exc))
@@ -318,165 +353,128 @@ class PollBook:
     def push_results(self) -> None:
         """Push ``poll.results`` for every poll whose counts changed since the last push."""
         dirty, self._dirty = self._dirty, set()
-        hub = self._gateway.hub
+        node = self._node
         for poll_id in dirty:
             live = self.polls.get(poll_id)
             if live is None:
                 continue
             shown = live.tally.audience_sees_results()
             combined = {"poll_id": poll_id, **live.tally.results()}
-            split = {"poll_id": poll_id, **moderator_results(self._gateway, live)}
+            split = {"poll_id": poll_id, **self.moderator_results(live)}
             for topic in live.tally.spec.topics:
                 if shown:
-                    hub.broadcast(topic, "poll.results", combined)
-                hub.broadcast(f"mod:{topic}", "poll.results", split)
+                    node.broadcast(topic, "poll.results", combined)
+                node.broadcast(f"mod:{topic}", "poll.results", split)
 
+    # --- requests ------------------------------------------------------------------------
 
-def vote_origin(conn: Connection, topics: tuple[str, ...], asked: str | None) -> str:
-    """Where a vote comes from: the hall the person is in, else the topic they vote from.
+    @command(PollCreate, role=Role.MODERATOR, scope="topics", listed=True)
+    async def create(self, ctx: Context, request: PollCreate) -> dict[str, Any]:
+        """Prepare a poll; with ``open`` it opens at once, with ``opens_at``/``at_session``
+        later."""
+        node = self._node
+        opens_at = request.opens_at
+        if request.at_session is not None:
+            session = node.programme.session(request.at_session)
+            if session is None:
+                raise NotFound(f"no session {request.at_session!r} in the programme")
+            opens_at = session.starts_at
+        spec = make_spec(
+            question=request.question,
+            kind=request.kind,
+            topics=request.topics,
+            options=request.options,
+            scale_max=request.scale_max,
+            visibility=request.visibility,
+            allow_change=request.allow_change,
+            opens_at=opens_at,
+        )
+        poll_id = uuid.uuid4()
+        await poll_store.create(node.db(), poll_id, spec, by=ctx.claims.sub)
+        live = LivePoll(poll_id=poll_id.hex, tally=Tally(spec=spec), created_by=ctx.claims.sub)
+        self.polls[live.poll_id] = live
+        await ctx.audit(
+            "poll.create", live.poll_id, {"topics": list(spec.topics), "kind": spec.kind.value}
+        )
+        if request.open:
+            await self.open(live, node.clock())
+        return live.describe(results=False)
 
-    Raises:
-        Forbidden: the token covers none of the poll's topics (or not the one asked for).
-    """
-    claims = conn.claims
-    for scope in claims.scopes:
-        if scope.startswith("hall:") and f"stage:{scope[5:]}" in topics:
-            return scope
-    if asked is not None:
-        if asked not in topics or not claims.may_subscribe(asked):
-            raise Forbidden(f"you cannot vote from {asked} in this poll")
-        return asked
-    for topic in topics:
-        if topic in conn.topics and claims.may_subscribe(topic):
-            return topic
-    for topic in topics:
-        if claims.may_subscribe(topic):
-            return topic
-    raise Forbidden("this poll is not open to your token's stages or sessions")
+    async def _moderated_poll(self, ctx: Context, poll_id: str) -> LivePoll:
+        live = await self.get(poll_id)
+        for topic in live.tally.spec.topics:
+            ctx.require_moderator(topic)
+        return live
 
+    @command(PollOpen, role=Role.MODERATOR)
+    async def open_poll(self, ctx: Context, request: PollOpen) -> dict[str, Any]:
+        """Open a draft now."""
+        live = await self._moderated_poll(ctx, request.poll_id)
+        await self.open(live, self._node.clock())
+        return live.describe(results=True)
 
-@handles("poll.create")
-async def create(gateway: Gateway, conn: Connection, request: PollCreate) -> dict[str, Any]:
-    """Prepare a poll; with ``open`` it opens at once, with ``opens_at``/``at_session`` later."""
-    for topic in request.topics:
-        require_moderator(conn, topic)
-        check_topic(gateway, conn, topic)
-    services = gateway.services
-    opens_at = request.opens_at
-    if request.at_session is not None:
-        session = services.programme.session(request.at_session)
-        if session is None:
-            raise NotFound(f"no session {request.at_session!r} in the programme")
-        opens_at = session.starts_at
-    spec = make_spec(
-        question=request.question,
-        kind=request.kind,
-        topics=request.topics,
-        options=request.options,
-        scale_max=request.scale_max,
-        visibility=request.visibility,
-        allow_change=request.allow_change,
-        opens_at=opens_at,
-    )
-    poll_id = uuid.uuid4()
-    await poll_store.create(services.db(), poll_id, spec, by=conn.claims.sub)
-    live = LivePoll(poll_id=poll_id.hex, tally=Tally(spec=spec), created_by=conn.claims.sub)
-    gateway.polls.polls[live.poll_id] = live
-    await audit.record_by(
-        services.db(),
-        conn.claims,
-        "poll.create",
-        target=live.poll_id,
-        detail={"topics": list(spec.topics), "kind": spec.kind.value},
-    )
-    if request.open:
-        await gateway.polls.open(live, services.clock())
-    return live.describe(results=False)
+    @command(PollClose, role=Role.MODERATOR)
+    async def close_poll(self, ctx: Context, request: PollClose) -> dict[str, Any]:
+        """Close an open poll; the result holds the final results, split per origin."""
+        live = await self._moderated_poll(ctx, request.poll_id)
+        await self.close(live, self._node.clock())
+        return {"poll_id": live.poll_id, "results": self.moderator_results(live)}
 
+    @command(PollResults, role=Role.MODERATOR)
+    async def results(self, ctx: Context, request: PollResults) -> dict[str, Any]:
+        """The results now, combined and split per origin (moderators)."""
+        live = await self._moderated_poll(ctx, request.poll_id)
+        return {
+            "poll_id": live.poll_id,
+            "state": live.tally.state.value,
+            "results": self.moderator_results(live),
+        }
 
-async def _moderated_poll(gateway: Gateway, conn: Connection, poll_id: str) -> LivePoll:
-    live = await gateway.polls.get(poll_id)
-    for topic in live.tally.spec.topics:
-        require_moderator(conn, topic)
-    return live
-
-
-@handles("poll.open")
-async def open_poll(gateway: Gateway, conn: Connection, request: PollOpen) -> dict[str, Any]:
-    """Open a draft now."""
-    live = await _moderated_poll(gateway, conn, request.poll_id)
-    await gateway.polls.open(live, gateway.services.clock())
-    return live.describe(results=True)
-
-
-@handles("poll.close")
-async def close_poll(gateway: Gateway, conn: Connection, request: PollClose) -> dict[str, Any]:
-    """Close an open poll; the result holds the final results, split per origin."""
-    live = await _moderated_poll(gateway, conn, request.poll_id)
-    await gateway.polls.close(live, gateway.services.clock())
-    return {"poll_id": live.poll_id, "results": moderator_results(gateway, live)}
-
-
-@handles("poll.results")
-async def results(gateway: Gateway, conn: Connection, request: PollResults) -> dict[str, Any]:
-    """The results now, combined and split per origin (moderators)."""
-    live = await _moderated_poll(gateway, conn, request.poll_id)
-    return {
-        "poll_id": live.poll_id,
-        "state": live.tally.state.value,
-        "results": moderator_results(gateway, live),
-    }
-
-
-@handles("poll.show")
-async def show(gateway: Gateway, conn: Connection, request: PollShow) -> dict[str, Any]:
-    """Put an open answer on the wall: everyone on the poll's topics gets ``poll.wall``."""
-    live = await _moderated_poll(gateway, conn, request.poll_id)
-    voter = next(
-        (v for v in live.tally.ballots if answer_id(gateway, live.poll_id, v) == request.answer_id),
-        None,
-    )
-    if voter is None:
-        raise NotFound(f"no answer {request.answer_id} in this poll")
-    services = gateway.services
-    if voter in live.tally.wall:  # already shown: nothing to push or audit again
+    @command(PollShow, role=Role.MODERATOR)
+    async def show(self, ctx: Context, request: PollShow) -> dict[str, Any]:
+        """Put an open answer on the wall: everyone on the poll's topics gets ``poll.wall``."""
+        live = await self._moderated_poll(ctx, request.poll_id)
+        node = self._node
+        voter = next(
+            (
+                v
+                for v in live.tally.ballots
+                if answer_id(node.actor_key, live.poll_id, v) == request.answer_id
+            ),
+            None,
+        )
+        if voter is None:
+            raise NotFound(f"no answer {request.answer_id} in this poll")
+        if voter in live.tally.wall:  # already shown: nothing to push or audit again
+            return {
+                "poll_id": live.poll_id,
+                "answer_id": request.answer_id,
+                "wall": live.tally.wall_texts(),
+            }
+        async with live.lock:
+            await poll_store.show(node.db(), uuid.UUID(live.poll_id), voter, node.clock())
+            text = live.tally.show(voter)  # memory follows storage
+        for topic in live.tally.spec.topics:
+            node.publish(topic, "poll.wall", {"poll_id": live.poll_id, "text": text})
+        await ctx.audit("poll.show", live.poll_id, {"answer_id": request.answer_id})
         return {
             "poll_id": live.poll_id,
             "answer_id": request.answer_id,
             "wall": live.tally.wall_texts(),
         }
-    async with live.lock:
-        await poll_store.show(services.db(), uuid.UUID(live.poll_id), voter, services.clock())
-        text = live.tally.show(voter)  # memory follows storage
-    for topic in live.tally.spec.topics:
-        gateway.hub.publish(topic, "poll.wall", {"poll_id": live.poll_id, "text": text})
-    await audit.record_by(
-        services.db(),
-        conn.claims,
-        "poll.show",
-        target=live.poll_id,
-        detail={"answer_id": request.answer_id},
-    )
-    return {
-        "poll_id": live.poll_id,
-        "answer_id": request.answer_id,
-        "wall": live.tally.wall_texts(),
-    }
 
-
-@handles("poll.vote")
-async def vote(gateway: Gateway, conn: Connection, request: PollVote) -> dict[str, Any]:
-    """One vote per person per poll, counted once however often it is sent."""
-    live = await gateway.polls.get(request.poll_id)
-    spec = live.tally.spec
-    origin = vote_origin(conn, spec.topics, request.topic)
-    answer = normalise_choice(spec, request.choice)
-    outcome = await gateway.polls.vote(live, conn.claims.sub, answer, origin)
-    if outcome is not Outcome.UNCHANGED:
-        gateway.engage(
-            EventKind.POLL_VOTE,
-            conn,
-            origin if not origin.startswith("hall:") else f"stage:{origin[5:]}",
-            {"poll_id": live.poll_id, "origin": origin, "changed": outcome is Outcome.CHANGED},
-        )
-    return {"poll_id": live.poll_id, "outcome": outcome.value}
+    @command(PollVote)
+    async def vote_request(self, ctx: Context, request: PollVote) -> dict[str, Any]:
+        """One vote per person per poll, counted once however often it is sent."""
+        live = await self.get(request.poll_id)
+        spec = live.tally.spec
+        origin = vote_origin(ctx.claims, ctx.topics, spec.topics, request.topic)
+        answer = normalise_choice(spec, request.choice)
+        outcome = await self.vote(live, ctx.claims.sub, answer, origin)
+        if outcome is not Outcome.UNCHANGED:
+            topic = origin if not origin.startswith("hall:") else f"stage:{origin[5:]}"
+            changed = outcome is Outcome.CHANGED
+            ctx.engage(
+                payloads.PollVote(poll_id=live.poll_id, origin=origin, changed=changed), topic
+            )
+        return {"poll_id": live.poll_id, "outcome": outcome.value}

@@ -9,29 +9,58 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar, Literal
 
 from hybridcon.core import qa as rules
-from hybridcon.core.engagement import EventKind
+from hybridcon.core.payloads import QuestionAsked, Upvote
+from hybridcon.core.poll_views import vote_origin
 from hybridcon.core.qa import QaSettings, Question, QuestionState
 from hybridcon.errors import Invalid, NotFound
-from hybridcon.realtime.access import check_topic, require_moderator
-from hybridcon.realtime.polls import vote_origin
-from hybridcon.realtime.protocol import (
-    QaAsk,
-    QaMerge,
-    QaModerate,
-    QaSettingsRequest,
-    QaUpvote,
-    handles,
-)
-from hybridcon.store import audit
+from hybridcon.realtime.command import Capability, HexId, RawText, Request, Role, Topic, command
+from hybridcon.realtime.context import Context, Node
 from hybridcon.store import qa as qa_store
 
-if TYPE_CHECKING:
-    from hybridcon.realtime.connection import Connection
-    from hybridcon.realtime.gateway import Gateway
+
+class QaAsk(Request):
+    """Ask a question in a topic."""
+
+    type: Literal["qa.ask"]
+    topic: Topic
+    text: RawText
+    anonymous: bool = False
+
+
+class QaUpvote(Request):
+    """Upvote a question; once per person."""
+
+    type: Literal["qa.upvote"]
+    question_id: HexId
+
+
+class QaModerate(Request):
+    """Moderator: approve, answer or dismiss a question."""
+
+    type: Literal["qa.approve", "qa.answer", "qa.dismiss"]
+    question_id: HexId
+
+
+class QaMerge(Request):
+    """Moderator: merge a near-duplicate into another question (upvoters join)."""
+
+    type: Literal["qa.merge"]
+    question_id: HexId
+    into: HexId
+
+
+class QaSettingsRequest(Request):
+    """Moderator: Q&A settings of a topic."""
+
+    type: Literal["qa.settings"]
+    topic: Topic
+    moderated: bool
+    anonymous: bool
 
 
 @dataclass
@@ -50,11 +79,18 @@ class TopicQa:
         ]
 
 
-class QaBook:
-    """The Q&A topics this node has touched."""
+class Qa(Capability):
+    """The Q&A topics this node has touched, and the Q&A requests."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        self._gateway = gateway
+    pushes: ClassVar[Mapping[str, str]] = {
+        "qa.question": "a question the receiver may now see in full (pending ones on "
+        "mod:<topic> only); its topic is the envelope's",
+        "qa.updated": "a question's upvotes or state changed",
+        "qa.settings": "a topic's Q&A settings changed",
+    }
+
+    def __init__(self, node: Node) -> None:
+        super().__init__(node)
         self._topics: dict[str, TopicQa] = {}
         self._index: dict[str, str] = {}  # question_id -> topic
         self._load_lock = asyncio.Lock()
@@ -67,7 +103,7 @@ class QaBook:
         async with self._load_lock:
             found = self._topics.get(topic)
             if found is None:
-                pool = self._gateway.services.db()
+                pool = self._node.db()
                 settings = await qa_store.load_settings(pool, topic)
                 found = TopicQa(settings=settings)
                 for question in await qa_store.load_topic(pool, topic):
@@ -84,7 +120,7 @@ class QaBook:
         """
         topic = self._index.get(question_id)
         if topic is None:
-            row = await self._gateway.services.db().fetchval(
+            row = await self._node.db().fetchval(
                 "SELECT topic FROM questions WHERE question_id = $1", uuid.UUID(question_id)
             )
             if row is None:
@@ -93,140 +129,134 @@ class QaBook:
         qa = await self.topic(topic)
         return qa, qa.questions[question_id]
 
-    def remember(self, question: Question) -> None:
-        """Index a new question."""
-        self._index[question.question_id] = question.topic
+    async def load(self, topic: str) -> None:
+        """Load the topic's questions."""
+        await self.topic(topic)
+
+    def snapshot(self, ctx: Context, topic: str, moderator: bool) -> dict[str, Any]:
+        """Open questions (pending ones for moderators) and, for others, the settings."""
+        qa = self._topics[topic]
+        if moderator:
+            return {"questions": qa.listing(moderator=True)}
+        return {
+            "questions": qa.listing(moderator=False),
+            "qa": {"moderated": qa.settings.moderated, "anonymous": qa.settings.anonymous},
+        }
 
     def publish(self, question: Question, kind: str) -> None:
-        """Push a question (``qa.question``) or its change (``qa.updated``) where it is seen."""
-        hub = self._gateway.hub
-        fields = question.public() if kind == "qa.question" else question.update()
-        hub.publish(f"mod:{question.topic}", kind, fields)
+        """Push a question (``qa.question``) or its change (``qa.updated``) where it is seen.
+
+        A pushed question's topic is the envelope's: on ``mod:<topic>`` it names the
+        moderators' topic, whose sequence the push carries (the question's own topic
+        field would claim the public topic's place in the client's sequence).
+        """
+        node = self._node
+        if kind == "qa.question":
+            fields = question.public()
+            del fields["topic"]
+        else:
+            fields = question.update()
+        node.publish(f"mod:{question.topic}", kind, fields)
         if question.state is not QuestionState.PENDING:
-            hub.publish(question.topic, kind, fields)
+            node.publish(question.topic, kind, fields)
 
+    @command(QaAsk, scope="topic")
+    async def ask(self, ctx: Context, request: QaAsk) -> dict[str, Any]:
+        """Ask a question; the origin (stage, session, hall) is kept on it."""
+        if request.topic == "event":
+            raise Invalid("ask in a stage or a session; 'event' is for announcements")
+        qa = await self.topic(request.topic)
+        claims = ctx.claims
+        question = rules.new_question(
+            question_id=uuid.uuid4().hex,
+            topic=request.topic,
+            author_id=claims.sub,
+            author_name=claims.name or "Deelnemer",
+            text=request.text,
+            origin=vote_origin(claims, ctx.topics, (request.topic,), None),
+            anonymous=request.anonymous,
+            settings=qa.settings,
+            now=self._node.clock(),
+        )
+        async with qa.lock:
+            await qa_store.insert(self._node.db(), question)
+            qa.questions[question.question_id] = question
+            self._index[question.question_id] = question.topic
+            self.publish(question, "qa.question")
+        ctx.engage(
+            QuestionAsked(question_id=question.question_id, anonymous=request.anonymous),
+            request.topic,
+        )
+        return question.public()
 
-@handles("qa.ask")
-async def ask(gateway: Gateway, conn: Connection, request: QaAsk) -> dict[str, Any]:
-    """Ask a question; the origin (stage, session, hall) is kept on it."""
-    check_topic(gateway, conn, request.topic)
-    if request.topic == "event":
-        raise Invalid("ask in a stage or a session; 'event' is for announcements")
-    qa = await gateway.qa.topic(request.topic)
-    claims = conn.claims
-    question = rules.new_question(
-        question_id=uuid.uuid4().hex,
-        topic=request.topic,
-        author_id=claims.sub,
-        author_name=claims.name or "Deelnemer",
-        text=request.text,
-        origin=vote_origin(conn, (request.topic,), None),
-        anonymous=request.anonymous,
-        settings=qa.settings,
-        now=gateway.services.clock(),
-    )
-    async with qa.lock:
-        await qa_store.insert(gateway.services.db(), question)
-        qa.questions[question.question_id] = question
-        gateway.qa.remember(question)
-        gateway.qa.publish(question, "qa.question")
-    gateway.engage(
-        EventKind.QUESTION,
-        conn,
-        request.topic,
-        {"question_id": question.question_id, "anonymous": request.anonymous},
-    )
-    return question.public()
+    @command(QaUpvote)
+    async def upvote(self, ctx: Context, request: QaUpvote) -> dict[str, Any]:
+        """One upvote per person; a repeat changes nothing."""
+        qa, question = await self.question(request.question_id)
+        ctx.check_topic(question.topic)
+        async with qa.lock:
+            if rules.upvote(question, ctx.claims.sub):
+                node = self._node
+                try:
+                    await qa_store.add_upvote(
+                        node.db(), question.question_id, ctx.claims.sub, node.clock()
+                    )
+                except Exception:
+                    question.upvoters.discard(ctx.claims.sub)  # memory follows storage
+                    raise
+                self.publish(question, "qa.updated")
+                ctx.engage(Upvote(question_id=question.question_id), question.topic)
+        return question.update()
 
-
-@handles("qa.upvote")
-async def upvote(gateway: Gateway, conn: Connection, request: QaUpvote) -> dict[str, Any]:
-    """One upvote per person; a repeat changes nothing."""
-    qa, question = await gateway.qa.question(request.question_id)
-    check_topic(gateway, conn, question.topic)
-    async with qa.lock:
-        if rules.upvote(question, conn.claims.sub):
-            services = gateway.services
+    @command(QaModerate, role=Role.MODERATOR)
+    async def moderate(self, ctx: Context, request: QaModerate) -> dict[str, Any]:
+        """Move a question through the queue."""
+        qa, question = await self.question(request.question_id)
+        ctx.require_moderator(question.topic)
+        action = request.type.removeprefix("qa.")
+        async with qa.lock:
+            before = question.state
+            rules.moderate(question, action)
             try:
-                await qa_store.add_upvote(
-                    services.db(), question.question_id, conn.claims.sub, services.clock()
-                )
+                await qa_store.set_state(self._node.db(), question)
             except Exception:
-                question.upvoters.discard(conn.claims.sub)  # memory follows storage
+                question.state = before
                 raise
-            gateway.qa.publish(question, "qa.updated")
-            gateway.engage(
-                EventKind.UPVOTE, conn, question.topic, {"question_id": question.question_id}
-            )
-    return question.update()
+            # Approval is when the audience first sees the question in full.
+            self.publish(question, "qa.question" if action == "approve" else "qa.updated")
+        await ctx.audit(f"qa.{action}", question.question_id, {"topic": question.topic})
+        return question.update()
 
+    @command(QaMerge, role=Role.MODERATOR)
+    async def merge(self, ctx: Context, request: QaMerge) -> dict[str, Any]:
+        """Merge a near-duplicate into another question; its upvoters join (each once)."""
+        qa, duplicate = await self.question(request.question_id)
+        _, into = await self.question(request.into)
+        ctx.require_moderator(duplicate.topic)
+        async with qa.lock:
+            before = (duplicate.state, set(into.upvoters))
+            rules.merge(duplicate, into)
+            try:
+                async with self._node.db().acquire() as db:
+                    await qa_store.merge_upvotes(db, duplicate, into)
+            except Exception:
+                duplicate.state, into.upvoters = before[0], before[1]
+                duplicate.merged_into = None
+                raise
+            self.publish(duplicate, "qa.updated")
+            self.publish(into, "qa.updated")
+        await ctx.audit(
+            "qa.merge", duplicate.question_id, {"topic": duplicate.topic, "into": into.question_id}
+        )
+        return into.update()
 
-@handles("qa.approve")
-@handles("qa.answer")
-@handles("qa.dismiss")
-async def moderate(gateway: Gateway, conn: Connection, request: QaModerate) -> dict[str, Any]:
-    """Move a question through the queue."""
-    qa, question = await gateway.qa.question(request.question_id)
-    require_moderator(conn, question.topic)
-    action = request.type.removeprefix("qa.")
-    async with qa.lock:
-        before = question.state
-        rules.moderate(question, action)
-        try:
-            await qa_store.set_state(gateway.services.db(), question)
-        except Exception:
-            question.state = before
-            raise
-        # Approval is when the audience first sees the question in full.
-        gateway.qa.publish(question, "qa.question" if action == "approve" else "qa.updated")
-    await audit.record_by(
-        gateway.services.db(),
-        conn.claims,
-        f"qa.{action}",
-        target=question.question_id,
-        detail={"topic": question.topic},
-    )
-    return question.update()
-
-
-@handles("qa.merge")
-async def merge(gateway: Gateway, conn: Connection, request: QaMerge) -> dict[str, Any]:
-    """Merge a near-duplicate into another question; its upvoters join (each once)."""
-    qa, duplicate = await gateway.qa.question(request.question_id)
-    _, into = await gateway.qa.question(request.into)
-    require_moderator(conn, duplicate.topic)
-    async with qa.lock:
-        before = (duplicate.state, set(into.upvoters))
-        rules.merge(duplicate, into)
-        try:
-            async with gateway.services.db().acquire() as db:
-                await qa_store.merge_upvotes(db, duplicate, into)
-        except Exception:
-            duplicate.state, into.upvoters = before[0], before[1]
-            duplicate.merged_into = None
-            raise
-        gateway.qa.publish(duplicate, "qa.updated")
-        gateway.qa.publish(into, "qa.updated")
-    await audit.record_by(
-        gateway.services.db(),
-        conn.claims,
-        "qa.merge",
-        target=duplicate.question_id,
-        detail={"topic": duplicate.topic, "into": into.question_id},
-    )
-    return into.update()
-
-
-@handles("qa.settings")
-async def settings(
-    gateway: Gateway, conn: Connection, request: QaSettingsRequest
-) -> dict[str, Any]:
-    """Whether questions wait for approval, and whether people may ask anonymously."""
-    require_moderator(conn, request.topic)
-    qa = await gateway.qa.topic(request.topic)
-    new = QaSettings(moderated=request.moderated, anonymous=request.anonymous)
-    await qa_store.save_settings(gateway.services.db(), request.topic, new, by=conn.claims.sub)
-    qa.settings = new
-    data = {"moderated": new.moderated, "anonymous": new.anonymous}
-    gateway.hub.publish(request.topic, "qa.settings", data)
-    return data
+    @command(QaSettingsRequest, role=Role.MODERATOR, scope="topic")
+    async def settings(self, ctx: Context, request: QaSettingsRequest) -> dict[str, Any]:
+        """Whether questions wait for approval, and whether people may ask anonymously."""
+        qa = await self.topic(request.topic)
+        new = QaSettings(moderated=request.moderated, anonymous=request.anonymous)
+        await qa_store.save_settings(self._node.db(), request.topic, new, by=ctx.claims.sub)
+        qa.settings = new
+        data = {"moderated": new.moderated, "anonymous": new.anonymous}
+        self._node.publish(request.topic, "qa.settings", data)
+        return data

@@ -2,30 +2,43 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal
 
-from hybridcon.core.engagement import EventKind
+from pydantic import StringConstraints
+
+from hybridcon.core.payloads import Reaction
 from hybridcon.errors import Invalid
-from hybridcon.realtime.access import check_topic
-from hybridcon.realtime.protocol import React, handles
-
-if TYPE_CHECKING:
-    from hybridcon.realtime.connection import Connection
-    from hybridcon.realtime.gateway import Gateway
+from hybridcon.realtime.command import Capability, Request, Topic, command
+from hybridcon.realtime.context import Context, Node
 
 EMOJI = ("👏", "❤️", "😂", "😮", "👍", "🎉")
 PUSH_INTERVAL = 1.0
 
 
-class Reactions:
+class React(Request):
+    """A reaction from the small fixed set; counts are pushed at most once a second."""
+
+    type: Literal["react"]
+    topic: Topic
+    emoji: Annotated[str, StringConstraints(max_length=8)]
+
+
+class Reactions(Capability):
     """Counts since the last push, per topic."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        self._gateway = gateway
+    pushes: ClassVar[Mapping[str, str]] = {
+        "reactions": "the counts since the last push, at most once a second"
+    }
+
+    def __init__(self, node: Node) -> None:
+        super().__init__(node)
         self._counts: dict[str, Counter[str]] = {}
-        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start the once-a-second push."""
+        self._node.every(PUSH_INTERVAL, self.push, "reactions")
 
     def add(self, topic: str, emoji: str) -> None:
         """Count one reaction."""
@@ -35,30 +48,13 @@ class Reactions:
         """Push ``reactions {counts}`` for every topic that had some since the last push."""
         counts, self._counts = self._counts, {}
         for topic, counter in counts.items():
-            self._gateway.hub.broadcast(topic, "reactions", {"counts": dict(counter)})
+            self._node.broadcast(topic, "reactions", {"counts": dict(counter)})
 
-    def start(self) -> None:
-        """Start the once-a-second push."""
-        self._task = asyncio.create_task(self._run(), name="reactions")
-
-    async def stop(self) -> None:
-        """Stop pushing."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(PUSH_INTERVAL)
-            self.push()
-
-
-@handles("react")
-async def react(gateway: Gateway, conn: Connection, request: React) -> dict[str, Any]:
-    """Count a reaction; everyone on the topic sees the totals within a second."""
-    check_topic(gateway, conn, request.topic)
-    if request.emoji not in EMOJI:
-        raise Invalid(f"emoji must be one of {' '.join(EMOJI)}")
-    gateway.reactions.add(request.topic, request.emoji)
-    gateway.engage(EventKind.REACTION, conn, request.topic, {"emoji": request.emoji})
-    return {}
+    @command(React, scope="topic")
+    async def react(self, ctx: Context, request: React) -> dict[str, Any]:
+        """Count a reaction; everyone on the topic sees the totals within a second."""
+        if request.emoji not in EMOJI:
+            raise Invalid(f"emoji must be one of {' '.join(EMOJI)}")
+        self.add(request.topic, request.emoji)
+        ctx.engage(Reaction(emoji=request.emoji), request.topic)
+        return {}

@@ -87,7 +87,10 @@ class RevocationMirror:
         pool: for full reloads.
         clock: the current time.
         resync_seconds: the period of full reloads.
-        on_revoked: called with each newly seen ``jti`` (to close its connections).
+
+    Attributes:
+        on_revoked: hooks called with each newly seen ``jti`` (the gateway closes its
+            connections, the livestreams their publishers).
     """
 
     def __init__(
@@ -97,13 +100,12 @@ class RevocationMirror:
         pool: asyncpg.Pool,
         clock: Callable[[], datetime],
         resync_seconds: float,
-        on_revoked: Callable[[str], None] | None = None,
     ) -> None:
         self._connect = connect
         self._pool = pool
         self._clock = clock
         self._resync = resync_seconds
-        self.on_revoked = on_revoked
+        self.on_revoked: list[Callable[[str], None]] = []
         self.revoked: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
@@ -115,8 +117,8 @@ class RevocationMirror:
         """Mark ``jti`` revoked here at once (the NOTIFY will follow)."""
         if jti not in self.revoked:
             self.revoked.add(jti)
-            if self.on_revoked is not None:
-                self.on_revoked(jti)
+            for hook in self.on_revoked:
+                hook(jti)
 
     async def reload(self) -> None:
         """Replace the mirror with the database's list."""

@@ -9,11 +9,15 @@ the hub, not when its offer is answered. Every change is pushed to the stage top
 ``stream.state`` with fresh signed URLs, so players switch on and off by themselves, and
 logged as ``stream_started`` / ``stream_ended``. Health goes to ``mod:stage:<id>`` as
 ``stream.health`` every few seconds and to the log as ``stream_health``; Prometheus
-series per stage are in :mod:`hybridcon.api.stream_metrics`.
+series per stage are in :mod:`hybridcon.streams.metrics`.
 
 Caps (one publisher per stage, ``whip_max_publishers`` and ``whep_max_viewers`` per
 node) are taken before the first await of an offer's negotiation and given back if it
 fails, so offers arriving together cannot pass a cap together.
+
+The streams know nothing of the WebSocket gateway: they push through a small
+:class:`Outlet` (the node's publishing side), and the app hooks their snapshot part
+and their revocation handling where they belong.
 """
 
 from __future__ import annotations
@@ -22,15 +26,14 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import structlog
-from aiohttp import web
 
-from hybridcon.api.stream_metrics import StageMetrics
-from hybridcon.core.engagement import EngagementEvent, EventKind
+from hybridcon.core import payloads
 from hybridcon.core.programme import Stage, StageKind
 from hybridcon.core.streams import StreamEvent, StreamState, next_state
 from hybridcon.core.tokens import Claims
@@ -41,12 +44,31 @@ from hybridcon.media.hub import KINDS, Consumer, Kind, StageHub
 from hybridcon.media.peers import Publisher, Viewer, accept_publisher, accept_viewer
 from hybridcon.media.probe import Probe, ProbeState
 from hybridcon.media.recorder import Recorder
-from hybridcon.realtime.gateway import GATEWAY, Gateway
-from hybridcon.services import SERVICES, Services
+from hybridcon.periodic import Periodic
+from hybridcon.services import Services
+from hybridcon.streams.metrics import StageMetrics
 
 log = structlog.get_logger(__name__)
 
 LOSS_ALERT = 0.02  # more than 2 % of packets lost since the last health push
+
+
+class Outlet(Protocol):
+    """Where the streams push state, log engagement and run background work."""
+
+    def publish(self, topic: str, kind: str, fields: Mapping[str, Any]) -> object:
+        """A sequenced push to ``topic``."""
+
+    def broadcast(self, topic: str, kind: str, fields: Mapping[str, Any]) -> None:
+        """An unsequenced state push to ``topic``."""
+
+    def engage(
+        self, payload: payloads.Payload, topic: str | None, claims: Claims | None = None
+    ) -> None:
+        """Log an engagement event (the streams' are system events)."""
+
+    def background(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task kept until it ends."""
 
 
 @dataclass
@@ -84,9 +106,15 @@ class StageStream:
 class Streams:
     """Every streamed stage on this node."""
 
-    def __init__(self, services: Services, gateway: Gateway, hls_secret: bytes) -> None:
+    pushes: ClassVar[Mapping[str, str]] = {
+        "stream.state": "the stage's stream state changed (with fresh signed URLs)",
+        "stream.health": "mod:stage:<id>: the ingest's health, every stream_health_seconds",
+        "stream.alert": "mod:stage:<id>: the probe saw a problem start or end",
+    }
+
+    def __init__(self, services: Services, outlet: Outlet, hls_secret: bytes) -> None:
         self.services = services
-        self.gateway = gateway
+        self.outlet = outlet
         self.hls_secret = hls_secret
         self.stages: dict[str, StageStream] = {
             stage.id: StageStream(
@@ -99,7 +127,7 @@ class Streams:
         }
         # WHEP offers being answered, held against the node's viewer cap.
         self._viewers_reserved = 0
-        self._health: asyncio.Task[None] | None = None
+        self._periodic = Periodic()
 
     def get(self, stage_id: str) -> StageStream:
         """A streamed stage.
@@ -143,18 +171,18 @@ class Streams:
             "audio_only": stream.audio_only,
         }
 
-    def snapshot(self, topic: str, _claims: Claims) -> dict[str, Any] | None:
-        """The ``stream`` part of a stage's subscribe snapshot (None for other topics);
+    def snapshot(self, topic: str, _claims: Claims) -> dict[str, Any]:
+        """The ``stream`` part of a stage's subscribe snapshot (nothing for other topics);
         for ``mod:stage:<id>`` with the ingest's health."""
         moderated = topic.startswith("mod:")
         kind, _, ident = topic.removeprefix("mod:").partition(":")
         stream = self.stages.get(ident) if kind == "stage" else None
         if stream is None:
-            return None
+            return {}
         data = self.urls(stream)
         if moderated:
             data["health"] = self.health(stream, update=False)
-        return data
+        return {"stream": data}
 
     def _event(self, stream: StageStream, event: StreamEvent) -> None:
         now = self.services.clock()
@@ -169,23 +197,18 @@ class Streams:
         self._push_state(stream)
         topic = f"stage:{stream.stage.id}"
         kind = transition.engagement_kind
-        writer = self.services.engagement
-        if kind is not None and writer is not None:
-            writer.log(
-                EngagementEvent.new(
-                    EventKind(kind),
-                    ts=now,
-                    topic=topic,
-                    data={"state": transition.after.value, "was": transition.before.value},
-                )
+        if kind is not None:
+            change = payloads.StreamStarted if kind == "stream_started" else payloads.StreamEnded
+            self.outlet.engage(
+                change(state=transition.after.value, was=transition.before.value), topic
             )
         log.info("stream_state", stage=stream.stage.id, state=stream.state.value)
 
     def _push_state(self, stream: StageStream) -> None:
         topic = f"stage:{stream.stage.id}"
         urls = self.urls(stream)  # signed once for both topics
-        self.gateway.hub.publish(topic, "stream.state", urls)
-        self.gateway.hub.publish(f"mod:{topic}", "stream.state", urls)
+        self.outlet.publish(topic, "stream.state", urls)
+        self.outlet.publish(f"mod:{topic}", "stream.state", urls)
 
     def _segment_written(self, stream: StageStream) -> None:
         stream.metrics.segments.inc()
@@ -232,7 +255,7 @@ class Streams:
 
         def closed() -> None:
             if stream.publisher_session == session:
-                self.gateway.background(self._drop_publisher(stream, StreamEvent.DROPPED))
+                self.outlet.background(self._drop_publisher(stream, StreamEvent.DROPPED))
 
         try:
             if stream.publisher is not None:
@@ -270,7 +293,7 @@ class Streams:
         """A revoked broadcaster token takes its publisher off the air (interrupted)."""
         for stream in self.stages.values():
             if stream.publisher is not None and stream.publisher_jti == jti:
-                self.gateway.background(self._drop_publisher(stream, StreamEvent.DROPPED))
+                self.outlet.background(self._drop_publisher(stream, StreamEvent.DROPPED))
 
     async def stop_publishing(self, stage_id: str, session: str) -> None:
         """The publisher ended its session (WHIP DELETE): the stream has ended.
@@ -327,7 +350,7 @@ class Streams:
         topic = f"mod:stage:{stream.stage.id}"
 
         def alert(state: ProbeState) -> None:
-            self.gateway.hub.publish(
+            self.outlet.publish(
                 topic,
                 "stream.alert",
                 {"stage": stream.stage.id, "problems": state.problems(), **state.public()},
@@ -417,7 +440,7 @@ class Streams:
         def closed() -> None:
             viewer = stream.viewers.pop(session, None)
             if viewer is not None:
-                self.gateway.background(viewer.close())
+                self.outlet.background(viewer.close())
 
         # Held from here, before the first await, until the offer is accepted or fails.
         self._viewers_reserved += 1
@@ -481,8 +504,6 @@ class Streams:
 
     def push_health(self) -> None:
         """Push ``stream.health`` for live stages and log it."""
-        writer = self.services.engagement
-        now = self.services.clock()
         for stream in self.stages.values():
             if stream.state is not StreamState.LIVE:
                 stream.metrics.loss.set(0)
@@ -490,11 +511,8 @@ class Streams:
             data = self.health(stream)
             stream.metrics.loss.set(data["loss"])
             topic = f"stage:{stream.stage.id}"
-            self.gateway.hub.broadcast(f"mod:{topic}", "stream.health", data)
-            if writer is not None:
-                writer.log(
-                    EngagementEvent.new(EventKind.STREAM_HEALTH, ts=now, topic=topic, data=data)
-                )
+            self.outlet.broadcast(f"mod:{topic}", "stream.health", data)
+            self.outlet.engage(payloads.StreamHealth(health=data), topic)
 
     def check_stalls(self) -> None:
         """Close publishers that send nothing (any more).
@@ -525,7 +543,7 @@ class Streams:
                         "publisher closed",
                     )
                     stream.metrics.stalled("no_media")
-                    self.gateway.background(self._drop_publisher(stream, StreamEvent.DROPPED))
+                    self.outlet.background(self._drop_publisher(stream, StreamEvent.DROPPED))
                 continue
             if stream.state is not StreamState.LIVE:
                 continue
@@ -538,7 +556,7 @@ class Streams:
             if quiet > settings.stream_stall_seconds:
                 log.warning("stream_stalled", stage=stream.stage.id, seconds=round(quiet, 1))
                 stream.metrics.stalled("stalled")
-                self.gateway.background(self._drop_publisher(stream, StreamEvent.DROPPED))
+                self.outlet.background(self._drop_publisher(stream, StreamEvent.DROPPED))
 
     def sample_metrics(self) -> None:
         """Bring every stage's Prometheus series in line with its hub (once a second)."""
@@ -551,26 +569,18 @@ class Streams:
 
     async def start(self) -> None:
         """Start the periodic health pushes, the stall watch and the metrics samples."""
-        settings = self.services.settings
+        self._periodic.every(1.0, self._each_second, "stream-watch")
+        self._periodic.every(
+            self.services.settings.stream_health_seconds, self.push_health, "stream-health"
+        )
 
-        async def loop() -> None:
-            waited = 0.0
-            while True:
-                await asyncio.sleep(1.0)
-                self.sample_metrics()
-                self.check_stalls()
-                waited += 1.0
-                if waited >= settings.stream_health_seconds:
-                    waited = 0.0
-                    self.push_health()
-
-        self._health = asyncio.create_task(loop(), name="stream-health")
+    def _each_second(self) -> None:
+        self.sample_metrics()
+        self.check_stalls()
 
     async def stop(self) -> None:
         """Close every publisher and viewer."""
-        if self._health is not None:
-            self._health.cancel()
-            await asyncio.gather(self._health, return_exceptions=True)
+        await self._periodic.stop()
         for stream in self.stages.values():
             for viewer in list(stream.viewers.values()):
                 with contextlib.suppress(Exception):
@@ -578,34 +588,3 @@ class Streams:
             stream.viewers.clear()
             if stream.publisher is not None:
                 await self._drop_publisher(stream, StreamEvent.DROPPED)
-
-
-STREAMS = web.AppKey("streams", Streams)
-
-
-def setup(app: web.Application) -> None:
-    """Add the streams' life cycle (routes are in :mod:`hybridcon.api.whip`)."""
-
-    async def context(app: web.Application) -> Any:
-        from hybridcon.store.keyfile import load_or_create_secret
-
-        services = app[SERVICES]
-        secret = await asyncio.to_thread(load_or_create_secret, services.settings.hls_secret_path)
-        streams = Streams(services, app[GATEWAY], secret)
-        app[STREAMS] = streams
-        app[GATEWAY].stream_snapshot = streams.snapshot
-        mirror = services.revocations
-        if mirror is not None:
-            closes_sockets = mirror.on_revoked
-
-            def revoked(jti: str) -> None:
-                if closes_sockets is not None:
-                    closes_sockets(jti)
-                streams.revoked(jti)
-
-            mirror.on_revoked = revoked
-        await streams.start()
-        yield
-        await streams.stop()
-
-    app.cleanup_ctx.append(context)

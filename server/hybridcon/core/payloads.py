@@ -1,0 +1,177 @@
+"""Typed engagement payloads: one class per event kind, the ``data`` the report reads.
+
+Every engagement event is written from one of these, so each kind's ``data`` has one
+shape wherever it is logged (``docs/report-definitions.md`` and the report read them).
+A field that is ``None`` is left out of ``data``; a person's events also carry their
+``role`` (added by the node that logs them, from the token).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+from hybridcon.core.engagement import EventKind
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """The base: ``kind`` names the event, :meth:`data` is its JSON ``data``."""
+
+    kind: ClassVar[EventKind]
+
+    def data(self) -> dict[str, Any]:
+        """The event's ``data``: the fields that are set, in declaration order."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            if isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Join(Payload):
+    """A person subscribed to a topic (their first connection on it)."""
+
+    kind = EventKind.JOIN
+
+
+@dataclass(frozen=True, slots=True)
+class Leave(Payload):
+    """A person left a topic; ``seconds`` connected when the connection ended."""
+
+    kind = EventKind.LEAVE
+    seconds: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat(Payload):
+    """What a viewer's player was doing (every 30 s)."""
+
+    kind = EventKind.HEARTBEAT
+    playing: bool
+    visible: bool
+    muted: bool | None = None
+    quality: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatLine(Payload):
+    """A chat line sent (published or held); never its text."""
+
+    kind = EventKind.CHAT
+    msg_id: str
+    length: int
+    held: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ChatModerated(Payload):
+    """A moderation action; a person it targets appears as a keyed hash only.
+
+    ``settings`` (slow mode, hold) are spread into ``data`` as their own keys.
+    """
+
+    kind = EventKind.CHAT_MODERATED
+    action: str
+    msg_id: str | None = None
+    user_id: str | None = None  # the keyed hash, never the raw subject
+    seconds: int | None = None
+    until: str | None = None
+    settings: Mapping[str, object] | None = None
+
+    def data(self) -> dict[str, Any]:
+        """The set fields, with ``settings`` spread."""
+        out = Payload.data(self)
+        settings = out.pop("settings", None)
+        if settings:
+            out.update(settings)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class PollOpened(Payload):
+    """A poll opened (by a moderator or on schedule): a system event."""
+
+    kind = EventKind.POLL_OPENED
+    poll_id: str
+    topics: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PollVote(Payload):
+    """A vote counted (a first vote or a change; a repeat is not logged)."""
+
+    kind = EventKind.POLL_VOTE
+    poll_id: str
+    origin: str
+    changed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PollClosed(Payload):
+    """A poll closed with this many voters: a system event."""
+
+    kind = EventKind.POLL_CLOSED
+    poll_id: str
+    voters: int
+
+
+@dataclass(frozen=True, slots=True)
+class QuestionAsked(Payload):
+    """A question asked (never its text)."""
+
+    kind = EventKind.QUESTION
+    question_id: str
+    anonymous: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Upvote(Payload):
+    """An upvote counted."""
+
+    kind = EventKind.UPVOTE
+    question_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reaction(Payload):
+    """A reaction."""
+
+    kind = EventKind.REACTION
+    emoji: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStarted(Payload):
+    """A stage's stream became live: a system event."""
+
+    kind = EventKind.STREAM_STARTED
+    state: str
+    was: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnded(Payload):
+    """A stage's stream stopped being live (interrupted or ended): a system event."""
+
+    kind = EventKind.STREAM_ENDED
+    state: str
+    was: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamHealth(Payload):
+    """A live stage's ingest health (every few seconds): a system event."""
+
+    kind = EventKind.STREAM_HEALTH
+    health: Mapping[str, Any]
+
+    def data(self) -> dict[str, Any]:
+        """The health figures as they were pushed to the moderators."""
+        return dict(self.health)

@@ -1,0 +1,165 @@
+"""What a capability may use: the node's narrow side, and one connection's context.
+
+Capabilities never see the gateway. They get a :class:`Node` at construction (the
+clock, storage, publishing, the engagement log, background work) and a
+:class:`Context` with each request (the connection, and the same effects on behalf of
+its person). Every effect a handler has, a push, an engagement record, an audit row,
+goes through these few methods, so there is one place that carries each out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from hybridcon.core.payloads import Payload
+from hybridcon.core.programme import Programme
+from hybridcon.core.tokens import STAFF_ROLES, Claims
+from hybridcon.errors import Forbidden, NotFound
+
+if TYPE_CHECKING:
+    import asyncio
+
+    import asyncpg
+
+    from hybridcon.core.wordfilter import WordFilter
+    from hybridcon.realtime.connection import Connection
+    from hybridcon.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """A sequenced push as sent: its number and its encoded message (for snapshots)."""
+
+    seq: int
+    payload: bytes
+
+
+class Node(Protocol):
+    """The node as a capability sees it."""
+
+    @property
+    def settings(self) -> Settings:
+        """The node's settings."""
+
+    @property
+    def programme(self) -> Programme:
+        """The event's programme."""
+
+    @property
+    def actor_key(self) -> bytes:
+        """The key of the engagement log's keyed hashes."""
+
+    @property
+    def word_filter(self) -> WordFilter:
+        """The chat's word filter."""
+
+    def clock(self) -> datetime:
+        """The current time (timezone-aware)."""
+
+    def db(self) -> asyncpg.Pool:
+        """The database pool (raises ``Unavailable`` when there is none)."""
+
+    def publish(self, topic: str, kind: str, fields: Mapping[str, Any]) -> Published:
+        """Push a sequenced message to ``topic`` (kept for ``since``)."""
+
+    def broadcast(self, topic: str, kind: str, fields: Mapping[str, Any]) -> None:
+        """Push an unsequenced state message (newer state replaces it; not kept)."""
+
+    def engage(self, payload: Payload, topic: str | None, claims: Claims | None = None) -> None:
+        """Log an engagement event; ``claims`` names the person (as a keyed hash)."""
+
+    async def audit(
+        self, claims: Claims, action: str, target: str, detail: Mapping[str, Any]
+    ) -> None:
+        """Append an audit row for a staff action (the audit log names people)."""
+
+    def background(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task the node keeps until it ends."""
+
+    def every(
+        self, seconds: float, action: Callable[[], Awaitable[None] | None], name: str
+    ) -> None:
+        """Run ``action`` every ``seconds`` from start to shutdown (errors logged, not fatal)."""
+
+    def viewers(self, topic: str) -> int:
+        """Distinct people subscribed to ``topic`` on this node."""
+
+
+class Subscriptions(Protocol):
+    """The node's topics, for the capability that subscribes connections to them."""
+
+    def subscribe(self, conn: Connection, topic: str) -> bool:
+        """Add ``conn`` to ``topic``; False when it already was."""
+
+    def unsubscribe(self, conn: Connection, topic: str) -> bool:
+        """Remove ``conn`` from ``topic``; False when it was not subscribed."""
+
+    def last_seq(self, topic: str) -> int:
+        """The newest sequence number of ``topic``."""
+
+    def since(self, topic: str, seq: int) -> list[bytes] | None:
+        """The messages after ``seq``, or None when history does not reach back."""
+
+    async def load(self, topic: str) -> None:
+        """Make every capability's state of ``topic`` ready for :meth:`snapshot`."""
+
+    def snapshot(self, ctx: Context, topic: str, moderator: bool) -> dict[str, Any]:
+        """Every capability's (and hook's) part of ``topic``'s snapshot (no await)."""
+
+
+class Context:
+    """One connection, as its requests' handlers see it.
+
+    Made once per connection after ``auth.ok``; the effects act for its person.
+    """
+
+    __slots__ = ("conn", "node")
+
+    def __init__(self, node: Node, conn: Connection) -> None:
+        self.node = node
+        self.conn = conn
+
+    @property
+    def claims(self) -> Claims:
+        """The connection's token claims."""
+        return self.conn.claims
+
+    @property
+    def topics(self) -> set[str]:
+        """The topics the connection is subscribed to."""
+        return self.conn.topics
+
+    def check_topic(self, topic: str) -> None:
+        """Raise unless ``topic`` exists and the token may subscribe to it.
+
+        Raises:
+            NotFound: no such stage or session in the programme.
+            Forbidden: the token's role or scopes do not cover it.
+        """
+        if not self.node.programme.has_topic(topic):
+            raise NotFound(f"no topic {topic!r} in the programme")
+        if not self.conn.claims.may_subscribe(topic):
+            raise Forbidden(f"your token does not give access to {topic}")
+
+    def require_moderator(self, topic: str) -> None:
+        """Raise unless the connection may moderate ``topic``.
+
+        Raises:
+            Forbidden: not a moderator or organiser, or without the topic's scope.
+        """
+        claims = self.conn.claims
+        if claims.role not in STAFF_ROLES:
+            raise Forbidden("only moderators and organisers may do this")
+        if not claims.may_subscribe(f"mod:{topic}"):
+            raise Forbidden(f"your token does not cover {topic}")
+
+    def engage(self, payload: Payload, topic: str | None) -> None:
+        """Log an engagement event about this connection's person."""
+        self.node.engage(payload, topic, self.conn.claims)
+
+    async def audit(self, action: str, target: str, detail: Mapping[str, Any]) -> None:
+        """Append an audit row for what this connection's person did."""
+        await self.node.audit(self.conn.claims, action, target, detail)

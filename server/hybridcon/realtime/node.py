@@ -1,0 +1,124 @@
+"""The node as capabilities see it (:class:`~hybridcon.realtime.context.Node`).
+
+One object carries out every effect a capability has: pushes through the hub, events
+into the engagement log (keyed hashes, with the person's role), audit rows, background
+tasks and periodic jobs. The gateway makes it; capabilities get it typed as the
+narrow protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from hybridcon.core.engagement import EngagementEvent, actor_hash
+from hybridcon.core.payloads import Payload
+from hybridcon.core.programme import Programme
+from hybridcon.core.tokens import Claims
+from hybridcon.core.wordfilter import WordFilter
+from hybridcon.periodic import Action, Periodic
+from hybridcon.realtime.context import Published
+from hybridcon.realtime.hub import Hub
+from hybridcon.services import Services
+from hybridcon.store import audit
+
+if TYPE_CHECKING:
+    from hybridcon.settings import Settings
+
+
+class GatewayNode:
+    """Implements :class:`~hybridcon.realtime.context.Node` over the node's services."""
+
+    def __init__(self, services: Services, hub: Hub, word_filter: WordFilter) -> None:
+        self._services = services
+        self._hub = hub
+        self._word_filter = word_filter
+        self.periodic = Periodic()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def word_filter(self) -> WordFilter:
+        """The chat's word filter."""
+        return self._word_filter
+
+    @property
+    def settings(self) -> Settings:
+        """The node's settings."""
+        return self._services.settings
+
+    @property
+    def programme(self) -> Programme:
+        """The event's programme."""
+        return self._services.programme
+
+    @property
+    def actor_key(self) -> bytes:
+        """The key of the engagement log's keyed hashes (set once keys are loaded)."""
+        return self._services.actor_key
+
+    def clock(self) -> datetime:
+        """The current time."""
+        return self._services.clock()
+
+    def db(self) -> asyncpg.Pool:
+        """The database pool."""
+        return self._services.db()
+
+    def publish(self, topic: str, kind: str, fields: Mapping[str, Any]) -> Published:
+        """A sequenced push (see :meth:`Hub.publish_encoded`)."""
+        seq, payload = self._hub.publish_encoded(topic, kind, fields)
+        return Published(seq, payload)
+
+    def broadcast(self, topic: str, kind: str, fields: Mapping[str, Any]) -> None:
+        """An unsequenced state push."""
+        self._hub.broadcast(topic, kind, fields)
+
+    def engage(self, payload: Payload, topic: str | None, claims: Claims | None = None) -> None:
+        """Log an engagement event; a person's as a keyed hash with their role."""
+        writer = self._services.engagement
+        if writer is None:
+            return
+        if claims is None:
+            event = EngagementEvent.new(
+                payload.kind, ts=self._services.clock(), topic=topic, data=payload.data()
+            )
+        else:
+            event = EngagementEvent.new(
+                payload.kind,
+                ts=self._services.clock(),
+                actor=actor_hash(self._services.actor_key, claims.sub),
+                topic=topic,
+                data={"role": claims.role.value, **payload.data()},
+            )
+        writer.log(event)
+
+    async def audit(
+        self, claims: Claims, action: str, target: str, detail: Mapping[str, Any]
+    ) -> None:
+        """An audit row naming who did what."""
+        await audit.record_by(self._services.db(), claims, action, target=target, detail=detail)
+
+    def background(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task kept until it ends (shutdown waits for these)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def every(self, seconds: float, action: Action, name: str) -> None:
+        """A periodic job until shutdown (see :class:`~hybridcon.periodic.Periodic`)."""
+        self.periodic.every(seconds, action, name)
+
+    def viewers(self, topic: str) -> int:
+        """Distinct people subscribed to ``topic`` on this node."""
+        return self._hub.viewers(topic)
+
+    async def stop(self) -> None:
+        """Stop the periodic jobs, then wait (5 s at most) for the background tasks."""
+        await self.periodic.stop()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)

@@ -1,0 +1,1 @@
+"""Livestreams: each stage's publisher, outputs, viewers, state and health."""
