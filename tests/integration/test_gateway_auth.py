@@ -165,3 +165,49 @@ async def test_shutdown_closes_sockets_with_1001(make_settings):
         assert services_of(test_client).metrics.ws_connections._value.get() == 0
     finally:
         await test_client.close()
+
+
+async def test_binary_frames_take_from_the_rate_limit_and_a_binary_flood_is_closed(client):
+    """Every frame counts: binary frames used to get an `invalid` reply each, for ever."""
+    ws, _ = await connect(client, issue(client))
+    replies: list[dict] = []
+    for _ in range(400):
+        await ws.send_bytes(b"\x00" * 16)
+    code, reason = None, ""
+    while True:
+        msg = await ws.receive(timeout=5)
+        if msg.type is WSMsgType.TEXT:
+            replies.append(msg.json())
+            continue
+        code, reason = (msg.data, msg.extra or "") if msg.type is WSMsgType.CLOSE else (None, "")
+        break
+    assert code == 4008 and reason.startswith("flooding"), (code, reason)
+    codes = {r["code"] for r in replies}
+    assert codes == {"invalid", "rate_limited"}, codes
+    assert len(replies) < 400
+
+
+async def test_a_long_multibyte_token_error_is_cut_between_characters(client):
+    """A close reason over 120 bytes is cut at a character boundary, so a strict client
+    (``websockets`` checks the reason is UTF-8, RFC 6455 §8.1) reads 4001 and the reason
+    instead of failing the connection with 1007."""
+    import base64
+    import json
+
+    from websockets.asyncio.client import connect as ws_connect
+    from websockets.exceptions import ConnectionClosed
+
+    def b64(obj: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    token = f"{b64({'alg': 'EdDSA', 'kid': 'x' + 'é' * 100, 'typ': 'JWT'})}.{b64({})}.AAAA"
+    url = f"ws://127.0.0.1:{client.server.port}/ws"
+    async with ws_connect(url) as ws:
+        await ws.send(json.dumps({"type": "auth", "token": token}))
+        with pytest.raises(ConnectionClosed) as caught:
+            await asyncio.wait_for(ws.recv(), 5)
+    received = caught.value.rcvd
+    assert received is not None, "the server's close frame was not accepted"
+    assert received.code == 4001
+    assert received.reason.startswith("token was signed with an unknown key")
+    assert 100 < len(received.reason.encode()) <= 120

@@ -31,7 +31,7 @@ def _payloads(cls: type[Payload] = Payload) -> list[type[Payload]]:
     return found
 
 
-ENGAGEMENT_KINDS = sorted({p.kind.value for p in _payloads()})
+ENGAGEMENT_KINDS = sorted({p.kind.value for p in _payloads() if hasattr(p, "kind")})
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 

@@ -148,21 +148,25 @@ class Reaction(Payload):
 
 
 @dataclass(frozen=True, slots=True)
-class StreamStarted(Payload):
-    """A stage's stream became live: a system event."""
+class StreamChange(Payload):
+    """A stage's stream state changed to ``state`` from ``was``: a system event."""
 
-    kind = EventKind.STREAM_STARTED
     state: str
     was: str
 
 
 @dataclass(frozen=True, slots=True)
-class StreamEnded(Payload):
-    """A stage's stream stopped being live (interrupted or ended): a system event."""
+class StreamStarted(StreamChange):
+    """The stream became live."""
+
+    kind = EventKind.STREAM_STARTED
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnded(StreamChange):
+    """The stream stopped being live (interrupted or ended)."""
 
     kind = EventKind.STREAM_ENDED
-    state: str
-    was: str
 
 
 @dataclass(frozen=True, slots=True)

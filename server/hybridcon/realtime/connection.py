@@ -26,7 +26,7 @@ from hybridcon.core.pacing import next_tick
 from hybridcon.core.ratelimit import TokenBucket
 from hybridcon.core.tokens import Claims
 from hybridcon.errors import CLOSE_POLICY
-from hybridcon.realtime.wire import RawWriter, text_frame
+from hybridcon.realtime.wire import RawWriter, close_reason, text_frame
 
 log = structlog.get_logger(__name__)
 
@@ -229,7 +229,7 @@ class Connection:
             # A peer that reads nothing can keep aiohttp's close waiting on drain; do not
             # let it hold the connection open.
             await asyncio.wait_for(
-                self.ws.close(code=code, message=reason.encode()[:120]), CLOSE_TIMEOUT
+                self.ws.close(code=code, message=close_reason(reason)), CLOSE_TIMEOUT
             )
         except (TimeoutError, ConnectionError, RuntimeError) as exc:
             log.debug("ws_close_forced", connection_id=self.id, error=str(exc))

@@ -48,6 +48,7 @@ from hybridcon.realtime.hub import COUNT_INTERVAL, Hub
 from hybridcon.realtime.node import GatewayNode
 from hybridcon.realtime.registry import ConnectionRegistry
 from hybridcon.realtime.topics import Topics
+from hybridcon.realtime.wire import close_reason
 from hybridcon.services import SERVICES, Services
 
 log = structlog.get_logger(__name__)
@@ -253,7 +254,7 @@ class Gateway:
                 raise TokenError("auth frame has no token")
             claims = services.auth().verify(token)
         except TokenError as exc:
-            await ws.close(code=close_code_for(exc), message=exc.message.encode()[:120])
+            await ws.close(code=close_code_for(exc), message=close_reason(exc.message))
             return None
         conn = Connection(
             ws,
@@ -276,21 +277,18 @@ class Gateway:
             except TimeoutError:
                 conn.close(CLOSE_POLICY, f"idle: nothing received for {idle:.0f} s")
                 break
-            if msg.type is WSMsgType.TEXT:
+            if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
+                # Every frame a client sends takes from its bucket, whatever it holds.
                 reply = await self._request(ctx, msg.data)
                 if reply is not None:
                     if isinstance(reply, bytes):
                         conn.send_raw(reply)
                     else:
                         conn.send(reply)
-            elif msg.type is WSMsgType.BINARY:
-                conn.send(
-                    error_reply(None, Invalid("binary frames are not accepted; send JSON text"))
-                )
             else:  # CLOSE, CLOSING, CLOSED, ERROR (e.g. a frame over the size limit: 1009)
                 break
 
-    async def _request(self, ctx: Context, data: str) -> dict[str, Any] | bytes | None:
+    async def _request(self, ctx: Context, data: str | bytes) -> dict[str, Any] | bytes | None:
         conn = ctx.conn
         if not conn.bucket.take(time.monotonic()):
             conn.rejected_in_a_row += 1
@@ -299,8 +297,10 @@ class Gateway:
                 return None
             wait = conn.bucket.retry_after(time.monotonic())
             error = RateLimited(f"too many requests; wait {wait:.1f} s", retry_after=wait)
-            return error_reply(_request_id(data), error)
+            return error_reply(_request_id(data) if isinstance(data, str) else None, error)
         conn.rejected_in_a_row = 0
+        if isinstance(data, bytes):
+            return error_reply(None, Invalid("binary frames are not accepted; send JSON text"))
         try:
             return await self.registry.dispatch(ctx, data)
         except HybridconError as exc:

@@ -62,3 +62,18 @@ class RawWriter:
         """Write one or more whole frames."""
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write(data)
+
+
+MAX_CLOSE_REASON = 120
+"""Bytes of a close reason: a close frame's payload is at most 125 bytes (RFC 6455 §5.5),
+two of them the code."""
+
+
+def close_reason(text: str) -> bytes:
+    """``text`` as a close reason: UTF-8, cut to :data:`MAX_CLOSE_REASON` bytes at a
+    character boundary (a reason that is not valid UTF-8 makes the peer fail the
+    connection with 1007 instead of reading our code, RFC 6455 §8.1)."""
+    raw = text.encode("utf-8")
+    if len(raw) <= MAX_CLOSE_REASON:
+        return raw
+    return raw[:MAX_CLOSE_REASON].decode("utf-8", "ignore").encode("utf-8")
