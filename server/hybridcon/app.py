@@ -22,6 +22,7 @@ from hybridcon.api.bodies import MAX_BODY_BYTES
 from hybridcon.api.middleware import request_context
 from hybridcon.api.whip import STREAMS
 from hybridcon.bus.local import LocalBus
+from hybridcon.bus.redis import RedisBus
 from hybridcon.clock import Clock, system_clock
 from hybridcon.core.programme import Programme, parse_programme
 from hybridcon.core.ratelimit import KeyedLimiter
@@ -101,7 +102,11 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
         hall_guess_limiter=KeyedLimiter(
             rate=settings.invite_redeem_rate / 60, capacity=settings.invite_redeem_rate
         ),
-        bus=LocalBus(history=settings.topic_history),
+        bus=(
+            RedisBus(settings.redis_url, history=settings.topic_history)
+            if settings.redis_url
+            else LocalBus(history=settings.topic_history)
+        ),
     )
     app = web.Application(middlewares=[request_context], client_max_size=MAX_BODY_BYTES)
     app[SERVICES] = services
@@ -160,6 +165,11 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
         yield
         await watch.stop()
 
+    async def bus(app: web.Application) -> AsyncIterator[None]:
+        await services.bus.start()
+        yield
+        await services.bus.stop()
+
     async def livestreams(app: web.Application) -> AsyncIterator[None]:
         secret = await asyncio.to_thread(load_or_create_secret, settings.hls_secret_path)
         gw = app[gateway.GATEWAY]
@@ -179,6 +189,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
 
     app.cleanup_ctx.append(database)
     app.cleanup_ctx.append(keys)
+    app.cleanup_ctx.append(bus)
     routes.setup(app)
     gateway.setup(app)
     app.cleanup_ctx.append(livestreams)

@@ -129,6 +129,10 @@ class Gateway:
         """What ``topic`` published after ``seq``, if history reaches back."""
         return self.hub.bus.since(topic, seq)
 
+    async def watch(self, topic: str) -> None:
+        """Make sure the bus brings ``topic``'s messages to this node."""
+        await self.hub.bus.watch(topic)
+
     async def load(self, topic: str) -> None:
         """Make every capability's state of ``topic`` ready for a snapshot."""
         for capability in self.capabilities:

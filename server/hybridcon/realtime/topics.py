@@ -55,6 +55,7 @@ class Topics(Capability):
         # and read the sequence number in one step, so nothing falls between snapshot
         # and live.
         base = topic.removeprefix("mod:")
+        await subs.watch(topic)
         await subs.load(base)
         snapshot = subs.snapshot(ctx, base, moderator)
         snapshot.setdefault("chat", orjson.Fragment(b"[]"))
