@@ -22,7 +22,7 @@ import av
 import numpy as np
 import structlog
 
-from hybridcon.media.hls import BATCH_SECONDS, rest_when_drained
+from hybridcon.media.timeline import BATCH_SECONDS, rest_when_drained
 
 log = structlog.get_logger(__name__)
 
