@@ -104,7 +104,7 @@ def video_size(codec: str, keyframe: bytes) -> tuple[int, int] | None:
 
 
 class MediaPacketLike(Protocol):
-    """What the readers (HLS, the recorder) read of a :class:`MediaPacket`."""
+    """What the readers (HLS, the recorder, the probe) read of a :class:`MediaPacket`."""
 
     @property
     def kind(self) -> str:
