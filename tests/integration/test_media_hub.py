@@ -32,7 +32,8 @@ from aiortc.mediastreams import MediaStreamError
 
 from hybridcon.errors import Conflict, Invalid
 from hybridcon.media import passthrough
-from hybridcon.media.hub import MediaPacket, StageHub
+from hybridcon.media.hub import StageHub
+from hybridcon.media.packets import MediaPacket
 from hybridcon.media.peers import Publisher, Viewer, accept_publisher, accept_viewer
 from media_fixtures import (
     GeneratedMedia,

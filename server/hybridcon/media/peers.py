@@ -44,7 +44,9 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
 from hybridcon.errors import Conflict, Invalid
 from hybridcon.media import passthrough
-from hybridcon.media.hub import Consumer, Kind, MediaPacket, Playhead, StageHub, as_kind
+from hybridcon.media.consumer import Consumer, Playhead
+from hybridcon.media.hub import StageHub
+from hybridcon.media.packets import Kind, MediaPacket, as_kind
 
 log = structlog.get_logger(__name__)
 

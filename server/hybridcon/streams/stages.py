@@ -39,8 +39,10 @@ from hybridcon.core.streams import StreamEvent, StreamState, next_state
 from hybridcon.core.tokens import Claims
 from hybridcon.core.urls import hls_url
 from hybridcon.errors import Conflict, NotFound, Unavailable
+from hybridcon.media.consumer import Consumer
 from hybridcon.media.hls import HlsPackager
-from hybridcon.media.hub import KINDS, Consumer, Kind, StageHub
+from hybridcon.media.hub import StageHub
+from hybridcon.media.packets import KINDS, Kind
 from hybridcon.media.peers import Publisher, Viewer, accept_publisher, accept_viewer
 from hybridcon.media.probe import Probe, ProbeState
 from hybridcon.media.recorder import Recorder
