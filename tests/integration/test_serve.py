@@ -147,4 +147,3 @@ def test_an_oversized_authorization_header_leaves_no_credential_in_the_log(setti
     assert '"event": "http_bad_request"' in log
     assert "Bearer" not in log and secret[:10] not in log
     assert "Traceback" not in log
-
