@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import resource
+import time
 import uuid
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -39,6 +40,7 @@ from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooL
 
 from hybridcon.app import create_app
 from hybridcon.core.admission import ConnectionCaps, parse_networks
+from hybridcon.core.ratelimit import TokenBucket
 from hybridcon.metrics import Metrics
 from hybridcon.services import SERVICES
 from hybridcon.settings import Settings
@@ -54,6 +56,9 @@ KEEPALIVE_SECONDS = 75.0
 # HLS and recording files, WebRTC's UDP sockets.
 FD_RESERVE = 256
 BACKLOG = 4096
+# http_bad_request log lines: at most this many a second on average, this many at once.
+BAD_REQUEST_LOG_RATE = 5.0
+BAD_REQUEST_LOG_BURST = 50.0
 REQUEST_ID_HEADER = "X-Request-Id"
 
 # RequestHandler internals the header timer reads (aiohttp is pinned by the lock files;
@@ -223,16 +228,19 @@ class _Handler(web.RequestHandler):
             status, code = 400, "invalid"
             text = f"the request is not valid HTTP/1.1 ({type(exc).__name__})"
         if status < 500:
+            self._listener.metrics.http_connections_closed.labels("bad_request").inc()
             # Non-HTTP bytes on the port (a TLS handshake, a scanner) are routine noise.
             quiet = isinstance(exc, BadHttpMethod) and self._request_count == 1
-            (log.debug if quiet else log.info)(
-                "http_bad_request",
-                request_id=request_id,
-                remote=remote,
-                status=status,
-                error=type(exc).__name__,
-            )
-            self._listener.metrics.http_connections_closed.labels("bad_request").inc()
+            suppressed = self._listener.bad_request_log_allowed()
+            if suppressed is not None:
+                (log.debug if quiet else log.info)(
+                    "http_bad_request",
+                    request_id=request_id,
+                    remote=remote,
+                    status=status,
+                    error=type(exc).__name__,
+                    suppressed=suppressed,
+                )
         if request.writer.output_size > 0:
             # Part of a response went out already: nothing more can be said on it.
             raise ConnectionError("the response had started; the connection is closed")
@@ -283,6 +291,12 @@ class Listener:
         self.server: asyncio.Server
         self._runner: web.AppRunner | None = None
         self.metrics = Metrics()  # replaced by the application's at start
+        # A client can send bad requests as fast as it can connect: the log gets a steady
+        # few a second, the metric counts every one.
+        self.bad_request_log = TokenBucket.full(
+            BAD_REQUEST_LOG_RATE, BAD_REQUEST_LOG_BURST, time.monotonic()
+        )
+        self._bad_requests_unlogged = 0
 
     @classmethod
     async def bind(cls, settings: Settings) -> Listener:
@@ -319,6 +333,15 @@ class Listener:
                 reason="the open-file limit (ulimit -n) leaves room for no more",
             )
         return listener
+
+    def bad_request_log_allowed(self) -> int | None:
+        """Whether an ``http_bad_request`` line may be written now: the number of lines
+        left out since the last one written, or None to leave this one out too."""
+        if not self.bad_request_log.take(time.monotonic()):
+            self._bad_requests_unlogged += 1
+            return None
+        unlogged, self._bad_requests_unlogged = self._bad_requests_unlogged, 0
+        return unlogged
 
     @property
     def port(self) -> int:

@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 import structlog
 
+from hybridcon.core.ratelimit import TokenBucket
 from hybridcon.listener import Serving, serve
 from support import eventually
 
@@ -228,3 +229,27 @@ async def test_what_the_parser_refuses_gets_the_json_contract_and_no_credential_
     everything = repr(events) + caplog.text
     assert "SECRET-TOKEN" not in everything
     assert "Traceback" not in everything
+
+
+async def test_a_flood_of_bad_requests_is_logged_sparingly_and_counted_fully(served):
+    serving = await served()
+    # A bucket that will not refill during the test: exactly its burst gets logged.
+    serving.listener.bad_request_log = TokenBucket.full(1e-6, 3, time.monotonic())
+    with structlog.testing.capture_logs() as events:
+        for _ in range(10):
+            conn = await Raw.open(serving)
+            await conn.send(b"GET /healthz HTTP/9.9\r\n\r\n")
+            status, _, _ = await conn.response(timeout=5)
+            assert status == 400
+            conn.close()
+        serving.listener.bad_request_log = TokenBucket.full(1e-6, 1, time.monotonic())
+        conn = await Raw.open(serving)
+        await conn.send(b"GET /healthz HTTP/9.9\r\n\r\n")
+        await conn.response(timeout=5)
+        conn.close()
+    logged = [e for e in events if e["event"] == "http_bad_request"]
+    assert [e["suppressed"] for e in logged] == [0, 0, 0, 7]
+    await eventually(lambda: serving.listener.caps.open == 0, what="all released")
+    assert 'hybridcon_http_connections_closed_total{reason="bad_request"} 11.0' in (
+        await _metrics(serving)
+    )
