@@ -16,10 +16,12 @@ $(UV): | check-python
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q "uv==$(UV_VERSION)"
 
-# Runtime dependencies only (make run).
-$(VENV)/.run-installed: requirements/run.lock pyproject.toml | $(UV)
-	$(UV) pip install -q --python $(BIN)/python --require-hashes -r requirements/run.lock
-	$(UV) pip install -q --python $(BIN)/python --no-deps -e .
+# Runtime dependencies (make run), and the client SDK with its one dependency
+# (websockets, locked in requirements/client.lock), so the README's SDK example runs
+# with .venv/bin/python beside the server.
+$(VENV)/.run-installed: requirements/run.lock requirements/client.lock pyproject.toml clients/python/pyproject.toml | $(UV)
+	$(UV) pip install -q --python $(BIN)/python --require-hashes -r requirements/run.lock -r requirements/client.lock
+	$(UV) pip install -q --python $(BIN)/python --no-deps -e . -e clients/python
 	touch $@
 
 # Runtime plus the test and lint tools (make test, make lint).
@@ -66,6 +68,7 @@ bench: $(VENV)/.dev-installed
 lock: | $(UV)
 	$(UV) pip compile -q pyproject.toml --python-version 3.11 --generate-hashes -o requirements/run.lock
 	$(UV) pip compile -q pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements/dev.lock
+	$(UV) pip compile -q clients/python/pyproject.toml --python-version 3.11 --generate-hashes -o requirements/client.lock
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -12,6 +12,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hybridcon.core.admission import parse_networks
+
 DEFAULT_PROGRAMME = Path("config/sociaalwerkconferentie-2022.toml")
 
 
@@ -64,6 +66,28 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address to listen on.")
     port: int = Field(default=8080, ge=0, le=65535, description="Port to listen on.")
+    http_header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a connection has to deliver a complete request head (the "
+        "request line and headers), from when it opens or starts its next request.",
+    )
+    http_max_connections: int = Field(
+        default=10000,
+        ge=1,
+        description="TCP connections open at once on the HTTP listener (WebSockets included); "
+        "lowered at start to fit the open-file limit.",
+    )
+    http_max_connections_per_address: int = Field(
+        default=2000,
+        ge=0,
+        description="TCP connections open at once from one client address; 0: no such cap.",
+    )
+    reverse_proxies: tuple[str, ...] = Field(
+        default=("127.0.0.1", "::1"),
+        description="Addresses or networks of reverse proxies in front of hybridcon (JSON "
+        "list); their connections count only towards http_max_connections.",
+    )
     token_issuer: str = Field(
         default="hybridcon", description="The `iss` claim of tokens this service issues."
     )
@@ -221,6 +245,12 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(
         default=5.0, ge=0, description="Seconds readiness reports 503 before sockets close."
     )
+
+    @field_validator("reverse_proxies")
+    @classmethod
+    def _networks(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        parse_networks(values)  # raises ValueError naming the bad entry
+        return values
 
     @field_validator("log_format")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import jwt
 import pytest
@@ -58,6 +59,26 @@ async def test_a_bad_first_frame_closes_4001(client, first, reason):
     code, message = await closed_with(ws)
     assert code == 4001
     assert reason in message
+
+
+def documented_auth_reasons() -> set[str]:
+    """The close reasons protocol.md lists for a failed first frame."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text("utf-8")
+    start = text.index("Every other failure closes it with 4001")
+    paragraph = text[start : text.index("- **Lifetime**", start)]
+    return set(re.findall(r"`([^`]+)`", paragraph))
+
+
+@pytest.mark.parametrize("token", ["", None, 42])
+async def test_an_empty_or_missing_token_closes_4001_as_the_docs_say(client, token):
+    ws = await client.ws_connect("/ws")
+    frame = {"type": "auth"} if token is None else {"type": "auth", "token": token}
+    await ws.send_json(frame)
+    code, message = await closed_with(ws)
+    assert code == 4001
+    assert message in documented_auth_reasons(), message
 
 
 async def test_no_auth_frame_in_time_closes_4001(make_settings):
