@@ -20,6 +20,7 @@ from hybridcon.app import create_app
 from hybridcon.settings import Settings
 from hybridcon.store.embedded import ensure_database, with_database
 from hybridcon.store.migrate import migrate
+from serve_process import Server
 
 REPO = Path(__file__).resolve().parents[1]
 PROGRAMME = REPO / "config" / "sociaalwerkconferentie-2022.toml"
@@ -97,3 +98,12 @@ async def client(settings: Settings) -> AsyncIterator[TestClient[web.Request, we
     app = create_app(settings)
     async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def servers() -> Iterator[list[Server]]:
+    """``hybridcon serve`` processes a test starts; each is stopped (SIGTERM) at its end."""
+    started: list[Server] = []
+    yield started
+    for server in started:
+        server.stop()

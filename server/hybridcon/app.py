@@ -3,7 +3,7 @@
 Start: database (embedded or configured; migrations under a lock; the programme
 stored), then keys and revocations, then the gateway, then the livestreams (which push
 through the gateway's node and add to its snapshots). Stop, in reverse: sockets close
-with 1001, revocation listening stops, the pool closes.
+with 1012 (reconnect elsewhere), revocation listening stops, the pool closes.
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ from hybridcon.store.revocations import RevocationMirror
 from hybridcon.streams.stages import Streams
 
 log = structlog.get_logger(__name__)
+
+# Nodes that may share one data directory (its embedded PostgreSQL, keys and spool folder).
+MAX_NODES_PER_DATA_DIR = 8
 
 # How often a node looks at the keyset file for a rotation or retirement done elsewhere.
 KEYSET_CHECK_SECONDS = 10.0
@@ -128,6 +131,15 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
             pool=services.pool,
             spool_path=settings.spool_path,
             on_count=lambda name, n: services.metrics.engagement_events.labels(name).inc(n),
+            # Nodes of one event may share a data directory on one machine, each with a
+            # spool of its own; without a bus between them they would split the event.
+            spool_slots=MAX_NODES_PER_DATA_DIR if settings.redis_url else 1,
+            busy_hint=(
+                "is another node running on this data directory? Several nodes need "
+                "HYBRIDCON_REDIS_URL set on each"
+                if not settings.redis_url
+                else f"at most {MAX_NODES_PER_DATA_DIR} nodes share one data directory"
+            ),
         )
         writer.start()
         services.engagement = writer

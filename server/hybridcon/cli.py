@@ -139,7 +139,7 @@ async def _serve(settings: Settings, demo_tokens: bool) -> None:
     await stop.wait()
     log.info("shutdown_started", signal=received[0].name, grace_seconds=settings.shutdown_grace)
     # Drain: readiness answers 503 for a grace period so load balancers stop sending
-    # new clients here, then sockets close with 1001 and the rest shuts down in order.
+    # new clients here, then sockets close with 1012 and the rest shuts down in order.
     services.draining = True
     await asyncio.sleep(settings.shutdown_grace)
     await runner.cleanup()

@@ -473,6 +473,29 @@ async def test_one_writer_per_spool(pool: asyncpg.Pool, spool: Path) -> None:
     await first.stop()
 
 
+async def test_writers_with_slots_take_a_spool_each_and_say_when_none_is_left(
+    pool: asyncpg.Pool, spool: Path
+) -> None:
+    """Nodes sharing a data directory each get a spool; one more is refused with the hint."""
+    writers = [
+        EngagementWriter(pool=pool, spool_path=spool, spool_slots=2, busy_hint="at most 2")
+        for _ in range(3)
+    ]
+    writers[0].start()
+    writers[1].start()
+    assert writers[0].spool_path == spool
+    assert writers[1].spool_path == spool.with_name(f"{spool.stem}-2{spool.suffix}")
+    with pytest.raises(ConfigError, match=r"another engagement writer.*at most 2"):
+        writers[2].start()
+    await writers[0].stop()
+    # The slot a stopped writer leaves is taken again (and what it spooled replayed).
+    again = EngagementWriter(pool=pool, spool_path=spool, spool_slots=2)
+    again.start()
+    assert again.spool_path == spool
+    await again.stop()
+    await writers[1].stop()
+
+
 async def test_migration_gives_existing_rows_an_event_id(pg_admin_dsn: str) -> None:
     name = f"mig_{uuid.uuid4().hex[:10]}"
     await ensure_database(pg_admin_dsn, name)

@@ -168,7 +168,7 @@ async def test_an_oversized_frame_closes_1009_and_the_server_is_unharmed(client)
     await other.close()
 
 
-async def test_shutdown_closes_sockets_with_1001(make_settings):
+async def test_shutdown_closes_sockets_with_1012_to_reconnect_elsewhere(make_settings):
     from aiohttp.test_utils import TestClient, TestServer
 
     from hybridcon.app import create_app
@@ -181,8 +181,8 @@ async def test_shutdown_closes_sockets_with_1001(make_settings):
         closing = asyncio.create_task(closed_with(ws))
         await test_client.server.close()
         code, message = await closing
-        assert code == 1001
-        assert "going away" in message
+        assert code == 1012
+        assert message.startswith("draining")
         assert services_of(test_client).metrics.ws_connections._value.get() == 0
     finally:
         await test_client.close()

@@ -27,10 +27,11 @@ from hybridcon.core.ratelimit import TokenBucket
 from hybridcon.core.tokens import Claims
 from hybridcon.core.wordfilter import WordFilter
 from hybridcon.errors import (
-    CLOSE_GOING_AWAY,
     CLOSE_POLICY,
+    CLOSE_SERVICE_RESTART,
     CLOSE_TOO_BIG,
     CLOSE_UNAUTHORIZED,
+    DRAINING_REASON,
     ConfigError,
     HybridconError,
     Invalid,
@@ -162,12 +163,12 @@ class Gateway:
         self.node.every(COUNT_INTERVAL, self.hub.push_counts, "presence-counts")
 
     async def shutdown(self) -> None:
-        """Close every connection with 1001 and wait for them."""
+        """Close every connection with 1012 (reconnect elsewhere) and wait for them."""
         await self.node.periodic.stop()
         for capability in self.capabilities:
             await capability.stop()
         for conn in list(self.connections):
-            conn.close(CLOSE_GOING_AWAY, "server going away")
+            conn.close(CLOSE_SERVICE_RESTART, DRAINING_REASON)
         if self._handlers:
             waiters = [asyncio.ensure_future(done.wait()) for done in self._handlers]
             _, pending = await asyncio.wait(waiters, timeout=CLOSE_TIMEOUT + 1)
@@ -184,7 +185,7 @@ class Gateway:
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, autoping=True, compress=False)
         await ws.prepare(request)
         if services.draining:
-            await ws.close(code=CLOSE_GOING_AWAY, message=b"server going away")
+            await ws.close(code=CLOSE_SERVICE_RESTART, message=DRAINING_REASON.encode())
             return ws
         conn = await self._authenticate(ws, request)
         if conn is None:
