@@ -82,3 +82,17 @@ class Server:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             self.wait()
+
+
+def cli_token(env: Mapping[str, str], *args: str) -> str:
+    """A token from ``hybridcon token issue ARGS`` run with ``env`` (the node's keys)."""
+    out = subprocess.run(
+        [*HYBRIDCON, "token", "issue", *args],
+        env=dict(env),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return out.stdout.strip()

