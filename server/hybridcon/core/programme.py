@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints, ValidationError
 
 from hybridcon.errors import ConfigError, Invalid
 
@@ -66,7 +66,7 @@ class Event(_Model):
     id: Ident
     title: Text
     tagline: Text | None = None
-    date: date
+    date: Annotated[date, Strict()]
     timezone: str = "Europe/Brussels"
     venue: Text
     city: Text | None = None
@@ -91,14 +91,20 @@ class Stage(_Model):
     description: str | None = None
 
 
+LocalTime = Annotated[time, Strict()]
+"""A time of day as TOML writes it, without an offset (the event's timezone applies)."""
+
+
 class SessionEntry(_Model):
     """One programme entry as written in the file (local times)."""
 
     id: Ident
     title: Text
     kind: SessionKind
-    start: time
-    end: time
+    # Strict: a TOML local time (14:45:00). Lax parsing took `start = 1` as 00:00:01 UTC,
+    # an aware time that could not be compared with the naive end (a crash, not a message).
+    start: LocalTime
+    end: LocalTime
     stage: Ident | None = None
     theme: Ident | None = None
     online: Online = Online.NONE
