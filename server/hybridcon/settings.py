@@ -138,6 +138,20 @@ class Settings(BaseSettings):
     auth_timeout: float = Field(
         default=10.0, gt=0, description="Seconds a WebSocket has to send its auth frame."
     )
+    ws_signing_in_per_address: int = Field(
+        default=50,
+        ge=0,
+        description="WebSockets from one address that may wait for their auth frame at once "
+        "(0: no such cap; reverse proxies are exempt).",
+    )
+    ws_signing_in_total: int = Field(
+        default=2000,
+        ge=1,
+        description="WebSockets in all that may wait for their auth frame at once.",
+    )
+    ws_max_topics: int = Field(
+        default=64, ge=1, description="Topics one connection may follow at once."
+    )
     revocation_resync_seconds: float = Field(
         default=60.0,
         gt=0,

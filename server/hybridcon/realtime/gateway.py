@@ -22,6 +22,7 @@ import structlog
 from aiohttp import WSMsgType, web
 
 from hybridcon.bus.protocol import Bus
+from hybridcon.core.admission import ConnectionCaps, parse_networks
 from hybridcon.core.payloads import Leave
 from hybridcon.core.ratelimit import TokenBucket
 from hybridcon.core.tokens import Claims
@@ -30,6 +31,7 @@ from hybridcon.errors import (
     CLOSE_POLICY,
     CLOSE_SERVICE_RESTART,
     CLOSE_TOO_BIG,
+    CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNAUTHORIZED,
     DRAINING_REASON,
     ConfigError,
@@ -102,6 +104,13 @@ class Gateway:
         self.flusher = Flusher(settings.ws_flush_interval, settings.ws_flush_period)
         self.hub = Hub(bus=bus, flusher=self.flusher)
         self.heap = HeapFreezer(settings.gc_freeze_joins)
+        # Sockets that have not signed in yet cost a descriptor and a timer each for up
+        # to auth_timeout: capped per address (reverse proxies exempt) and in total.
+        self.signing_in = ConnectionCaps(
+            total=settings.ws_signing_in_total,
+            per_address=settings.ws_signing_in_per_address,
+            proxies=parse_networks(settings.reverse_proxies),
+        )
         self.node = GatewayNode(
             services, self.hub, load_word_filter(list(settings.wordfilter_files))
         )
@@ -192,7 +201,15 @@ class Gateway:
         if services.draining:
             await ws.close(code=CLOSE_SERVICE_RESTART, message=DRAINING_REASON.encode())
             return ws
-        conn = await self._authenticate(ws, request)
+        address = request.remote or ""
+        refusal = self.signing_in.admit(address)
+        if refusal is not None:
+            await ws.close(code=CLOSE_TRY_AGAIN_LATER, message=close_reason(refusal.message))
+            return ws
+        try:
+            conn = await self._authenticate(ws, request)
+        finally:
+            self.signing_in.release(address)
         if conn is None:
             return ws
         done = asyncio.Event()
