@@ -24,6 +24,7 @@ from hybridcon.api.whip import STREAMS
 from hybridcon.bus.local import LocalBus
 from hybridcon.bus.redis import RedisBus
 from hybridcon.clock import Clock, system_clock
+from hybridcon.core.admission import parse_networks
 from hybridcon.core.programme import Programme, parse_programme
 from hybridcon.core.ratelimit import KeyedLimiter
 from hybridcon.errors import ConfigError
@@ -108,6 +109,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
         hall_guess_limiter=KeyedLimiter(
             rate=settings.invite_redeem_rate / 60, capacity=settings.invite_redeem_rate
         ),
+        proxies=parse_networks(settings.reverse_proxies),
         bus=(
             RedisBus(settings.redis_url, history=settings.topic_history)
             if settings.redis_url

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hybridcon.core.admission import ConnectionCaps, parse_networks
+from hybridcon.core.admission import ConnectionCaps, client_address, parse_networks
 
 
 def test_the_per_address_cap_refuses_only_that_address() -> None:
@@ -57,3 +57,32 @@ def test_release_never_goes_below_zero() -> None:
 def test_bad_networks_are_named() -> None:
     with pytest.raises(ValueError, match="'nginx' is not an IP address or network"):
         parse_networks(["127.0.0.1", "nginx"])
+
+
+PROXIES = parse_networks(["127.0.0.1", "10.0.0.0/8"])
+
+
+@pytest.mark.parametrize(
+    ("peer", "header", "expected"),
+    [
+        # Not a trusted proxy: the header is anyone's to write, so it is ignored.
+        ("203.0.113.9", "198.51.100.1", "203.0.113.9"),
+        # nginx on the machine: the client it was reached from.
+        ("127.0.0.1", "198.51.100.1", "198.51.100.1"),
+        # A client that wrote its own header: the proxy appended the real address.
+        ("127.0.0.1", "1.2.3.4, 198.51.100.1", "198.51.100.1"),
+        # Two trusted proxies in a row: skipped from the right.
+        ("127.0.0.1", "198.51.100.1, 10.1.2.3", "198.51.100.1"),
+        # Only proxies in the chain: the leftmost.
+        ("127.0.0.1", "10.0.0.5, 10.0.0.6", "10.0.0.5"),
+        # No header, an empty one, a mangled one: the peer.
+        ("127.0.0.1", None, "127.0.0.1"),
+        ("127.0.0.1", " , ", "127.0.0.1"),
+        ("127.0.0.1", "198.51.100.1, not-an-ip", "127.0.0.1"),
+        ("::ffff:127.0.0.1", "2001:db8::1", "2001:db8::1"),
+    ],
+)
+def test_the_client_address_behind_a_trusted_proxy(
+    peer: str, header: str | None, expected: str
+) -> None:
+    assert client_address(peer, header, PROXIES) == expected

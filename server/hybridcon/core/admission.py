@@ -63,14 +63,9 @@ class ConnectionCaps:
         self.open = 0
 
     def is_proxy(self, address: str) -> bool:
-        """Whether ``address`` is one of the reverse proxies (IPv4-mapped IPv6 included)."""
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False  # a Unix socket or no address at all: not a known proxy
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in network for network in self._proxies)
+        """Whether ``address`` is one of the reverse proxies (IPv4-mapped IPv6 included;
+        a Unix socket or no address at all is not a known proxy)."""
+        return _in(address, self._proxies)
 
     def admit(self, address: str) -> Refusal | None:
         """Count a new connection from ``address``, or say why it is refused (not counted)."""
@@ -98,3 +93,40 @@ class ConnectionCaps:
         else:
             self._by_address[address] = held - 1
         self.open = max(0, self.open - 1)
+
+
+def client_address(peer: str, forwarded_for: str | None, proxies: Iterable[Network]) -> str:
+    """The address of the client behind ``peer``, for rate limits, caps and logs.
+
+    Only a trusted proxy's ``X-Forwarded-For`` is believed (anyone else can write the
+    header): from the right, the first address that is not one of ``proxies`` is the
+    client (each proxy appends the address it was reached from). Without a trusted proxy
+    in front, or without a usable header, the peer itself.
+
+    Args:
+        peer: the address of the TCP peer.
+        forwarded_for: the ``X-Forwarded-For`` header, if any.
+        proxies: the reverse proxies whose header is believed.
+    """
+    networks = tuple(proxies)
+    if not forwarded_for or not _in(peer, networks):
+        return peer
+    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return peer  # a mangled header: fall back to what the socket says
+        if not _in(hop, networks):
+            return hop
+    return hops[0] if hops else peer
+
+
+def _in(address: str, networks: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in networks)

@@ -22,7 +22,7 @@ import structlog
 from aiohttp import WSMsgType, web
 
 from hybridcon.bus.protocol import Bus
-from hybridcon.core.admission import ConnectionCaps, parse_networks
+from hybridcon.core.admission import ConnectionCaps
 from hybridcon.core.payloads import Leave
 from hybridcon.core.ratelimit import TokenBucket
 from hybridcon.core.tokens import Claims
@@ -109,7 +109,7 @@ class Gateway:
         self.signing_in = ConnectionCaps(
             total=settings.ws_signing_in_total,
             per_address=settings.ws_signing_in_per_address,
-            proxies=parse_networks(settings.reverse_proxies),
+            proxies=services.proxies,
         )
         self.node = GatewayNode(
             services, self.hub, load_word_filter(list(settings.wordfilter_files))
@@ -201,7 +201,7 @@ class Gateway:
         if services.draining:
             await ws.close(code=CLOSE_SERVICE_RESTART, message=DRAINING_REASON.encode())
             return ws
-        address = request.remote or ""
+        address = services.client_address(request)
         refusal = self.signing_in.admit(address)
         if refusal is not None:
             await ws.close(code=CLOSE_TRY_AGAIN_LATER, message=close_reason(refusal.message))
