@@ -145,6 +145,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
             # Nodes of one event may share a data directory on one machine, each with a
             # spool of its own; without a bus between them they would split the event.
             spool_slots=MAX_NODES_PER_DATA_DIR if settings.redis_url else 1,
+            max_spool_bytes=settings.engagement_spool_max_bytes,
             busy_hint=(
                 "is another node running on this data directory? Several nodes need "
                 "HYBRIDCON_REDIS_URL set on each"

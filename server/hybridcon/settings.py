@@ -149,6 +149,12 @@ class Settings(BaseSettings):
         ge=1,
         description="WebSockets in all that may wait for their auth frame at once.",
     )
+    engagement_spool_max_bytes: int = Field(
+        default=1 << 30,
+        ge=4096,
+        description="The engagement spool's size on disk at most (per node); past it events "
+        "wait in memory, then are dropped and counted.",
+    )
     ws_max_topics: int = Field(
         default=64, ge=1, description="Topics one connection may follow at once."
     )

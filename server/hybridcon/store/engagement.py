@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import os
 import uuid
@@ -82,6 +83,10 @@ def refused(exc: BaseException) -> bool:
     return isinstance(exc, asyncpg.InterfaceError) and isinstance(exc, ValueError)
 
 
+class SpoolFull(OSError):
+    """The spool is at its size limit: refused as a full disk would refuse it."""
+
+
 class EngagementWriter:
     """Stores engagement events in batches; spools them to a file while PostgreSQL is away.
 
@@ -96,6 +101,9 @@ class EngagementWriter:
         timeout: seconds allowed to acquire a connection and to run one statement.
         on_count: called with ``(counter, n)`` whenever a counter grows (``written``,
             ``spooled``, ``replayed``, ``dropped``, ``corrupt``), e.g. to feed Prometheus.
+        max_spool_bytes: the spool's size on disk at most; past it the spool refuses
+            like a full disk (events are kept in memory up to ``max_buffered``, then
+            dropped and counted), so an outage cannot fill the node's disk.
         spool_slots: how many writers may share the spool's folder (nodes of one event on
             one machine): each takes the first free of ``engagement.jsonl``,
             ``engagement-2.jsonl``, …, and replays what a writer before it left there.
@@ -116,6 +124,7 @@ class EngagementWriter:
         on_count: CountHook | None = None,
         spool_slots: int = 1,
         busy_hint: str = "",
+        max_spool_bytes: int = 1 << 30,
     ) -> None:
         if batch_size < 1 or max_buffered < 1 or spool_slots < 1:
             raise ValueError("batch_size and max_buffered must be positive")
@@ -128,6 +137,7 @@ class EngagementWriter:
         self._timeout = timeout
         self._on_count = on_count
         self._spool_slots = spool_slots
+        self._max_spool_bytes = max_spool_bytes
         self._busy_hint = busy_hint
 
         self._buffer: list[EngagementEvent] = []
@@ -490,6 +500,16 @@ class EngagementWriter:
             return
         # After a torn line, start on a fresh one; empty lines are skipped on reading.
         data = (b"\n" if self._spool_needs_newline else b"") + b"".join(lines)
+        try:
+            size = self._spool_path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        if size + len(data) > self._max_spool_bytes:
+            raise SpoolFull(
+                errno.ENOSPC,
+                f"the spool would pass its limit of {self._max_spool_bytes} bytes",
+                str(self._spool_path),
+            )
         self._spooling = True
         created = not self._spool_path.exists()
         if created:
