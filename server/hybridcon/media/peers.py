@@ -130,8 +130,8 @@ def host_addresses(selectors: Sequence[str]) -> list[str]:
 def gathering_on(selectors: Sequence[str]) -> Iterator[list[str]]:
     """Peers whose candidates are gathered in this block gather only on ``selectors``.
 
-    aiortc gathers in ``setLocalDescription()``: call that inside the block. Nested
-    blocks and concurrent ones in other tasks do not see each other's choice.
+    aiortc gathers in ``setLocalDescription()``: call that inside the block. The
+    innermost block wins; blocks in other tasks do not see each other's choice.
 
     Args:
         selectors: interface names, addresses or networks (see
@@ -168,7 +168,9 @@ def _install_address_hook() -> None:
     for the host addresses (every address but 127.0.0.1 and ::1) and offers no other
     way to name them; aiortc passes nothing through. The wrapper answers with the
     context's choice, filtered by the connection's IPv4/IPv6 flags as aioice's own
-    function is, and calls the original outside a :func:`gathering_on` block.
+    function is, and calls the original outside a :func:`gathering_on` block. aioice
+    is pinned for this; ``tests/integration/test_ice_addresses.py`` fails if a new
+    aioice stops asking the function.
     """
     original = aioice.ice.get_host_addresses
     if getattr(original, "_hybridcon_hook", False):
