@@ -2,20 +2,17 @@
 
 Started as :mod:`tests.bench.hybridcon_process` starts it for every benchmark (fresh
 data directory with embedded PostgreSQL, HLS segments and recordings; a free loopback
-port; logs to a file), with the WHEP cap raised out of the way, no ICE servers, and its
-host candidates on loopback (``HYBRIDCON_ICE_ADDRESSES``, as in the tests): benchmark
-media stays on the machine's loopback.
+port; logs to a file, host candidates on loopback as for every benchmark's server), with
+the WHEP cap raised out of the way and no ICE servers.
 """
 
 from __future__ import annotations
 
-import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.bench.hybridcon_process import REPO, log_tail, start_hybridcon_process, stop
-from tests.media_fixtures import ICE_ADDRESSES
 
 __all__ = ["REPO", "SIX_STAGES", "STAGES", "MediaServer", "start_server"]
 
@@ -66,7 +63,6 @@ def start_server(
             "HYBRIDCON_LOG_LEVEL": log_level,
             "HYBRIDCON_WHEP_MAX_VIEWERS": str(max_viewers),
             "HYBRIDCON_ICE_SERVERS": "[]",
-            "HYBRIDCON_ICE_ADDRESSES": json.dumps(ICE_ADDRESSES),
         },
         cpu=cpu,
     )
