@@ -32,6 +32,8 @@ def serve_env(settings: Settings, **extra: str) -> dict[str, str]:
         "HYBRIDCON_SHUTDOWN_GRACE": "0",
         "HYBRIDCON_LOG_FORMAT": "json",
         "HYBRIDCON_LOG_LEVEL": "info",
+        # WebRTC on the test's addresses (loopback), as in-process apps get them.
+        "HYBRIDCON_ICE_ADDRESSES": json.dumps(list(settings.ice_addresses)),
         **extra,
     }
     return {name: value for name, value in env.items() if value != ""}

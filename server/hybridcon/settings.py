@@ -6,6 +6,7 @@ fails when a field is added here without a line there.
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,6 +33,16 @@ class IceServer(BaseModel):
             if not url.startswith(("stun:", "turn:", "turns:")):
                 raise ValueError(f"{url!r} is not a stun:, turn: or turns: URL")
         return urls
+
+
+def _is_ice_selector(selector: str) -> bool:
+    """Whether ``selector`` can name where ICE candidates are gathered: an address, a
+    network (CIDR) or an interface name (Linux: at most 15 bytes, no ``/`` or spaces)."""
+    try:
+        ipaddress.ip_network(selector, strict=False)
+    except ValueError:
+        return 0 < len(selector.encode()) <= 15 and not any(c in selector for c in "/: \t")
+    return True
 
 
 class Settings(BaseSettings):
@@ -217,6 +228,12 @@ class Settings(BaseSettings):
         '(`[{"urls": ["turn:turn.example.org:3478"], "username": "u", "credential": "p"}]`). '
         "Empty: host candidates only; never a public default.",
     )
+    ice_addresses: tuple[str, ...] = Field(
+        default=(),
+        description="Where WHIP/WHEP peers gather their host candidates, as a JSON list of "
+        'interface names, addresses and networks (`["eth1"]`, `["203.0.113.7", "::1"]`, '
+        '`["10.0.0.0/8"]`); loopback only when named. Empty: every address but loopback.',
+    )
     whip_max_publishers: int = Field(
         default=8, ge=1, description="Publishers (stages going live) one node takes."
     )
@@ -271,6 +288,16 @@ class Settings(BaseSettings):
     def _networks(cls, values: tuple[str, ...]) -> tuple[str, ...]:
         parse_networks(values)  # raises ValueError naming the bad entry
         return values
+
+    @field_validator("ice_addresses")
+    @classmethod
+    def _ice_selectors(cls, selectors: tuple[str, ...]) -> tuple[str, ...]:
+        for selector in selectors:
+            if not _is_ice_selector(selector):
+                raise ValueError(
+                    f"{selector!r} is neither an interface name, an IP address nor a network"
+                )
+        return selectors
 
     @field_validator("log_format")
     @classmethod

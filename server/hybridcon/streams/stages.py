@@ -266,6 +266,7 @@ class Streams:
                 offer,
                 stream.hub,
                 ice_servers=self.ice_servers(),
+                ice_addresses=self.services.settings.ice_addresses,
                 video_codecs=() if stream.audio_only else ("H264", "VP8"),
                 on_closed=closed,
             )
@@ -448,7 +449,11 @@ class Streams:
         self._viewers_reserved += 1
         try:
             viewer = await accept_viewer(
-                offer, stream.hub, ice_servers=self.ice_servers(), on_closed=closed
+                offer,
+                stream.hub,
+                ice_servers=self.ice_servers(),
+                ice_addresses=self.services.settings.ice_addresses,
+                on_closed=closed,
             )
         finally:
             self._viewers_reserved -= 1
