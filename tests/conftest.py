@@ -140,3 +140,16 @@ def servers() -> Iterator[list[Server]]:
     yield started
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def own_data_dir() -> Iterator[Path]:
+    """A data directory for a node on its own embedded PostgreSQL.
+
+    Not under pytest's tmp_path: every pytest session starting on this machine resets
+    /tmp/pytest-of-<user> to mode 0700, which locks the server's system user out of its
+    data directory when test runs happen side by side.
+    """
+    base = Path(tempfile.mkdtemp(prefix="hybridcon-node-"))
+    yield base / "var"
+    shutil.rmtree(base, ignore_errors=True)

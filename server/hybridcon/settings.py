@@ -194,7 +194,14 @@ class Settings(BaseSettings):
         default=0.12,
         ge=0,
         description="Least seconds between the starts of two fan-out ticks while pushes keep "
-        "coming (0: ticks are paced by ws_flush_interval alone).",
+        "coming (0: ticks are paced by ws_flush_interval alone); with "
+        "ws_flush_load_factor, the most.",
+    )
+    ws_flush_load_factor: float = Field(
+        default=0.0,
+        ge=0,
+        description="> 0: the tick period is this many times the last tick's length (at most "
+        "ws_flush_period), so a lightly loaded node writes almost at once; 0: fixed pacing.",
     )
     gc_freeze_joins: int = Field(
         default=500,

@@ -42,9 +42,9 @@ async def reply(ws, request_id: int) -> dict:  # type: ignore[no-untyped-def]
 
 
 async def test_a_second_node_on_the_same_data_directory_joins_the_first(
-    make_settings, tmp_path, valkey, servers
+    make_settings, own_data_dir, valkey, servers
 ):
-    settings = make_settings(data_dir=tmp_path / "var")
+    settings = make_settings(data_dir=own_data_dir)
     # The embedded PostgreSQL of the data directory, not the tests' shared one.
     env = serve_env(settings, HYBRIDCON_DATABASE_URL="", HYBRIDCON_REDIS_URL=valkey.connection_url)
     first = Server(settings, "--port", "0", env=env)
@@ -81,7 +81,7 @@ async def test_a_second_node_on_the_same_data_directory_joins_the_first(
 
 
 def test_without_redis_a_second_node_is_refused_and_told_why(make_settings, tmp_path, servers):
-    settings = make_settings(data_dir=tmp_path / "var")
+    settings = make_settings(data_dir=tmp_path / "var")  # the tests' PostgreSQL
     env = serve_env(settings)
     first = Server(settings, "--port", "0", env=env)
     servers.append(first)

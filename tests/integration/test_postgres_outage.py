@@ -50,9 +50,9 @@ async def wait_until(check, seconds: float, what: str) -> None:  # type: ignore[
 
 @pytest.mark.slow
 async def test_a_killed_embedded_postgres_is_started_again_and_the_node_recovers(
-    make_settings, tmp_path, servers
+    make_settings, own_data_dir, servers
 ):
-    settings = make_settings(data_dir=tmp_path / "var")
+    settings = make_settings(data_dir=own_data_dir)
     env = serve_env(settings, HYBRIDCON_DATABASE_URL="")
     node = Server(settings, "--port", "0", env=env)
     servers.append(node)

@@ -503,7 +503,7 @@ class StageTrack(MediaStreamTrack):
 
     It reads from a hub consumer made at its first ``recv()`` (when the connection is
     up, so the viewer starts on the freshest cached keyframe). The consumer is live:
-    paced by the viewer's :class:`~hybridcon.media.hub.Playhead`, which its other
+    paced by the viewer's :class:`~hybridcon.media.consumer.Playhead`, which its other
     track shares, so a late viewer catches up from an old keyframe without a burst
     its socket cannot hold, and jumps to a fresh keyframe. When the ingest ends it
     waits for the next one, keeping its timestamps running; when the next one comes

@@ -101,7 +101,9 @@ class Gateway:
         settings = services.settings
         self.services = services
         self.connections = ConnectionRegistry(settings.max_connections_per_person)
-        self.flusher = Flusher(settings.ws_flush_interval, settings.ws_flush_period)
+        self.flusher = Flusher(
+            settings.ws_flush_interval, settings.ws_flush_period, settings.ws_flush_load_factor
+        )
         self.hub = Hub(bus=bus, flusher=self.flusher)
         self.heap = HeapFreezer(settings.gc_freeze_joins)
         # Sockets that have not signed in yet cost a descriptor and a timer each for up
