@@ -50,6 +50,7 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/ruff format --check server clients/python tests
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/hadolint --no-color Dockerfile
 
 unit: $(VENV)/.dev-installed
 	$(BIN)/pytest tests/unit
