@@ -44,11 +44,15 @@ RUN /opt/uv/bin/uv pip install --python /opt/hybridcon/venv/bin/python --no-deps
 FROM ${PYTHON_IMAGE} AS runtime
 
 # A fixed uid/gid so that volumes prepared outside the container (the shared key files)
-# can be given to it; PostgreSQL (embedded) also refuses to run as root.
+# can be given to it; PostgreSQL (embedded) also refuses to run as root. keys/ and hls/
+# exist in the image so that a volume mounted there (deploy/compose.yaml) starts with
+# their owner and modes: keys private, HLS readable by nginx in its own container.
 RUN groupadd --system --gid 10001 hybridcon \
     && useradd --system --uid 10001 --gid hybridcon --no-create-home \
         --home-dir /var/lib/hybridcon --shell /usr/sbin/nologin hybridcon \
-    && install -d -o hybridcon -g hybridcon -m 0750 /var/lib/hybridcon
+    && install -d -o hybridcon -g hybridcon -m 0750 /var/lib/hybridcon \
+    && install -d -o hybridcon -g hybridcon -m 0700 /var/lib/hybridcon/keys \
+    && install -d -o hybridcon -g hybridcon -m 0755 /var/lib/hybridcon/hls
 
 COPY --from=build /opt/hybridcon/venv /opt/hybridcon/venv
 # The programme and word lists are found relative to the working directory by default
