@@ -55,7 +55,8 @@ fi
 ca=/etc/ssl/certs/ca-certificates.crt
 printf '[global]\ncert = %s\n' "$ca" > "$work/pip.conf"
 printf 'native-tls = true\n' > "$work/uv.toml"
-podman build --build-arg PYTHON_IMAGE="$base" \
+# --format docker: the OCI format has no HEALTHCHECK, and podman would drop it.
+podman build --format docker --build-arg PYTHON_IMAGE="$base" \
     -v "$ca:$ca:ro" -v "$work/pip.conf:/etc/pip.conf:ro" -v "$work/uv.toml:/etc/uv/uv.toml:ro" \
     -t "$image" "$repo"
 podman image ls "$image"
