@@ -237,6 +237,9 @@ def container_problems(doc: dict[str, Any], ports: Mapping[str, int], grace: flo
         got = container.get(probe, {}).get("httpGet", {})
         if got.get("path") != path or got.get("port") not in named:
             problems.append(f"{name}: {probe} is {got}, expected {path} on a named port")
+    if spec.get("enableServiceLinks", True):
+        # The Service "hybridcon" would inject HYBRIDCON_PORT=tcp://...: a setting's name.
+        problems.append(f"{name}: enableServiceLinks must be false")
     ready = container.get("readinessProbe", {})
     out_after = ready.get("periodSeconds", 10) * ready.get("failureThreshold", 3)
     if out_after >= grace:
@@ -545,6 +548,8 @@ def test_wrong_manifests_are_caught() -> None:
             pod["terminationGracePeriodSeconds"] = 30
         elif change == "port":
             pod["containers"][0]["ports"][0]["containerPort"] = 9000
+        elif change == "links":
+            del pod["enableServiceLinks"]
         elif change == "selector":
             base[("Service", "hybridcon")]["spec"]["selector"]["app.kubernetes.io/component"] = (
                 "web"
@@ -555,6 +560,7 @@ def test_wrong_manifests_are_caught() -> None:
     assert any("terminationGracePeriodSeconds" in p for p in broken("grace"))
     assert any("container ports" in p for p in broken("port"))
     assert any("Service hybridcon selects" in p for p in broken("selector"))
+    assert any("enableServiceLinks" in p for p in broken("links"))
     assert any(
         "Ingress read timeout" in p
         for p in k8s_problems(
