@@ -590,3 +590,43 @@ def test_an_unlisted_manifest_is_caught(tmp_path: Path) -> None:
         f"{tmp_path.name}: gone.yaml does not exist",
         f"{tmp_path.name}: forgotten.yaml is not listed",
     ]
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl (its kustomize)")
+def test_production_overlay_builds(tmp_path: Path) -> None:
+    """`kubectl kustomize` on a copy of deploy/k8s whose secrets/ holds stand-in files:
+    every container gets the overlay's image, every object its namespace, and the
+    Secrets the files the pods read."""
+    shutil.copytree(K8S, tmp_path / "k8s")
+    overlay = tmp_path / "k8s" / "overlays" / "production"
+    kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text("utf-8"))
+    for generator in kustomization["secretGenerator"]:
+        for item in generator["files"]:
+            (overlay / item.split("=")[-1]).write_text("stand-in")
+    built = subprocess.run(
+        ["kubectl", "kustomize", str(overlay)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    docs = [d for d in yaml.safe_load_all(built.stdout) if d]
+    image = "{newName}:{newTag}".format(**kustomization["images"][0])
+    for doc in docs:
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == kustomization["namespace"], doc["kind"]
+        if doc["kind"] == "Deployment":
+            pod = doc["spec"]["template"]["spec"]
+            for container in [*pod.get("initContainers", []), *pod["containers"]]:
+                assert container["image"] == image, doc["metadata"]["name"]
+    secrets = {d["metadata"]["name"]: set(d["data"]) for d in docs if d["kind"] == "Secret"}
+    assert secrets["hybridcon-keys"] == {
+        "signing-keys.json",
+        "invite.secret",
+        "engagement.key",
+        "hls.secret",
+    }
+    assert secrets["hybridcon-connections"] == {"database-url", "redis-url"}
+    (settings,) = [d["data"] for d in docs if d["kind"] == "ConfigMap"]
+    assert settings == production_settings()
