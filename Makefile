@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 UV := $(BIN)/uv
 
-.PHONY: run valkey test lint unit integration bench lock clean check-python system-deps
+.PHONY: run valkey test lint unit integration bench lock clean check-python system-deps image
 
 check-python:
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hybridcon needs Python 3.11 or newer")'
@@ -57,6 +57,7 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/ruff format --check server clients/python tests
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/hadolint --no-color Dockerfile deploy/janus/Containerfile
 
 unit: $(VENV)/.dev-installed
 	$(BIN)/pytest tests/unit
@@ -70,6 +71,12 @@ test: lint system-deps
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m tests.bench
+
+# Build the Dockerfile for real with podman on a base made by debootstrap (no registry
+# serves base images here), then start it and fetch /healthz. Slow and needs root: not
+# part of make test.
+image:
+	deploy/podman/build-image.sh
 
 # Regenerate the lock files after changing dependencies in pyproject.toml.
 lock: | $(UV)
