@@ -2,8 +2,10 @@
 
 Files are written atomically (temporary file, fsync, rename) with mode 0600, under an
 exclusive ``flock`` so that a server and a CLI command creating them at the same
-moment end up with one keyset, not two. In production the keyset file is a mounted
-secret shared by every node (``HYBRIDCON_SIGNING_KEYS_FILE``).
+moment end up with one keyset, not two. A file that exists is read without the lock
+(it is only ever replaced whole, by a rename), so key files on a read-only mount work:
+in production the keyset file is a mounted secret shared by every node
+(``HYBRIDCON_SIGNING_KEYS_FILE``); only rotating it needs a writable copy.
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ def read_keyset(path: Path) -> Keyset:
 
 def load_or_create_keyset(path: Path, now: datetime) -> Keyset:
     """The keyset at ``path``, creating one with a fresh key if there is none."""
+    if path.exists():
+        return read_keyset(path)
     with _locked(path):
         if path.exists():
             return read_keyset(path)
@@ -86,12 +90,18 @@ def load_or_create_secret(path: Path) -> bytes:
     Raises:
         ConfigError: the file exists but is too short to be a secret.
     """
+    if path.exists():
+        return _read_secret(path)
     with _locked(path):
         if path.exists():
-            secret = path.read_bytes()
-            if len(secret) < 16:
-                raise ConfigError(f"secret file {path} is shorter than 16 bytes")
-            return secret
+            return _read_secret(path)
         secret = secrets.token_bytes(INVITE_SECRET_BYTES)
         _write_atomic(path, secret)
         return secret
+
+
+def _read_secret(path: Path) -> bytes:
+    secret = path.read_bytes()
+    if len(secret) < 16:
+        raise ConfigError(f"secret file {path} is shorter than 16 bytes")
+    return secret
