@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 UV := $(BIN)/uv
 
-.PHONY: run test lint unit integration bench lock clean check-python system-deps
+.PHONY: run test lint unit integration bench lock clean check-python system-deps web-deps
 
 check-python:
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hybridcon needs Python 3.11 or newer")'
@@ -31,7 +31,9 @@ $(VENV)/.dev-installed: requirements/dev.lock pyproject.toml clients/python/pypr
 # Debian packages the end-to-end tests drive: Chromium (WebRTC publisher and viewer) and
 # nginx (deploy/nginx/hybridcon.conf in front of hybridcon; the test runs its own nginx,
 # not the service). Installed once when missing; CI machines are Debian and run as root.
-SYSTEM_PACKAGES := chromium nginx
+# fonts-noto-color-emoji: the reaction buttons are emoji, and headless Chromium has no
+# other font with them (the screenshots would show empty buttons).
+SYSTEM_PACKAGES := chromium nginx fonts-noto-color-emoji
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -40,7 +42,19 @@ system-deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-run: $(VENV)/.run-installed
+# The browser pages' third-party libraries (hls.js; axe-core for the tests), pinned by
+# clients/web/package-lock.json and fetched from the npm registry; never in the repository.
+WEB := clients/web
+web-deps: $(WEB)/node_modules/.installed
+$(WEB)/node_modules/.installed: $(WEB)/package.json $(WEB)/package-lock.json
+	@command -v npm >/dev/null || { \
+		echo "installing Debian package: npm"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends npm >/dev/null; }
+	cd $(WEB) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
+
+run: $(VENV)/.run-installed web-deps
 	$(BIN)/hybridcon serve --demo-tokens $(ARGS)
 
 lint: $(VENV)/.dev-installed
@@ -56,7 +70,7 @@ integration: $(VENV)/.dev-installed
 	$(BIN)/pytest tests/integration
 
 # pytest exits 5 when it collected nothing; make treats that as a failure, as it should.
-test: lint system-deps
+test: lint system-deps web-deps
 	$(BIN)/pytest
 
 bench: $(VENV)/.dev-installed
@@ -68,4 +82,4 @@ lock: | $(UV)
 	$(UV) pip compile -q pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements/dev.lock
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(WEB)/node_modules tests/artifacts

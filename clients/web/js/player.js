@@ -83,6 +83,8 @@ export class Player {
     this.video.hidden = !picture;
     this.poster.hidden = picture;
     this.poster.textContent = state === "live" ? "🎧" : t(`player.state.${state}`);
+    // The line under the player says it once for screen readers; seen, the poster says it.
+    this.stateText.classList.toggle("visually-hidden", !picture && state !== "live");
     this.audioButton.hidden = this.stream.audio_only;
     this.audioButton.textContent = this.audioOnly ? t("player.show_video") : t("player.audio_only");
     this.audioButton.setAttribute("aria-pressed", String(this.audioOnly));
