@@ -22,7 +22,9 @@ export class ChatView {
     this.rt = rt;
     this.topic = topic;
     this.lines = new Map(); // msg_id -> push
-    this.list = h("ol", { class: "chat-log", role: "log", "aria-live": "polite", "aria-relevant": "additions", "aria-labelledby": "chat-h" });
+    // The live region wraps the list: role=log on the <ol> itself would hide that it is a list.
+    this.list = h("ol", { class: "chat-lines" });
+    this.log = h("div", { class: "chat-log", role: "log", "aria-live": "polite", "aria-relevant": "additions", "aria-labelledby": "chat-h", tabindex: "0" }, this.list);
     this.input = h("textarea", { id: "chat-text", rows: "2", maxlength: "500", required: true, autocomplete: "off" });
     this.note = h("p", { class: "form-note", role: "status", id: "chat-note" });
     this.settings = h("p", { class: "chat-settings" });
@@ -39,7 +41,7 @@ export class ChatView {
       }
     });
     this.root = h("section", { class: "panel chat", "aria-labelledby": "chat-h" },
-      h("h2", { id: "chat-h", "data-k": "chat.title" }), this.settings, this.list, this.form);
+      h("h2", { id: "chat-h", "data-k": "chat.title" }), this.settings, this.log, this.form);
     this.slowmode = 0;
   }
 
@@ -83,9 +85,9 @@ export class ChatView {
       h("span", { class: "text", text: line.text }),
       report));
     while (this.list.children.length > 200) this.list.firstElementChild.remove();
-    if (this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight < 120) {
-      this.list.scrollTop = this.list.scrollHeight;
-    }
+    // Follow new lines only when the reader is at the bottom already.
+    const box = this.log;
+    if (box.scrollHeight - box.scrollTop - box.clientHeight < 120) box.scrollTop = box.scrollHeight;
   }
 
   remove(msgId) {
@@ -312,11 +314,11 @@ export class QaView {
     return h("li", { class: "question", "data-question": q.question_id },
       h("p", { class: "text", text: q.text }),
       h("p", { class: "who", text: q.author ? q.author.name : t("qa.anonymous_author") }),
+      // The visible words are the accessible name ("Steun 3"), as WCAG 2.5.3 asks.
       h("button", {
         type: "button", class: "upvote", "aria-pressed": String(mine), disabled: mine,
-        "aria-label": t("qa.upvote_label", { n: q.upvotes }),
         onclick: () => this.upvote(q),
-      }, h("span", { "aria-hidden": "true", text: "▲ " }), String(q.upvotes)));
+      }, h("span", { "aria-hidden": "true", text: "▲ " }), t("qa.upvote"), " ", h("span", { class: "n", text: String(q.upvotes) })));
   }
 
   async ask(event) {

@@ -25,8 +25,17 @@ async function main() {
   });
   replace(byId("main"), form.root);
   onLangChange(() => form.redraw());
-  if (code) form.root.querySelector("form").requestSubmit();
+  const submit = () => form.root.querySelector("form").requestSubmit();
+  if (code) submit();
   else form.input.focus();
+  // A link opened in a tab that already shows this page changes only the fragment.
+  window.addEventListener("hashchange", () => {
+    const again = takeFragment();
+    if (again.code) {
+      form.input.value = again.code;
+      submit();
+    }
+  });
 }
 
 main();

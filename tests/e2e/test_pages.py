@@ -1,0 +1,338 @@
+"""The browser pages in a real browser: Playwright (PyPI) driving Debian's Chromium.
+
+The real application runs on 127.0.0.1 with a real PostgreSQL; the pages come from it as
+a person gets them. An attendee signs in with the invite code from an invite link
+(``/join#code=…``), chats, votes, asks and upvotes on the plenary stage; a moderator in
+the console turns on first-message hold, approves the attendee's first line, deletes a
+later one, opens a poll on two stages and sees hall and online votes apart; people's
+text stays text. Another test stops the server under an attendee who is typing and
+starts it again: the page says it lost the connection, reconnects by itself, and the
+typed text is still there and goes out. The organiser dashboard makes a broadcaster
+token with its WHIP URL.
+
+Every page is checked with axe-core (from the npm registry, ``clients/web/node_modules``)
+in Dutch and in English: no serious or critical violation. Screenshots at 360 px and
+1280 px wide go to ``tests/artifacts/pages/`` (kept for people to look at).
+
+Playwright never downloads a browser here: it launches ``/usr/bin/chromium``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from hybridcon.app import create_app
+from hybridcon.core.invites import Registration
+from hybridcon.core.tokens import Role, TokenRequest
+from hybridcon.services import SERVICES
+from hybridcon.settings import Settings
+from hybridcon.store import invites
+from support import WsClient
+
+playwright_api = pytest.importorskip("playwright.async_api")
+async_playwright = playwright_api.async_playwright
+expect = playwright_api.expect
+
+CHROMIUM = Path("/usr/bin/chromium")
+REPO = Path(__file__).resolve().parents[2]
+AXE = REPO / "clients" / "web" / "node_modules" / "axe-core" / "axe.min.js"
+ARTIFACTS = REPO / "tests" / "artifacts" / "pages"
+FLAGS = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(150),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make system-deps)"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Node:
+    """The application on a fixed port, so it can be stopped and started again there."""
+
+    def __init__(self, settings: Settings, port: int) -> None:
+        self.settings = settings
+        self.port = port
+        self.server: TestServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def app(self) -> web.Application:
+        assert self.server is not None and self.server.app is not None
+        return self.server.app
+
+    async def start(self) -> None:
+        self.server = TestServer(create_app(self.settings), host="127.0.0.1", port=self.port)
+        await self.server.start_server()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.close()
+            self.server = None
+
+    def token(self, role: Role, scopes: tuple[str, ...] = ("*",), name: str = "") -> str:
+        token, _ = self.app[SERVICES].auth().issue(
+            TokenRequest(role=role, scopes=scopes, name=name), via="test"
+        )
+        return token
+
+    async def invite(self, ticket: str, name: str) -> str:
+        """A new invite for the plenary stage; its code."""
+        services = self.app[SERVICES]
+        async with services.db().acquire() as conn:
+            await invites.import_registrations(
+                conn,
+                [
+                    Registration(
+                        line=2,
+                        ticket_id=ticket,
+                        name=name,
+                        email=None,
+                        role=Role.VIEWER,
+                        scopes=("stage:plenary",),
+                    )
+                ],
+                secret=services.invite_secret,
+                valid_until=datetime.now(UTC) + timedelta(days=1),
+            )
+        links = await invites.export_links(services.db(), secret=services.invite_secret)
+        return next(link.code for link in links if link.ticket_id == ticket)
+
+
+@pytest.fixture
+async def node(make_settings: Callable[..., Settings]) -> AsyncIterator[Node]:
+    port = free_port()
+    settings = make_settings(port=port, public_url=f"http://127.0.0.1:{port}")
+    node = Node(settings, port)
+    await node.start()
+    yield node
+    await node.stop()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        yield chromium
+        await chromium.close()
+
+
+async def new_page(browser: Any, width: int = 1280) -> Any:
+    context = await browser.new_context(viewport={"width": width, "height": 900})
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on(
+        "console",
+        lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
+    page.errors = errors  # checked at the end of each test
+    return page
+
+
+async def axe_violations(page: Any) -> list[dict[str, Any]]:
+    """Serious and critical WCAG 2.x A/AA violations on the page as it is now."""
+    # Evaluated over DevTools, which the page's CSP does not govern (an injected <script>
+    # would be refused, as it should be).
+    if not await page.evaluate("typeof window.axe !== 'undefined'"):
+        await page.evaluate(AXE.read_text("utf-8"))
+    result = await page.evaluate(
+        """async () => {
+            const r = await axe.run(document, {runOnly: {type: 'tag',
+                values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa']}});
+            return r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
+                .map(v => ({id: v.id, impact: v.impact, help: v.help,
+                            nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}));
+        }"""
+    )
+    return list(result)
+
+
+async def check_page(page: Any, name: str) -> None:
+    """axe in Dutch and English, and screenshots at 1280 and 360 px, of the page as it is."""
+    for lang in ("nl", "en"):
+        if await page.evaluate("document.documentElement.lang") != lang:
+            await page.locator("#lang").click()
+            await expect(page.locator("html")).to_have_attribute("lang", lang)
+        violations = await axe_violations(page)
+        assert violations == [], f"{name} ({lang}): {json.dumps(violations, indent=1)}"
+    await page.locator("#lang").click()  # back to Dutch
+    await expect(page.locator("html")).to_have_attribute("lang", "nl")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    width = page.viewport_size["width"]
+    for w in (1280, 360):
+        await page.set_viewport_size({"width": w, "height": 900})
+        await page.screenshot(path=str(ARTIFACTS / f"{name}-{w}.png"), full_page=True)
+    await page.set_viewport_size({"width": width, "height": 900})
+
+
+async def test_attend_moderate_and_organise(node: Node, browser: Any) -> None:
+    code = await node.invite("T-100", "Ann Peeters")
+    moderator = await new_page(browser)
+    attendee = await new_page(browser, width=360)
+
+    # The moderator console, signed in from the fragment, which leaves the address bar.
+    mod_token = node.token(Role.MODERATOR, name="Mia Moderator")
+    await moderator.goto(f"{node.url}/moderate#token={mod_token}")
+    await expect(moderator).to_have_url(f"{node.url}/moderate")
+    await expect(moderator.locator("#conn")).to_have_text("Verbonden")
+    await moderator.get_by_label("Eerste berichten eerst goedkeuren").check()
+    await expect(moderator.locator("#mod-status")).to_have_text("Instelling bewaard.")
+
+    # The attendee: a wrong code first, then the invite link's code.
+    await attendee.goto(f"{node.url}/join")
+    await attendee.get_by_label("Je code").fill("AAAA-BBBB-CCCC-DDDD")
+    await attendee.get_by_role("button", name="Aanmelden").click()
+    await expect(attendee.locator("#code-error")).to_contain_text("Deze code kennen we niet")
+    await attendee.goto(f"{node.url}/join#code={code}")
+    await expect(attendee).to_have_url(f"{node.url}/")
+    await attendee.goto(f"{node.url}/stage/plenary")
+    await expect(attendee.locator("#conn")).to_have_text("Verbonden")
+    await expect(attendee.get_by_role("heading", name="Plenaire zaal", exact=True)).to_be_visible()
+    await expect(attendee.locator("#stream-state")).to_have_text("Nog niet begonnen")
+
+    # Chat: the first line is held, the moderator approves it with the keyboard.
+    chat = attendee.get_by_label("Je bericht")
+    await chat.fill("Goeiemorgen <img src=x onerror=alert(1)>")
+    await chat.press("Enter")
+    await expect(attendee.locator("#chat-note")).to_contain_text("wacht op een moderator")
+    held = moderator.locator("#queue li", has_text="Goeiemorgen")
+    await expect(held).to_contain_text("eerste bericht")
+    await held.focus()
+    await held.press("a")
+    line = attendee.locator(".chat-log li", has_text="Goeiemorgen")
+    await expect(line).to_contain_text("<img src=x onerror=alert(1)>")
+    assert await attendee.locator(".chat-log img").count() == 0
+
+    # A later line goes out at once; the moderator deletes it and it leaves the attendee's chat.
+    await chat.fill("Dit is een tweede bericht")
+    await chat.press("Enter")
+    second = attendee.locator(".chat-log li", has_text="tweede bericht")
+    await expect(second).to_be_visible()
+    mod_line = moderator.locator(".stage-detail li", has_text="tweede bericht")
+    await mod_line.get_by_role("button", name="Verwijderen").click()
+    await expect(second).to_have_count(0)
+
+    # A poll on two stages, opened from the console.
+    await moderator.get_by_label("Vraag", exact=True).fill("Doet sociaal werk ertoe?")
+    await moderator.get_by_label("Antwoorden (één per regel)").fill("Ja\nNee")
+    await moderator.get_by_label("Plenaire zaal").check()
+    await moderator.get_by_label("Livestream Impactgedreven handelen").check()
+    await moderator.get_by_role("button", name="Nu openen").click()
+    poll = attendee.locator("article.poll", has_text="Doet sociaal werk ertoe?")
+    await poll.get_by_label("Ja").check()
+    await poll.get_by_role("button", name="Stem").click()
+    await expect(poll).to_contain_text("Je stem is geteld.")
+    await expect(poll).to_contain_text("Ja: 1 (100%)")
+
+    # A phone in the hall votes too: the console shows hall and online apart.
+    org_token = node.token(Role.ORGANISER)
+    async with aiohttp.ClientSession() as http:
+        made = await http.post(
+            f"{node.url}/api/v1/halls/plenary/links",
+            headers={"Authorization": f"Bearer {org_token}"},
+        )
+        hall_code = (await made.json())["code"]
+        joined = await http.post(f"{node.url}/api/v1/halls/join", json={"code": hall_code})
+        hall_token = (await joined.json())["token"]
+        socket_ = await http.ws_connect(f"{node.url}/ws")
+        await socket_.send_json({"type": "auth", "token": hall_token})
+        assert (await socket_.receive_json(timeout=5))["type"] == "auth.ok"
+        ws = WsClient(socket_)
+        poll_id = await attendee.evaluate(
+            "document.querySelector('article.poll h3').id.replace(/^poll-|-q$/g, '')"
+        )
+        await ws.ok("poll.vote", poll_id=poll_id, choice="b")
+        await ws.close()
+    split = moderator.locator(f'article.poll[data-poll="{poll_id}"] table')
+    await expect(split.locator('tr[data-origin="hall:plenary"]')).to_contain_text(
+        "Plenaire zaal — in de zaal"
+    )
+    await expect(split.locator('tr[data-origin="hall:plenary"] td').nth(2)).to_have_text("1")
+    await expect(split.locator('tr[data-origin="stage:plenary"] td').nth(1)).to_have_text("1")
+    await expect(poll).to_contain_text("Nee: 1 (50%)")
+
+    # Q&A: asked, approved in the console, upvoted by the attendee.
+    await attendee.get_by_label("Je vraag aan de sprekers").fill("Hoe werken we samen met huisartsen?")
+    await attendee.get_by_role("button", name="Stel je vraag").click()
+    await expect(attendee.locator("#qa-note")).to_contain_text("wacht op een moderator")
+    pending = moderator.locator("#queue li", has_text="huisartsen")
+    await pending.get_by_role("button", name="Goedkeuren").click()
+    question = attendee.locator(".question", has_text="huisartsen")
+    upvote = question.get_by_role("button", name=re.compile("^Steun"))
+    await expect(upvote).to_have_text("▲ Steun 0")
+    await upvote.click()
+    await expect(upvote).to_have_attribute("aria-pressed", "true")
+    await expect(upvote).to_have_text("▲ Steun 1")
+    await expect(moderator.locator(".stage-detail", has_text="huisartsen")).to_contain_text("▲ 1")
+
+    await check_page(attendee, "attendee-stage")
+    await check_page(moderator, "moderator")
+
+    # The organiser: a broadcaster token with the WHIP URL to paste into OBS.
+    organiser = await new_page(browser)
+    await organiser.goto(f"{node.url}/organise#token={org_token}")
+    await expect(organiser).to_have_url(f"{node.url}/organise")
+    row = organiser.locator('tr[data-stage="impact"]')
+    await expect(row).to_contain_text(f"{node.url}/whip/impact")
+    await row.get_by_role("button", name="Maak token voor Livestream Impactgedreven handelen").click()
+    token_box = row.get_by_label("Regietoken voor Livestream Impactgedreven handelen", exact=True)
+    bc_token = await token_box.input_value()
+    claims = node.app[SERVICES].auth().verify(bc_token)
+    assert claims.role is Role.BROADCASTER and claims.scopes == ("stage:impact",)
+    await check_page(organiser, "organiser")
+
+    home = await new_page(browser)
+    await home.goto(f"{node.url}/")
+    await expect(home.get_by_role("heading", name="Aanmelden")).to_be_visible()
+    await check_page(home, "home-signed-out")
+
+    for page in (attendee, moderator, organiser, home):
+        assert page.errors == []
+
+
+async def test_the_page_survives_a_server_restart(node: Node, browser: Any) -> None:
+    viewer = node.token(Role.VIEWER, ("stage:plenary",), name="Bert")
+    page = await new_page(browser)
+    await page.goto(f"{node.url}/stage/plenary#token={viewer}")
+    await expect(page.locator("#conn")).to_have_text("Verbonden")
+    chat = page.get_by_label("Je bericht")
+    await chat.fill("Voor de herstart")
+    await chat.press("Enter")
+    await expect(page.locator(".chat-log li", has_text="Voor de herstart")).to_be_visible()
+
+    await chat.fill("Half getypt tijdens de herstart")
+    await node.stop()
+    await expect(page.locator("#conn")).to_contain_text("Verbinding weg")
+    # Sending while away keeps the text and says why.
+    await chat.press("Enter")
+    await expect(page.locator("#chat-note")).to_contain_text("Geen verbinding")
+    await expect(chat).to_have_value("Half getypt tijdens de herstart")
+
+    await node.start()
+    await expect(page.locator("#conn")).to_have_text("Verbonden", timeout=20_000)
+    await expect(chat).to_have_value("Half getypt tijdens de herstart")
+    await chat.press("Enter")
+    await expect(page.locator(".chat-log li", has_text="Half getypt")).to_be_visible()
+    await expect(page.locator(".chat-log li", has_text="Voor de herstart")).to_be_visible()
+    await expect(chat).to_have_value("")
+    assert page.errors == []
