@@ -321,7 +321,7 @@ class Console {
     const options = h("textarea", { id: "poll-options", rows: "3" });
     const visibility = h("select", { id: "poll-vis" },
       ["live", "after_close", "never"].map((v) => h("option", { value: v, "data-k": `polls.vis.${v}` })));
-    const stagesBox = h("fieldset", { class: "row" }, h("legend", { "data-k": "mod.poll_stages" }),
+    const stagesBox = h("fieldset", { class: "stage-picks" }, h("legend", { "data-k": "mod.poll_stages" }),
       this.programme.stages.map((s) => h("div", { class: "choice" },
         h("input", { type: "checkbox", id: `ps-${s.id}`, value: s.id, name: "poll-stage" }),
         h("label", { for: `ps-${s.id}`, text: s.title }))));

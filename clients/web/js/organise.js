@@ -114,7 +114,7 @@ class Dashboard {
     return h("section", { class: "panel", "aria-labelledby": "bc-h" },
       h("h2", { id: "bc-h", text: t("org.broadcast") }),
       h("p", { class: "hint", text: t("org.broadcast_help") }),
-      h("div", { class: "split" }, h("table", {},
+      h("div", { class: "split" }, h("table", { class: "stack" },
         h("thead", {}, h("tr", {}, h("th", { scope: "col", text: t("org.stage") }), h("th", { scope: "col", text: t("org.whip_url") }), h("th", { scope: "col", text: t("org.token") }))),
         h("tbody", {}, stages.map((s) => {
           const tok = tokens.find((x) => x.scopes.includes(`stage:${s.id}`));
@@ -196,7 +196,7 @@ class Dashboard {
   auditSection() {
     return h("section", { class: "panel", "aria-labelledby": "audit-h" },
       h("h2", { id: "audit-h", text: t("org.audit") }),
-      this.audit.length ? h("div", { class: "split" }, h("table", {},
+      this.audit.length ? h("div", { class: "split" }, h("table", { class: "stack" },
         h("thead", {}, h("tr", {}, ["org.when", "org.who", "org.what", "org.target"].map((k) => h("th", { scope: "col", text: t(k) })))),
         h("tbody", {}, this.audit.map((e) => h("tr", {},
           h("td", { text: new Date(e.ts).toLocaleString() }), h("td", { text: `${e.actor} (${e.actor_role})` }),
