@@ -90,8 +90,10 @@ class Node:
             self.server = None
 
     def token(self, role: Role, scopes: tuple[str, ...] = ("*",), name: str = "") -> str:
-        token, _ = self.app[SERVICES].auth().issue(
-            TokenRequest(role=role, scopes=scopes, name=name), via="test"
+        token, _ = (
+            self.app[SERVICES]
+            .auth()
+            .issue(TokenRequest(role=role, scopes=scopes, name=name), via="test")
         )
         return token
 
@@ -272,7 +274,9 @@ async def test_attend_moderate_and_organise(node: Node, browser: Any) -> None:
     await expect(poll).to_contain_text("Nee: 1 (50%)")
 
     # Q&A: asked, approved in the console, upvoted by the attendee.
-    await attendee.get_by_label("Je vraag aan de sprekers").fill("Hoe werken we samen met huisartsen?")
+    await attendee.get_by_label("Je vraag aan de sprekers").fill(
+        "Hoe werken we samen met huisartsen?"
+    )
     await attendee.get_by_role("button", name="Stel je vraag").click()
     await expect(attendee.locator("#qa-note")).to_contain_text("wacht op een moderator")
     pending = moderator.locator("#queue li", has_text="huisartsen")
@@ -294,7 +298,9 @@ async def test_attend_moderate_and_organise(node: Node, browser: Any) -> None:
     await expect(organiser).to_have_url(f"{node.url}/organise")
     row = organiser.locator('tr[data-stage="impact"]')
     await expect(row).to_contain_text(f"{node.url}/whip/impact")
-    await row.get_by_role("button", name="Maak token voor Livestream Impactgedreven handelen").click()
+    await row.get_by_role(
+        "button", name="Maak token voor Livestream Impactgedreven handelen"
+    ).click()
     token_box = row.get_by_label("Regietoken voor Livestream Impactgedreven handelen", exact=True)
     bc_token = await token_box.input_value()
     claims = node.app[SERVICES].auth().verify(bc_token)

@@ -17,7 +17,9 @@ SOURCES = [*sorted((WEB / "js").glob("*.js")), *sorted(WEB.glob("*.html"))]
 KEY = r"[a-z_]+(?:\.[a-z_]+)+"
 # t("key"), "data-k": "key", data-i18n="key", "data-k-label": "key", aria-label:key,
 # titleKey: "key", and keys returned by lookup tables ("signin.error.closed").
-LITERAL = re.compile(rf"""(?:\bt\(|data-k(?:-label)?"?:\s*|data-i18n="|Key:\s*|:\s*|\?\s*|\[)"({KEY})\"""")
+LITERAL = re.compile(
+    rf"""(?:\bt\(|data-k(?:-label)?"?:\s*|data-i18n="|Key:\s*|:\s*|\?\s*|\[)"({KEY})\""""
+)
 ATTR = re.compile(rf"aria-label:({KEY})")
 TEMPLATE = re.compile(r"`([a-z_]+(?:\.[a-z_]+)*\.)\$\{")
 
@@ -50,7 +52,9 @@ def test_every_key_the_pages_use_is_in_the_catalogue() -> None:
     assert len(keys) > 100, "the scan found too few keys: the pattern is broken"
     missing = sorted(k for k in keys if k not in CATALOGUE["nl"])
     assert missing == []
-    empty_prefixes = sorted(p for p in prefixes if not any(k.startswith(p) for k in CATALOGUE["nl"]))
+    empty_prefixes = sorted(
+        p for p in prefixes if not any(k.startswith(p) for k in CATALOGUE["nl"])
+    )
     assert empty_prefixes == []
 
 

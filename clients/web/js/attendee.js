@@ -3,7 +3,7 @@
 
 import { byId, h, replace } from "./dom.js";
 import { ChatView, PollsView, QaView, Reactions, label } from "./engage.js";
-import { applyStatic, languageButton, loadMessages, onLangChange, t } from "./i18n.js";
+import { applyStatic, lang, languageButton, loadMessages, onLangChange, t } from "./i18n.js";
 import { Player } from "./player.js";
 import { dayPhase, dayProgramme, loadProgramme, stageCard, stageLines, stagePath } from "./programme.js";
 import { Realtime } from "./realtime.js";
@@ -205,14 +205,19 @@ class StageView {
 
   renderFilms() {
     const items = this.recordings || [];
+    // Recordings are Matroska (H.264 or VP8 with Opus), as the server records them without
+    // re-encoding. A browser that cannot play that gets a download link instead.
+    const plays = document.createElement("video").canPlayType('video/x-matroska; codecs="avc1.42E01E, opus"') !== "";
     replace(this.films,
       h("h2", { id: "films-h", text: t("films.title") }),
       items.length
         ? h("ul", { class: "recordings" }, items.map((r) => h("li", {},
-          h("h3", { text: `${r.title}` }),
-          h("video", { controls: true, preload: "none", src: r.hls_url, class: "video" }))))
+          h("h3", { text: `${r.title} · ${new Date(r.started_at).toLocaleString(lang() === "en" ? "en-GB" : "nl-BE")}` }),
+          plays ? h("video", { controls: true, preload: "metadata", src: r.url, class: "video", "aria-label": r.title }) : null,
+          h("p", {}, h("a", { href: r.url, download: r.file, text: t("films.download") })))))
         : h("p", { class: "empty", text: this.recordings ? t("films.none") : t("films.loading") }));
   }
+
 }
 
 main().catch((error) => {

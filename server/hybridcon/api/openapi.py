@@ -66,8 +66,7 @@ def document(routes: Iterable[RouteLike], *, server_url: str) -> dict[str, Any]:
             "summary": route.summary,
             "responses": {
                 "default": {
-                    "description": "see docs/protocol.md; errors are "
-                    '{"error": {"code", "message"}}'
+                    "description": 'see docs/protocol.md; errors are {"error": {"code", "message"}}'
                 }
             },
         }

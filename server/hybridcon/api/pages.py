@@ -39,6 +39,11 @@ CONTENT_TYPES = {
     ".json": "application/json",
 }
 
+# What /static/ serves of clients/web: these folders and top-level files, nothing else
+# (not package.json, not node_modules, not the shells under another name).
+STATIC_DIRS = frozenset({"js", "css"})
+STATIC_FILES = frozenset({"messages.json", "icon.svg"})
+
 # Which shell serves which page route.
 SHELLS = {
     "attendee": "index.html",
@@ -109,9 +114,7 @@ def _file(request: web.Request, path: Path, *, cache: str) -> web.StreamResponse
 async def attendee(request: web.Request) -> web.StreamResponse:
     """The attendee page (``/``, ``/stage/{id}``, ``/radio``, ``/films``): one shell."""
     stage = request.match_info.get("stage")
-    if stage is not None and stage not in {
-        s.id for s in request.app[SERVICES].programme.stages
-    }:
+    if stage is not None and stage not in {s.id for s in request.app[SERVICES].programme.stages}:
         raise NotFound(f"no stage {stage!r} in the programme")
     return _file(request, WEB_ROOT / SHELLS["attendee"], cache="no-cache")
 
@@ -146,9 +149,13 @@ async def static(request: web.Request) -> web.StreamResponse:
         return _file(request, WEB_ROOT / vendored, cache="public, max-age=86400")
     root = WEB_ROOT.resolve()
     path = (root / rel).resolve()
-    if not path.is_relative_to(root) or "node_modules" in path.relative_to(root).parts:
+    if not path.is_relative_to(root):
         raise NotFound("no such file")
-    if path.suffix not in CONTENT_TYPES or path.suffix == ".html":
+    parts = path.relative_to(root).parts
+    if not parts:
+        raise NotFound("no such file")
+    allowed = parts[0] in STATIC_DIRS if len(parts) > 1 else parts[0] in STATIC_FILES
+    if not allowed or path.suffix not in CONTENT_TYPES or path.suffix == ".html":
         raise NotFound("no such file")
     # no-cache: the browser revalidates (ETag / Last-Modified), so a new deploy shows at
     # once, and an unchanged file costs a 304.

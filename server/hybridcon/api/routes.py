@@ -12,7 +12,17 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from hybridcon.api import halls, health, invites, openapi, pages, programme, tokens, whip
+from hybridcon.api import (
+    halls,
+    health,
+    invites,
+    openapi,
+    pages,
+    programme,
+    recordings,
+    tokens,
+    whip,
+)
 from hybridcon.realtime import gateway
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -88,6 +98,20 @@ ROUTES: tuple[Route, ...] = (
         "/hls/{stage}/{token}/{file}",
         whip.hls_file,
         "HLS playlists and segments (signed URL)",
+        "signed URL",
+    ),
+    Route(
+        "GET",
+        "/api/v1/recordings",
+        recordings.list_recordings,
+        "the film room: finished recordings",
+        "any token",
+    ),
+    Route(
+        "GET",
+        "/recordings/{stage}/{token}/{file}",
+        recordings.recording_file,
+        "one recording (signed URL)",
         "signed URL",
     ),
     # The browser pages (clients/web); each signs in from the URL fragment or a code.

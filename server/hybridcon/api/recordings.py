@@ -1,0 +1,96 @@
+"""The film room's list of recordings, and the recordings themselves behind signed links.
+
+``GET /api/v1/recordings`` lists the finished recordings (one Matroska file per publisher
+session, see ``streams/stages.py``) of the stages the token covers, newest first, each
+with a signed link ``/recordings/<stage>/<token>/<file>``. The link's token is the same
+kind as an HLS link's (``core/urls.py``): it covers one stage's media and expires, so a
+``<video>`` element can fetch it without an ``Authorization`` header.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from hybridcon.api.auth import bearer_claims
+from hybridcon.api.whip import STREAMS
+from hybridcon.core.urls import check_hls_token, hls_token
+from hybridcon.errors import NotFound
+from hybridcon.services import SERVICES
+from hybridcon.streams.stages import StreamState
+
+# <stage>-<YYYYmmddTHHMMSS>-<8 hex>.mkv, as the stage's recorder names its files.
+_NAME = re.compile(r"^([a-z0-9][a-z0-9_-]{0,63})-(\d{8}T\d{6})-([0-9a-f]{8})\.mkv$")
+
+
+async def list_recordings(request: web.Request) -> web.Response:
+    """The finished recordings of the stages this token covers, newest first.
+
+    A stage that is live now is recording into its newest file: that file is left out
+    until the stream stops, as an unfinished Matroska file does not play to its end.
+    """
+    claims = bearer_claims(request)
+    services = request.app[SERVICES]
+    streams = request.app[STREAMS]
+    settings = services.settings
+    expires = services.clock() + settings.hls_url_ttl
+    base = settings.base_url()
+    found: list[dict[str, object]] = []
+    for stage_id, stream in streams.stages.items():
+        if not claims.may_subscribe(f"stage:{stage_id}"):
+            continue
+        folder = settings.recordings_dir / stage_id
+        names = sorted(
+            (p for p in folder.glob("*.mkv") if _NAME.match(p.name)), key=lambda p: p.name
+        )
+        if stream.state is StreamState.LIVE and names:
+            names = names[:-1]
+        token = hls_token(streams.hls_secret, stage_id, expires)
+        for path in names:
+            match = _NAME.match(path.name)
+            assert match is not None
+            started = datetime.strptime(match.group(2), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+            found.append(
+                {
+                    "stage": stage_id,
+                    "title": stream.stage.title,
+                    "file": path.name,
+                    "started_at": started.isoformat(),
+                    "bytes": path.stat().st_size,
+                    "audio_only": stream.audio_only,
+                    "url": f"{base}/recordings/{stage_id}/{token}/{path.name}",
+                }
+            )
+    found.sort(key=lambda r: (str(r["started_at"]), str(r["file"])), reverse=True)
+    return web.json_response({"recordings": found}, headers={"Cache-Control": "no-store"})
+
+
+async def recording_file(request: web.Request) -> web.StreamResponse:
+    """One recording, if the path's token is valid for its stage (Range requests served).
+
+    Raises:
+        NotFound: not a streamed stage, not a recording's name, or no such file.
+        Forbidden: the token is malformed, for another stage, or expired.
+    """
+    services = request.app[SERVICES]
+    stage = request.match_info["stage"]
+    streams = request.app[STREAMS]
+    streams.get(stage)
+    check_hls_token(streams.hls_secret, stage, request.match_info["token"], services.clock())
+    name = request.match_info["file"]
+    match = _NAME.match(name)
+    if match is None or match.group(1) != stage:
+        raise NotFound("no such recording")
+    path = services.settings.recordings_dir / stage / name
+    if not path.is_file():
+        raise NotFound("no such recording")
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": "video/x-matroska",
+            # A finished recording never changes.
+            "Cache-Control": "private, max-age=86400, immutable",
+        },
+    )
