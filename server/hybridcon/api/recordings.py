@@ -16,10 +16,10 @@ from aiohttp import web
 
 from hybridcon.api.auth import bearer_claims
 from hybridcon.api.whip import STREAMS
+from hybridcon.core.streams import StreamState
 from hybridcon.core.urls import check_hls_token, hls_token
 from hybridcon.errors import NotFound
 from hybridcon.services import SERVICES
-from hybridcon.streams.stages import StreamState
 
 # <stage>-<YYYYmmddTHHMMSS>-<8 hex>.mkv, as the stage's recorder names its files.
 _NAME = re.compile(r"^([a-z0-9][a-z0-9_-]{0,63})-(\d{8}T\d{6})-([0-9a-f]{8})\.mkv$")
