@@ -38,7 +38,7 @@ from hybridcon.core.tokens import Role, TokenRequest
 from hybridcon.services import SERVICES
 from hybridcon.settings import Settings
 from hybridcon.store import invites
-from support import WsClient
+from support import WsClient, eventually
 
 playwright_api = pytest.importorskip("playwright.async_api")
 async_playwright = playwright_api.async_playwright
@@ -48,7 +48,13 @@ CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[2]
 AXE = REPO / "clients" / "web" / "node_modules" / "axe-core" / "axe.min.js"
 ARTIFACTS = REPO / "tests" / "artifacts" / "pages"
-FLAGS = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+# The fake camera and microphone for the publisher; autoplay with sound, as a person who
+# pressed play would have it (the player keeps its controls for people).
+FLAGS = [
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+]
 
 pytestmark = [
     pytest.mark.slow,
@@ -342,3 +348,108 @@ async def test_the_page_survives_a_server_restart(node: Node, browser: Any) -> N
     await expect(page.locator(".chat-log li", has_text="Voor de herstart")).to_be_visible()
     await expect(chat).to_have_value("")
     assert page.errors == []
+
+
+# Evaluated in a page of the server's own origin (getUserMedia needs a secure origin;
+# DevTools evaluation is not subject to the page's CSP). H.264 first, so HLS has video.
+PUBLISH = """async ([token]) => {
+  const stream = await navigator.mediaDevices.getUserMedia({
+    video: {width: 640, height: 360, frameRate: 30}, audio: true});
+  const pc = new RTCPeerConnection();
+  const video = pc.addTransceiver(stream.getVideoTracks()[0], {direction: "sendonly"});
+  pc.addTransceiver(stream.getAudioTracks()[0], {direction: "sendonly"});
+  const codecs = RTCRtpSender.getCapabilities("video").codecs;
+  const h264 = codecs.filter((c) => c.mimeType === "video/H264"
+    && /packetization-mode=1/.test(c.sdpFmtpLine || ""));
+  if (h264.length) video.setCodecPreferences([...h264, ...codecs.filter((c) => !h264.includes(c))]);
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((resolve) => {
+    if (pc.iceGatheringState === "complete") return resolve();
+    pc.addEventListener("icegatheringstatechange",
+      () => pc.iceGatheringState === "complete" && resolve());
+    setTimeout(resolve, 3000);
+  });
+  const response = await fetch("/whip/plenary", {method: "POST", body: pc.localDescription.sdp,
+    headers: {"Content-Type": "application/sdp", "Authorization": "Bearer " + token}});
+  if (response.status !== 201) throw new Error("WHIP " + response.status);
+  await pc.setRemoteDescription({type: "answer", sdp: await response.text()});
+  window.publisher = {pc, stream, location: response.headers.get("Location"), token};
+  return h264.length > 0;
+}"""
+
+STOP = """async () => {
+  const p = window.publisher;
+  const response = await fetch(p.location, {method: "DELETE",
+    headers: {"Authorization": "Bearer " + p.token}});
+  p.pc.close();
+  p.stream.getTracks().forEach((t) => t.stop());
+  return response.status;
+}"""
+
+FRAMES = "() => document.querySelector('video.video').getVideoPlaybackQuality().totalVideoFrames"
+
+
+async def test_watching_a_live_stage(node: Node, browser: Any) -> None:
+    """A viewer plays HLS and a moderator WHEP; frames decode; the state follows the
+    publisher; heartbeats reach the engagement log while the viewer plays."""
+    viewer_token = node.token(Role.VIEWER, ("stage:plenary",), name="Kijker")
+    attendee = await new_page(browser, width=360)
+    await attendee.goto(f"{node.url}/stage/plenary#token={viewer_token}")
+    state = attendee.locator("#stream-state")
+    await expect(state).to_have_text("Nog niet begonnen")
+    moderator = await new_page(browser)
+    await moderator.goto(f"{node.url}/stage/plenary#token={node.token(Role.MODERATOR)}")
+    await expect(moderator.locator("#stream-state")).to_have_text("Nog niet begonnen")
+
+    publisher = await new_page(browser)
+    await publisher.goto(f"{node.url}/join")
+    h264 = await publisher.evaluate(PUBLISH, [node.token(Role.BROADCASTER, ("stage:plenary",))])
+
+    # The moderator starts on WHEP as soon as the stage is live; the viewer waits for the
+    # first HLS segment.
+    await expect(moderator.locator("#stream-state")).to_have_text("Live · lage vertraging")
+    await expect(state).to_have_text("Live · gewone vertraging", timeout=20_000)
+    await frames_decoded(moderator, 30, timeout=15)
+    if h264:  # without H.264 the HLS stream carries audio only (docs/protocol.md)
+        await frames_decoded(attendee, 30, timeout=20)
+
+    pool = node.app[SERVICES].db()
+
+    async def heartbeats() -> int:
+        return int(
+            await pool.fetchval(
+                "SELECT count(*) FROM engagement_events"
+                " WHERE kind = 'heartbeat' AND topic = 'stage:plenary'"
+                " AND (data->>'playing')::boolean"
+            )
+        )
+
+    deadline = 15.0
+    assert await attendee.evaluate("!document.querySelector('video.video').paused")
+    # The page beats on 'playing'; the engagement writer stores in batches.
+    await _eventually(heartbeats, deadline)
+
+    assert await publisher.evaluate(STOP) == 200
+    await expect(state).to_have_text("Afgelopen")
+    await expect(moderator.locator("#stream-state")).to_have_text("Afgelopen")
+    await check_page(attendee, "attendee-live-ended")
+    for page in (attendee, moderator, publisher):
+        assert page.errors == []
+
+
+async def frames_decoded(page: Any, frames: int, timeout: float) -> None:
+    """Wait until the page's player has decoded more than ``frames`` video frames."""
+
+    # Polled from here: Playwright's wait_for_function evaluates a string inside the page,
+    # which the page's CSP (rightly) refuses.
+    async def enough() -> bool:
+        return bool(await page.evaluate(FRAMES) > frames)
+
+    await eventually(enough, timeout=timeout, what=f"{frames} frames decoded")
+
+
+async def _eventually(count: Callable[[], Any], timeout: float) -> None:
+    async def positive() -> bool:
+        return bool(await count() > 0)
+
+    await eventually(positive, timeout=timeout, what="a heartbeat in the engagement log")

@@ -1,5 +1,5 @@
-// The player of a stage: HLS for everyone (native where the browser has it, hls.js
-// elsewhere, loaded only then), WHEP for low latency where the token allows it, and the
+// The player of a stage: HLS for everyone (hls.js where Media Source Extensions exist,
+// loaded only then; the browser's own HLS elsewhere), WHEP for low latency where the token allows it, and the
 // stream's state in words. When the chosen way fails it tries the other one by itself.
 
 import { h, replace } from "./dom.js";
@@ -34,7 +34,13 @@ export class Player {
     this.poster = h("div", { class: "poster", "aria-hidden": "true" });
     replace(root, h("div", { class: "screen" }, this.video, this.poster), this.stateText,
       h("div", { class: "player-tools" }, this.audioButton));
-    this.video.addEventListener("error", () => this._failed());
+    this.video.addEventListener("error", () => {
+      // Only an error of the HLS source we set counts (emptying the element is no failure).
+      if (this.mode === "hls" && !this.hls && this.video.getAttribute("src") === this.stream.hls_url) {
+        console.warn("hls error", this.video.error && this.video.error.code, this.video.error && this.video.error.message);
+        this._failed();
+      }
+    });
     this.video.addEventListener("ended", () => {
       // A stage live again can briefly serve the previous playlist with its ENDLIST
       // (docs/protocol.md, known issue): load it again while the stage says live.
@@ -50,14 +56,18 @@ export class Player {
 
   /** Apply a snapshot's `stream` or a `stream.state` push. */
   update(stream) {
-    const wasLive = this.stream.state === "live";
-    const urlsChanged = stream.hls_url !== this.stream.hls_url || stream.whep_url !== this.stream.whep_url;
+    const before = this.stream;
     this.stream = { ...this.stream, ...stream };
     if (this.stream.audio_only) this.audioOnly = true;
     if (this.stream.state !== "live") {
       this.stop();
       this.failed.clear();
-    } else if (!wasLive || urlsChanged || this.mode === null) {
+    } else if (
+      this.mode === null ||
+      // Only the way in use matters: a new HLS link must not cut a working WHEP picture.
+      (this.mode === "hls" && this.stream.hls_url !== before.hls_url) ||
+      (this.mode === "whep" && this.stream.whep_url !== before.whep_url)
+    ) {
       this.start();
     }
     this.render();
@@ -92,10 +102,12 @@ export class Player {
 
   start() {
     this.stop();
-    const whepFirst = this.options.lowLatency && this.stream.whep_url && !this.failed.has("whep");
-    if (whepFirst) this._startWhep();
-    else if (this.stream.hls_url && !this.failed.has("hls")) this._startHls();
-    else if (this.stream.whep_url && !this.failed.has("whep")) this._startWhep();
+    const whep = this.stream.whep_url && !this.failed.has("whep");
+    const hls = this.stream.hls_url && !this.failed.has("hls");
+    // WHEP seats are few (whep_max_viewers): viewers take one only when HLS failed, and
+    // otherwise wait for the link of the first HLS segment (a few seconds after "live").
+    if (whep && (this.options.lowLatency || this.failed.has("hls"))) this._startWhep();
+    else if (hls) this._startHls();
     this.render();
   }
 
@@ -123,7 +135,10 @@ export class Player {
   async _startHls() {
     this.mode = "hls";
     const url = this.stream.hls_url;
-    if (this.video.canPlayType(HLS_MIME)) {
+    // hls.js over Media Source Extensions wherever they exist; the browser's own HLS only
+    // without them (iPhones). Chromium's own HLS does not parse every live playlist.
+    const mse = "MediaSource" in window || "ManagedMediaSource" in window;
+    if (!mse && this.video.canPlayType(HLS_MIME)) {
       this.video.src = url;
       this.video.play().catch(() => {});
       return;
