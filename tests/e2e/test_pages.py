@@ -38,7 +38,7 @@ from hybridcon.core.tokens import Role, TokenRequest
 from hybridcon.services import SERVICES
 from hybridcon.settings import Settings
 from hybridcon.store import invites
-from support import WsClient, eventually
+from support import eventually
 
 playwright_api = pytest.importorskip("playwright.async_api")
 async_playwright = playwright_api.async_playwright
@@ -252,25 +252,26 @@ async def test_attend_moderate_and_organise(node: Node, browser: Any) -> None:
     await expect(poll).to_contain_text("Je stem is geteld.")
     await expect(poll).to_contain_text("Ja: 1 (100%)")
 
-    # A phone in the hall votes too: the console shows hall and online apart.
+    # A phone in the hall scans the QR link and votes too: the console shows hall and
+    # online apart.
     org_token = node.token(Role.ORGANISER)
     async with aiohttp.ClientSession() as http:
         made = await http.post(
             f"{node.url}/api/v1/halls/plenary/links",
             headers={"Authorization": f"Bearer {org_token}"},
         )
-        hall_code = (await made.json())["code"]
-        joined = await http.post(f"{node.url}/api/v1/halls/join", json={"code": hall_code})
-        hall_token = (await joined.json())["token"]
-        socket_ = await http.ws_connect(f"{node.url}/ws")
-        await socket_.send_json({"type": "auth", "token": hall_token})
-        assert (await socket_.receive_json(timeout=5))["type"] == "auth.ok"
-        ws = WsClient(socket_)
-        poll_id = await attendee.evaluate(
-            "document.querySelector('article.poll h3').id.replace(/^poll-|-q$/g, '')"
-        )
-        await ws.ok("poll.vote", poll_id=poll_id, choice="b")
-        await ws.close()
+        hall_link = (await made.json())["link"]
+    assert hall_link.startswith(f"{node.url}/hall#code=")
+    phone = await new_page(browser, width=360)
+    await phone.goto(hall_link)
+    await expect(phone).to_have_url(f"{node.url}/stage/plenary")
+    phone_poll = phone.locator("article.poll", has_text="Doet sociaal werk ertoe?")
+    await phone_poll.get_by_label("Nee").check()
+    await phone_poll.get_by_role("button", name="Stem").click()
+    await expect(phone_poll).to_contain_text("Je stem is geteld.")
+    poll_id = await attendee.evaluate(
+        "document.querySelector('article.poll h3').id.replace(/^poll-|-q$/g, '')"
+    )
     split = moderator.locator(f'article.poll[data-poll="{poll_id}"] table')
     await expect(split.locator('tr[data-origin="hall:plenary"]')).to_contain_text(
         "Plenaire zaal — in de zaal"
@@ -316,9 +317,14 @@ async def test_attend_moderate_and_organise(node: Node, browser: Any) -> None:
     home = await new_page(browser)
     await home.goto(f"{node.url}/")
     await expect(home.get_by_role("heading", name="Aanmelden")).to_be_visible()
+    # The first render with the programme, from the start of navigation: within 1 s.
+    rendered_ms = await home.evaluate(
+        "performance.getEntriesByName('hybridcon:programme')[0].startTime"
+    )
+    assert rendered_ms < 1000, f"first render with the programme took {rendered_ms:.0f} ms"
     await check_page(home, "home-signed-out")
 
-    for page in (attendee, moderator, organiser, home):
+    for page in (attendee, moderator, organiser, home, phone):
         assert page.errors == []
 
 
@@ -412,6 +418,10 @@ async def test_watching_a_live_stage(node: Node, browser: Any) -> None:
     await frames_decoded(moderator, 30, timeout=15)
     if h264:  # without H.264 the HLS stream carries audio only (docs/protocol.md)
         await frames_decoded(attendee, 30, timeout=20)
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await attendee.screenshot(path=str(ARTIFACTS / "attendee-live-360.png"), full_page=True)
+    await moderator.screenshot(path=str(ARTIFACTS / "stage-live-whep-1280.png"))
 
     pool = node.app[SERVICES].db()
 

@@ -40,6 +40,8 @@ async function main() {
     view = { redraw: () => render() };
     const render = () => replace(main, signIn.root, overview(programme));
     render();
+    // The first render with the programme (a budget of 1 s on loopback, tested).
+    performance.mark("hybridcon:programme");
     onLangChange(() => signIn.redraw());
     return;
   }
@@ -58,6 +60,7 @@ async function main() {
   if (!stage) {
     view = { redraw: () => replace(main, overview(programme)) };
     view.redraw();
+    performance.mark("hybridcon:programme");
   } else {
     view = new StageView(rt, programme, stage, main);
   }

@@ -24,7 +24,8 @@ export class ChatView {
     this.lines = new Map(); // msg_id -> push
     // The live region wraps the list: role=log on the <ol> itself would hide that it is a list.
     this.list = h("ol", { class: "chat-lines" });
-    this.log = h("div", { class: "chat-log", role: "log", "aria-live": "polite", "aria-relevant": "additions", "aria-labelledby": "chat-h", tabindex: "0" }, this.list);
+    this.empty = h("p", { class: "empty", "data-k": "chat.empty" });
+    this.log = h("div", { class: "chat-log", role: "log", "aria-live": "polite", "aria-relevant": "additions", "aria-labelledby": "chat-h", tabindex: "0" }, this.empty, this.list);
     this.input = h("textarea", { id: "chat-text", rows: "2", maxlength: "500", required: true, autocomplete: "off" });
     this.note = h("p", { class: "form-note", role: "status", id: "chat-note" });
     this.settings = h("p", { class: "chat-settings" });
@@ -51,6 +52,7 @@ export class ChatView {
     if (data.first || data.reset) {
       this.lines.clear();
       replace(this.list);
+      this.empty.hidden = false;
       for (const line of snap.chat) this.add(line);
     } else {
       for (const push of data.missed) this.push(push);
@@ -85,6 +87,7 @@ export class ChatView {
       h("span", { class: "text", text: line.text }),
       report));
     while (this.list.children.length > 200) this.list.firstElementChild.remove();
+    this.empty.hidden = true;
     // Follow new lines only when the reader is at the bottom already.
     const box = this.log;
     if (box.scrollHeight - box.scrollTop - box.clientHeight < 120) box.scrollTop = box.scrollHeight;
@@ -93,6 +96,7 @@ export class ChatView {
   remove(msgId) {
     this.lines.delete(msgId);
     this.list.querySelector(`[data-msg="${CSS.escape(msgId)}"]`)?.remove();
+    this.empty.hidden = this.list.children.length > 0;
   }
 
   async send(event) {

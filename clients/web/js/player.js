@@ -37,7 +37,6 @@ export class Player {
     this.video.addEventListener("error", () => {
       // Only an error of the HLS source we set counts (emptying the element is no failure).
       if (this.mode === "hls" && !this.hls && this.video.getAttribute("src") === this.stream.hls_url) {
-        console.warn("hls error", this.video.error && this.video.error.code, this.video.error && this.video.error.message);
         this._failed();
       }
     });
@@ -95,7 +94,7 @@ export class Player {
     this.poster.textContent = state === "live" ? "🎧" : t(`player.state.${state}`);
     // The line under the player says it once for screen readers; seen, the poster says it.
     this.stateText.classList.toggle("visually-hidden", !picture && state !== "live");
-    this.audioButton.hidden = this.stream.audio_only;
+    this.audioButton.hidden = this.stream.audio_only || state !== "live";
     this.audioButton.textContent = this.audioOnly ? t("player.show_video") : t("player.audio_only");
     this.audioButton.setAttribute("aria-pressed", String(this.audioOnly));
   }
