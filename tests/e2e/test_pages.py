@@ -19,6 +19,7 @@ Playwright never downloads a browser here: it launches ``/usr/bin/chromium``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import socket
@@ -312,6 +313,34 @@ async def test_attend_moderate_and_organise(node: Node, browser: Any) -> None:
     bc_token = await token_box.input_value()
     claims = node.app[SERVICES].auth().verify(bc_token)
     assert claims.role is Role.BROADCASTER and claims.scopes == ("stage:impact",)
+
+    # Invites: the ticketing export in, the links out; a link signs its person in.
+    await organiser.get_by_label("CSV uit de ticketing").set_input_files(
+        files=[
+            {
+                "name": "tickets.csv",
+                "mimeType": "text/csv",
+                "buffer": b"ticket_id;name;email\nT-1;Lies Janssens;lies@example.org\n"
+                b"T-2;Omar El Amrani;\n",
+            }
+        ]
+    )
+    await organiser.get_by_role("button", name="Inlezen").click()
+    await expect(organiser.locator("#inv-note")).to_have_text(
+        "2 nieuwe uitnodigingen, 0 bestonden al."
+    )
+    async with organiser.expect_download() as download_info:
+        await organiser.get_by_role("button", name="Links downloaden (CSV)").click()
+    download = await download_info.value
+    saved = await download.path()
+    rows = (await asyncio.to_thread(Path(saved).read_text, "utf-8")).splitlines()
+    lies = next(row for row in rows if row.startswith("T-1,"))
+    link = lies.split(",")[4]
+    assert link.startswith(f"{node.url}/join#code=")
+    lies_page = await new_page(browser, width=360)
+    await lies_page.goto(link)
+    await expect(lies_page).to_have_url(f"{node.url}/")
+    await expect(lies_page.locator("#conn")).to_have_text("Verbonden")
     await check_page(organiser, "organiser")
 
     home = await new_page(browser)
@@ -324,7 +353,7 @@ async def test_attend_moderate_and_organise(node: Node, browser: Any) -> None:
     assert rendered_ms < 1000, f"first render with the programme took {rendered_ms:.0f} ms"
     await check_page(home, "home-signed-out")
 
-    for page in (attendee, moderator, organiser, home, phone):
+    for page in (attendee, moderator, organiser, home, phone, lies_page):
         assert page.errors == []
 
 

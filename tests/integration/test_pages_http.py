@@ -126,3 +126,58 @@ async def test_recordings_are_listed_for_the_tokens_stages_and_served_signed(cli
     tampered = f"{expires}.{mac[:-2]}AA.{md5}"
     assert (await client.get(url.replace(token, tampered))).status == 403
     assert (await client.get(f"/recordings/plenary/{token}/notes.txt")).status == 404
+
+
+async def test_invites_import_and_export_for_organisers(client) -> None:
+    organiser = bearer(issue(client, Role.ORGANISER))
+    csv_text = "ticket_id,name,email\nT-1,Ann Peeters,ann@example.org\nT-2,Bart,\n"
+    viewer = bearer(issue(client, Role.VIEWER))
+    refused = await client.post(
+        "/api/v1/invites/import", data=csv_text, headers={**viewer, "Content-Type": "text/csv"}
+    )
+    assert refused.status == 403
+    made = await client.post(
+        "/api/v1/invites/import", data=csv_text, headers={**organiser, "Content-Type": "text/csv"}
+    )
+    assert made.status == 200
+    assert (await made.json())["created"] == 2
+    again = await client.post(
+        "/api/v1/invites/import", data=csv_text, headers={**organiser, "Content-Type": "text/csv"}
+    )
+    assert (await again.json()) | {"valid_until": ""} == {
+        "created": 0,
+        "existing": 2,
+        "valid_until": "",
+    }
+    wrong = await client.post(
+        "/api/v1/invites/import",
+        data="name\nNo ticket\n",
+        headers={**organiser, "Content-Type": "text/csv"},
+    )
+    assert wrong.status == 400
+    assert (await wrong.json())["error"]["code"] == "invalid"
+
+    exported = await client.get("/api/v1/invites/export", headers=organiser)
+    assert exported.status == 200 and exported.content_type == "text/csv"
+    rows = (await exported.text()).splitlines()
+    assert rows[0] == "ticket_id,name,email,code,link,redeemed"
+    ann = next(r for r in rows if r.startswith("T-1,")).split(",")
+    base = services_of(client).settings.base_url()
+    assert ann[4] == f"{base}/join#code={ann[3]}" and ann[5] == "no"
+    redeemed = await client.post("/api/v1/invites/redeem", json={"code": ann[3]})
+    assert redeemed.status == 200
+    audit = await (await client.get("/api/v1/audit", headers=organiser)).json()
+    actions = [e["action"] for e in audit["entries"]]
+    assert "invites.import" in actions and "invites.export" in actions
+
+
+async def test_a_large_ticketing_export_is_not_held_to_the_json_limit(client) -> None:
+    organiser = bearer(issue(client, Role.ORGANISER))
+    rows = "".join(f"T-{i},Persoon nummer {i},persoon{i}@example.org\n" for i in range(3000))
+    body = "ticket_id,name,email\n" + rows
+    assert len(body) > 64 * 1024
+    made = await client.post(
+        "/api/v1/invites/import", data=body, headers={**organiser, "Content-Type": "text/csv"}
+    )
+    assert made.status == 200
+    assert (await made.json())["created"] == 3000

@@ -5,7 +5,7 @@
 import { byId, h, replace } from "./dom.js";
 import { applyStatic, languageButton, loadMessages, onLangChange, t } from "./i18n.js";
 import { loadProgramme } from "./programme.js";
-import { ApiError, api, claims, forget, takeFragment } from "./session.js";
+import { ApiError, api, claims, forget, takeFragment, token } from "./session.js";
 
 const LIVE_REFRESH_MS = 5000;
 
@@ -175,10 +175,44 @@ class Dashboard {
   }
 
   invitesSection() {
+    const file = h("input", { type: "file", id: "inv-file", accept: ".csv,text/csv", "aria-describedby": "inv-help" });
+    // Kept across redraws (the dashboard redraws when the audit log reloads).
+    const note = this.invNote || (this.invNote = h("p", { class: "form-note", role: "status", id: "inv-note" }));
+    const importCsv = async (event) => {
+      event.preventDefault();
+      const chosen = file.files[0];
+      if (!chosen) {
+        note.textContent = t("org.inv_pick");
+        return;
+      }
+      const result = await this.call(() => apiText("POST", "/api/v1/invites/import", chosen));
+      if (result) {
+        note.textContent = t("org.inv_imported", { created: result.created, existing: result.existing });
+        this.loadAudit();
+      }
+    };
+    const exportCsv = async () => {
+      const response = await this.call(() => apiText("GET", "/api/v1/invites/export"));
+      if (!response) return;
+      // A download without putting the token in a URL: the CSV is fetched with the header
+      // and handed to the browser as a blob.
+      const url = URL.createObjectURL(new Blob([response], { type: "text/csv" }));
+      const a = h("a", { href: url, download: "uitnodigingen.csv" });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10000);
+      note.textContent = t("org.inv_exported");
+    };
     return h("section", { class: "panel", "aria-labelledby": "inv-h" },
       h("h2", { id: "inv-h", text: t("org.invites") }),
-      h("p", { text: t("org.invites_help") }),
-      h("pre", { class: "secret", text: "hybridcon invites import registrations.csv\nhybridcon invites export > links.csv" }),
+      h("p", { id: "inv-help", class: "hint", text: t("org.invites_help") }),
+      h("form", { class: "row", onsubmit: importCsv },
+        h("div", {}, h("label", { for: "inv-file", text: t("org.inv_file") }), file),
+        h("div", {}, h("button", { type: "submit", text: t("org.inv_import") }))),
+      h("div", { class: "actions" },
+        h("button", { type: "button", class: "secondary", text: t("org.inv_export"), onclick: exportCsv })),
+      note,
       h("p", { class: "hint", text: t("org.report_help") }));
   }
 
@@ -203,6 +237,22 @@ class Dashboard {
           h("td", { text: e.action }), h("td", { text: e.target || "" }))))))
         : h("p", { class: "empty", text: t("org.no_audit") }));
   }
+}
+
+/**
+ * The API with a CSV body or answer: a File/Blob goes up as text/csv; a CSV answer comes
+ * back as text, a JSON one as an object. Throws ApiError like api().
+ */
+async function apiText(method, path, body) {
+  const headers = { Authorization: `Bearer ${token()}` };
+  if (body) headers["Content-Type"] = "text/csv";
+  const response = await fetch(path, { method, headers, body });
+  const type = response.headers.get("Content-Type") || "";
+  if (!response.ok) {
+    const error = (await response.json().catch(() => ({}))).error || {};
+    throw new ApiError(error.code || "internal", error.message || response.statusText, response.status);
+  }
+  return type.startsWith("application/json") ? response.json() : response.text();
 }
 
 /** A token or link: read-only text to select, and a copy button. */

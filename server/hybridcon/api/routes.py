@@ -16,6 +16,7 @@ from hybridcon.api import (
     halls,
     health,
     invites,
+    invites_admin,
     openapi,
     pages,
     programme,
@@ -51,6 +52,20 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/revocations", tokens.list_revocations, "revoked tokens", "organiser"),
     Route("GET", "/api/v1/audit", tokens.audit_log, "the audit log", "organiser"),
     Route("POST", "/api/v1/invites/redeem", invites.redeem, "trade an invite code for a token"),
+    Route(
+        "POST",
+        "/api/v1/invites/import",
+        invites_admin.import_invites,
+        "import a ticketing export (CSV)",
+        "organiser",
+    ),
+    Route(
+        "GET",
+        "/api/v1/invites/export",
+        invites_admin.export_invites,
+        "every invite's code and link (CSV)",
+        "organiser",
+    ),
     Route("GET", "/api/v1/halls", halls.list_links, "the halls' join links", "organiser"),
     Route(
         "POST", "/api/v1/halls/{stage}/links", halls.create_link, "a hall join link", "organiser"
