@@ -182,6 +182,8 @@ async def check_page(page: Any, name: str) -> None:
         if await page.evaluate("document.documentElement.lang") != lang:
             await page.locator("#lang").click()
             await expect(page.locator("html")).to_have_attribute("lang", lang)
+        if lang == "en":  # the switch changed the page's words, not only its lang
+            await expect(page.locator(".skip")).to_have_text("Skip to content")
         violations = await axe_violations(page)
         assert violations == [], f"{name} ({lang}): {json.dumps(violations, indent=1)}"
     await page.locator("#lang").click()  # back to Dutch
@@ -280,6 +282,21 @@ async def test_attend_moderate_and_organise(node: Node, browser: Any) -> None:
     await expect(split.locator('tr[data-origin="hall:plenary"] td').nth(2)).to_have_text("1")
     await expect(split.locator('tr[data-origin="stage:plenary"] td').nth(1)).to_have_text("1")
     await expect(poll).to_contain_text("Nee: 1 (50%)")
+
+    # An open question: the moderator puts an answer on the wall, the audience sees it.
+    await moderator.get_by_label("Vraag", exact=True).fill("Wat neem je mee?")
+    await moderator.get_by_label("Soort").select_option("open")
+    await moderator.get_by_label("Livestream Impactgedreven handelen").uncheck()
+    await moderator.get_by_role("button", name="Nu openen").click()
+    open_poll = attendee.locator("article.poll", has_text="Wat neem je mee?")
+    await open_poll.get_by_label("Je antwoord").fill("Moed om samen te werken")
+    await open_poll.get_by_role("button", name="Stem").click()
+    await expect(open_poll).to_contain_text("Je stem is geteld.")
+    answer = moderator.locator("article.poll", has_text="Wat neem je mee?").locator(
+        "li", has_text="Moed om samen te werken"
+    )
+    await answer.get_by_role("button", name="Op de muur").click()
+    await expect(open_poll.locator(".wall")).to_have_text("Moed om samen te werken")
 
     # Q&A: asked, approved in the console, upvoted by the attendee.
     await attendee.get_by_label("Je vraag aan de sprekers").fill(

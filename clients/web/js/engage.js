@@ -154,7 +154,9 @@ export class PollsView {
       this.announce.textContent = t("polls.closed_announce", { question: poll.question });
     } else if (msg.type === "poll.wall" && poll) {
       poll.results = poll.results || { counts: {}, voters: 0 };
-      poll.results.wall = [...(poll.results.wall || []), msg.text];
+      const wall = poll.results.wall || [];
+      // A shown answer keeps its place; a results push may already have carried it.
+      if (!wall.includes(msg.text)) poll.results.wall = [...wall, msg.text];
     } else {
       return;
     }

@@ -374,7 +374,21 @@ class Console {
           p.state === "draft" ? h("button", { type: "button", text: t("mod.poll_open"), onclick: () => this.act("poll.open", { poll_id: p.poll_id }, "mod.poll_opened") }) : null,
           p.state === "open" ? h("button", { type: "button", class: "danger", text: t("mod.poll_close"), onclick: () => this.act("poll.close", { poll_id: p.poll_id }, "mod.poll_closed") }) : null),
         r ? results(p, r) : null,
-        r?.by_origin ? splitTable(p, r.by_origin, this.stages) : null);
+        r?.by_origin ? splitTable(p, r.by_origin, this.stages) : null,
+        p.kind === "open" && r?.answers?.length ? h("div", {},
+          h("h4", { text: t("mod.answers") }),
+          h("ul", { class: "queue" }, r.answers.map((a) => h("li", { class: "question-item" },
+            h("p", { text: a.text }),
+            h("div", { class: "actions" }, h("button", {
+              type: "button", class: "secondary", disabled: a.shown, "data-key": `wall-${a.answer_id}`,
+              text: a.shown ? t("mod.on_wall") : t("mod.to_wall"),
+              onclick: async () => {
+                if (await this.act("poll.show", { poll_id: p.poll_id, answer_id: a.answer_id }, "mod.done.wall")) {
+                  a.shown = true;
+                  this.render();
+                }
+              },
+            })))))) : null);
     }) : h("p", { class: "empty", text: t("polls.none") }));
   }
 
