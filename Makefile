@@ -66,7 +66,7 @@ lint: $(VENV)/.dev-installed
 unit: $(VENV)/.dev-installed
 	$(BIN)/pytest tests/unit
 
-integration: $(VENV)/.dev-installed
+integration: $(VENV)/.dev-installed web-deps
 	$(BIN)/pytest tests/integration
 
 # pytest exits 5 when it collected nothing; make treats that as a failure, as it should.
