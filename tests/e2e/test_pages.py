@@ -321,6 +321,8 @@ async def test_attend_moderate_and_organise(node: Node, browser: Any) -> None:
     organiser = await new_page(browser)
     await organiser.goto(f"{node.url}/organise#token={org_token}")
     await expect(organiser).to_have_url(f"{node.url}/organise")
+    # This server has no live view yet (GET /api/v1/live is 404): the dashboard says so.
+    await expect(organiser.locator("#live-h + p")).to_contain_text("nog niet beschikbaar")
     row = organiser.locator('tr[data-stage="impact"]')
     await expect(row).to_contain_text(f"{node.url}/whip/impact")
     await row.get_by_role(
@@ -360,6 +362,18 @@ async def test_attend_moderate_and_organise(node: Node, browser: Any) -> None:
     await expect(lies_page.locator("#conn")).to_have_text("Verbonden")
     await check_page(organiser, "organiser")
 
+    # Where the server has the live view, the dashboard shows it. Its answer here is the
+    # documented example (docs of the report work, not on this branch), served to the page.
+    live_page = await new_page(browser)
+    await live_page.route("**/api/v1/live", lambda route: route.fulfill(json=LIVE_EXAMPLE))
+    await live_page.goto(f"{node.url}/organise#token={org_token}")
+    plenary = live_page.locator('table[data-live="stages"] tr[data-stage="plenary"]')
+    await expect(plenary).to_contain_text("Plenaire zaal")
+    await expect(plenary.locator("td")).to_have_text(["412", "498", "83 %", "17"])
+    await expect(live_page.locator('table[data-live="polls"]')).to_contain_text("51 %")
+    await expect(live_page.locator("#live-h ~ div")).to_contain_text("bevroren beeld")
+    await check_page(live_page, "organiser-live")
+
     home = await new_page(browser)
     await home.goto(f"{node.url}/")
     await expect(home.get_by_role("heading", name="Aanmelden")).to_be_visible()
@@ -370,7 +384,7 @@ async def test_attend_moderate_and_organise(node: Node, browser: Any) -> None:
     assert rendered_ms < 1000, f"first render with the programme took {rendered_ms:.0f} ms"
     await check_page(home, "home-signed-out")
 
-    for page in (attendee, moderator, organiser, home, phone, lies_page):
+    for page in (attendee, moderator, organiser, home, phone, lies_page, live_page):
         assert page.errors == []
 
 
@@ -401,6 +415,35 @@ async def test_the_page_survives_a_server_restart(node: Node, browser: Any) -> N
     await expect(chat).to_have_value("")
     assert page.errors == []
 
+
+LIVE_EXAMPLE = {
+    "at": "2022-05-05T09:31:02+00:00",
+    "window_seconds": 60,
+    "stages": [
+        {
+            "stage": "plenary",
+            "viewers": 412,
+            "peak": 498,
+            "peak_at": "2022-05-05T07:41:00+00:00",
+            "attentive_share": 0.83,
+            "chat_per_minute": 17,
+        }
+    ],
+    "polls": [
+        {
+            "poll_id": "0" * 32,
+            "question": "Doet sociaal werk ertoe?",
+            "topics": ["stage:plenary"],
+            "opened_at": "2022-05-05T09:20:00+00:00",
+            "voters_online": 201,
+            "voters_hall": 388,
+            "attentive_at_open": 395,
+            "participation": 0.509,
+        }
+    ],
+    "backlog": {"held_lines": 3, "pending_questions": 12},
+    "alerts": [{"stage": "impact", "problems": ["frozen"], "since": "2022-05-05T09:30:00+00:00"}],
+}
 
 # Evaluated in a page of the server's own origin (getUserMedia needs a secure origin;
 # DevTools evaluation is not subject to the page's CSP). H.264 first, so HLS has video.

@@ -3,7 +3,7 @@
 // and others, hall QR links, invites, revocation and the audit log.
 
 import { byId, h, replace } from "./dom.js";
-import { applyStatic, languageButton, loadMessages, onLangChange, t } from "./i18n.js";
+import { applyStatic, lang, languageButton, loadMessages, onLangChange, t } from "./i18n.js";
 import { loadProgramme } from "./programme.js";
 import { ApiError, api, claims, forget, takeFragment, token } from "./session.js";
 
@@ -103,8 +103,39 @@ class Dashboard {
     let body;
     if (live === undefined) body = h("p", { class: "loading", text: t("loading") });
     else if (live === null) body = h("p", { class: "hint", text: t("org.live_missing") });
-    else body = liveView(live);
+    else body = Array.isArray(live.stages) ? this.liveTables(live) : liveView(live);
     replace(this.liveSection, h("h2", { id: "live-h", text: t("org.live") }), body);
+  }
+
+  /** The live view (GET /api/v1/live, docs/protocol.md): stages, polls, backlog, alerts. */
+  liveTables(live) {
+    const title = (id) => this.programme.stages.find((s) => s.id === id)?.title || id;
+    const pct = (x) => (x === null || x === undefined ? "–" : `${Math.round(x * 100)} %`);
+    const polls = live.polls || [];
+    const alerts = live.alerts || [];
+    return h("div", { class: "live" },
+      h("p", { class: "hint", text: t("org.live_at", { time: new Date(live.at).toLocaleTimeString(lang() === "en" ? "en-GB" : "nl-BE") }) }),
+      h("div", { class: "split" }, h("table", { class: "stack", "data-live": "stages" },
+        h("caption", { text: t("org.live_stages") }),
+        h("thead", {}, h("tr", {}, ["org.stage", "org.live_viewers", "org.live_peak", "org.live_attentive", "org.live_chat"].map((k) => h("th", { scope: "col", text: t(k) })))),
+        h("tbody", {}, live.stages.map((s) => h("tr", { "data-stage": s.stage },
+          h("th", { scope: "row", text: title(s.stage) }),
+          h("td", { text: String(s.viewers) }),
+          h("td", { text: s.peak === null || s.peak === undefined ? "–" : String(s.peak) }),
+          h("td", { text: pct(s.attentive_share) }),
+          h("td", { text: String(s.chat_per_minute ?? "–") })))))),
+      polls.length ? h("div", { class: "split" }, h("table", { class: "stack", "data-live": "polls" },
+        h("caption", { text: t("org.live_polls") }),
+        h("thead", {}, h("tr", {}, ["mod.poll_question", "org.live_online", "org.live_hall", "org.live_participation"].map((k) => h("th", { scope: "col", text: t(k) })))),
+        h("tbody", {}, polls.map((p) => h("tr", {},
+          h("th", { scope: "row", text: p.question }),
+          h("td", { text: String(p.voters_online) }),
+          h("td", { text: String(p.voters_hall) }),
+          h("td", { text: pct(p.participation) })))))) : null,
+      live.backlog ? h("p", { text: t("org.live_backlog", { held: live.backlog.held_lines, questions: live.backlog.pending_questions }) }) : null,
+      alerts.length ? h("ul", { class: "health" }, alerts.map((a) => h("li", {},
+        h("strong", { text: title(a.stage) }), " ",
+        h("span", { class: "alert", text: a.problems.map((x) => t(`health.${x}`)).join(", ") })))) : null);
   }
 
   broadcastSection() {
