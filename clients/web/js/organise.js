@@ -264,7 +264,7 @@ class Dashboard {
       this.audit.length ? h("div", { class: "split" }, h("table", { class: "stack" },
         h("thead", {}, h("tr", {}, ["org.when", "org.who", "org.what", "org.target"].map((k) => h("th", { scope: "col", text: t(k) })))),
         h("tbody", {}, this.audit.map((e) => h("tr", {},
-          h("td", { text: new Date(e.ts).toLocaleString() }), h("td", { text: `${e.actor} (${e.actor_role})` }),
+          h("td", { text: new Date(e.ts).toLocaleString(lang() === "en" ? "en-GB" : "nl-BE") }), h("td", { text: `${e.actor} (${e.actor_role})` }),
           h("td", { text: e.action }), h("td", { text: e.target || "" }))))))
         : h("p", { class: "empty", text: t("org.no_audit") }));
   }
