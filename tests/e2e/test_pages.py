@@ -177,7 +177,8 @@ async def axe_violations(page: Any) -> list[dict[str, Any]]:
 
 
 async def check_page(page: Any, name: str) -> None:
-    """axe in Dutch and English, and screenshots at 1280 and 360 px, of the page as it is."""
+    """axe in Dutch and English, no sideways scrolling at 1280, 360 and 320 px, and
+    screenshots at 1280 and 360 px, of the page as it is."""
     for lang in ("nl", "en"):
         if await page.evaluate("document.documentElement.lang") != lang:
             await page.locator("#lang").click()
@@ -190,9 +191,21 @@ async def check_page(page: Any, name: str) -> None:
     await expect(page.locator("html")).to_have_attribute("lang", "nl")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     width = page.viewport_size["width"]
-    for w in (1280, 360):
+    for w in (1280, 360, 320):
         await page.set_viewport_size({"width": w, "height": 900})
-        await page.screenshot(path=str(ARTIFACTS / f"{name}-{w}.png"), full_page=True)
+        # Reflow (WCAG 1.4.10): 320 px is 1280 px at 400 % zoom; nothing may need a
+        # sideways scroll of the whole page.
+        scroll_width = await page.evaluate("document.documentElement.scrollWidth")
+        if scroll_width > w:
+            wide = await page.evaluate(
+                """(w) => [...document.querySelectorAll('body *')]
+                    .filter((e) => e.getBoundingClientRect().right > w + 1)
+                    .slice(0, 5).map((e) => e.tagName + '.' + e.className + '#' + e.id)""",
+                w,
+            )
+            raise AssertionError(f"{name} is {scroll_width} px wide at {w} px: {wide}")
+        if w != 320:
+            await page.screenshot(path=str(ARTIFACTS / f"{name}-{w}.png"), full_page=True)
     await page.set_viewport_size({"width": width, "height": 900})
 
 
