@@ -541,10 +541,38 @@ async def test_watching_a_live_stage(node: Node, browser: Any) -> None:
     # The page beats on 'playing'; the engagement writer stores in batches.
     await _eventually(heartbeats, deadline)
 
+    # Live captions: typed in the moderator's page, seen under the attendee's player.
+    await expect(attendee.locator("#captions")).to_be_hidden()  # nothing to read yet
+    await moderator.get_by_label("Ondertiteling typen (Enter verstuurt)").fill(
+        "Welkom in de plenaire zaal"
+    )
+    await moderator.get_by_label("Ondertiteling typen (Enter verstuurt)").press("Enter")
+    await expect(attendee.locator("#captions")).to_have_text("Welkom in de plenaire zaal")
+    await attendee.get_by_label("Tekstgrootte").select_option("large")
+    await expect(attendee.locator("#captions")).to_have_attribute("data-size", "large")
+    toggle = attendee.get_by_role("button", name="Ondertiteling", exact=True)
+    await toggle.click()
+    await expect(toggle).to_have_attribute("aria-pressed", "false")
+    await expect(attendee.locator("#captions")).to_be_hidden()
+    await toggle.click()
+    await expect(attendee.locator("#captions")).to_be_visible()
+
     assert await publisher.evaluate(STOP) == 200
     await expect(state).to_have_text("Afgelopen")
     await expect(moderator.locator("#stream-state")).to_have_text("Afgelopen")
     await check_page(attendee, "attendee-live-ended")
+
+    # The film room lists the finished recording, with the captions as a WebVTT track.
+    await attendee.goto(f"{node.url}/films")
+    film = attendee.locator(".recordings li").first
+    await expect(film).to_contain_text("Plenaire zaal")
+    track = film.locator("video track")
+    await expect(track).to_have_attribute("src", re.compile(r"/recordings/plenary/.+\.vtt$"))
+    vtt = await attendee.evaluate(
+        "fetch(document.querySelector('.recordings track').src).then((r) => r.text())"
+    )
+    assert vtt.startswith("WEBVTT") and "Welkom in de plenaire zaal" in vtt
+    await check_page(attendee, "films")
     for page in (attendee, moderator, publisher):
         assert page.errors == []
 

@@ -2,6 +2,7 @@
 // see the programme, watch, chat, vote, ask and react.
 
 import { byId, h, replace } from "./dom.js";
+import { CaptionsView } from "./captions.js";
 import { ChatView, PollsView, QaView, Reactions, label } from "./engage.js";
 import { applyStatic, lang, languageButton, loadMessages, onLangChange, t } from "./i18n.js";
 import { Player } from "./player.js";
@@ -113,6 +114,8 @@ class StageView {
     this.polls = new PollsView(rt, this.topic);
     this.qa = new QaView(rt, this.topic);
     this.reactions = new Reactions(rt, this.topic);
+    const captioner = ["captioner", "moderator", "organiser"].includes(role);
+    this.captions = this.streamed ? new CaptionsView(rt, this.topic, captioner) : null;
     this.viewers = h("p", { class: "viewers", "aria-live": "off" });
     this.problem = h("p", { class: "problem", role: "alert" });
     this.nowNext = h("div", { class: "stage-nownext" });
@@ -124,10 +127,11 @@ class StageView {
         this.nowNext,
         this.problem,
         this.streamed ? playerBox : null,
+        this.captions ? this.captions.root : null,
         this.films,
         this.streamed ? this.reactions.root : null,
         this.viewers),
-      h("div", { class: "take-part" }, this.polls.root, this.qa.root, this.chat.root));
+      this.takePart = h("div", { class: "take-part" }, this.polls.root, this.qa.root, this.chat.root));
     replace(main, this.layout);
     if (this.streamed) {
       // Low latency (WHEP) for the people who need it: staff and speakers. Viewers use
@@ -152,20 +156,29 @@ class StageView {
     if (this.player) this.player.render();
     this.chat.applySettings({ slowmode: this.chat.slowmode });
     if (this.films) this.renderFilms();
+    if (this.captions) this.captions.render();
   }
 
   onTopic(kind, data) {
     if (kind === "error") {
-      this.problem.textContent = data.code === "forbidden" ? t("stage.forbidden") : t("error.other");
+      if (data.code === "forbidden") {
+        // Nothing to take part in here; the film room's recordings need no stage access.
+        this.takePart.hidden = true;
+        if (this.stage.kind !== "film") this.problem.textContent = t("stage.forbidden");
+      } else {
+        this.problem.textContent = t("error.other");
+      }
       return;
     }
     if (kind === "snapshot") {
       this.problem.textContent = "";
+      this.takePart.hidden = false;
       this.chat.snapshot(data);
       this.polls.snapshot(data);
       this.qa.snapshot(data);
       this.setViewers(data.snapshot.viewers);
       if (this.player && data.snapshot.stream) this.player.update(data.snapshot.stream);
+      if (this.captions) this.captions.snapshot(data.snapshot);
       return;
     }
     const type = data.type;
@@ -173,6 +186,7 @@ class StageView {
     else if (type.startsWith("poll.")) this.polls.push(data);
     else if (type.startsWith("qa.")) this.qa.push(data);
     else if (type === "reactions") this.reactions.push(data);
+    else if (type === "caption" && this.captions) this.captions.push(data);
     else if (type === "presence.count") this.setViewers(data.viewers);
     else if (type === "stream.state" && this.player) {
       this.player.update(data);
@@ -216,7 +230,8 @@ class StageView {
       items.length
         ? h("ul", { class: "recordings" }, items.map((r) => h("li", {},
           h("h3", { text: `${r.title} · ${new Date(r.started_at).toLocaleString(lang() === "en" ? "en-GB" : "nl-BE")}` }),
-          plays ? h("video", { controls: true, preload: "metadata", src: r.url, class: "video", "aria-label": r.title }) : null,
+          plays ? h("video", { controls: true, preload: "metadata", src: r.url, class: "video", "aria-label": r.title },
+            r.captions_url ? h("track", { kind: "captions", srclang: "nl", label: t("captions.track"), src: r.captions_url, default: true }) : null) : null,
           h("p", {}, h("a", { href: r.url, download: r.file, text: t("films.download") })))))
         : h("p", { class: "empty", text: this.recordings ? t("films.none") : t("films.loading") }));
   }

@@ -161,13 +161,19 @@ class Dashboard {
 
   linksSection() {
     const role = h("select", { id: "link-role" },
-      ["moderator", "viewer", "speaker", "organiser"].map((r) => h("option", { value: r, text: t(`role.${r}`) })));
+      ["moderator", "viewer", "speaker", "captioner", "organiser"].map((r) => h("option", { value: r, text: t(`role.${r}`) })));
     const scope = h("select", { id: "link-scope" },
       h("option", { value: "*", text: t("org.all_stages") }),
       this.programme.stages.map((s) => h("option", { value: `stage:${s.id}`, text: s.title })));
     const name = h("input", { id: "link-name", maxlength: "80", autocomplete: "off" });
     const people = this.issued.filter((x) => x.role !== "broadcaster");
-    const pageOf = (r) => (r === "moderator" ? "/moderate" : r === "organiser" ? "/organise" : "/");
+    // Staff to their consoles; anyone else to the stage of a one-stage link, else the start.
+    const pageOf = (r, scopes) => {
+      if (r === "moderator") return "/moderate";
+      if (r === "organiser") return "/organise";
+      const one = scopes.length === 1 && scopes[0].startsWith("stage:") ? scopes[0].slice(6) : null;
+      return one ? `/stage/${one}` : "/";
+    };
     return h("section", { class: "panel", "aria-labelledby": "links-h" },
       h("h2", { id: "links-h", text: t("org.links") }),
       h("p", { class: "hint", text: t("org.links_help") }),
@@ -178,7 +184,7 @@ class Dashboard {
         h("div", {}, h("button", { type: "submit", text: t("org.make_link") }))),
       people.length ? h("ul", { class: "issued" }, people.map((x) => h("li", {},
         h("p", {}, h("strong", { text: `${t(`role.${x.role}`)}${x.name ? ` · ${x.name}` : ""}` }), ` · ${x.scopes.join(", ")}`),
-        secret(`${location.origin}${pageOf(x.role)}#token=${x.token}`, t("org.link_for", { name: x.name || x.role })),
+        secret(`${location.origin}${pageOf(x.role, x.scopes)}#token=${x.token}`, t("org.link_for", { name: x.name || x.role })),
         h("button", { type: "button", class: "danger", text: t("org.revoke"), onclick: () => this.revoke(x.jti, x.expires_at) })))) : null);
   }
 

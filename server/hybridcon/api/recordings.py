@@ -4,18 +4,22 @@
 session, see ``streams/stages.py``) of the stages the token covers, newest first, each
 with a signed link ``/recordings/<stage>/<token>/<file>``. The link's token is the same
 kind as an HLS link's (``core/urls.py``): it covers one stage's media and expires, so a
-``<video>`` element can fetch it without an ``Authorization`` header.
+``<video>`` element can fetch it without an ``Authorization`` header. A recording
+with live captions in its time also has ``captions_url``: the same name with ``.vtt``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 from aiohttp import web
 
 from hybridcon.api.auth import bearer_claims
 from hybridcon.api.whip import STREAMS
+from hybridcon.core.captions import Cue, webvtt
 from hybridcon.core.streams import StreamState
 from hybridcon.core.urls import check_hls_token, hls_token
 from hybridcon.errors import NotFound
@@ -23,6 +27,25 @@ from hybridcon.services import SERVICES
 
 # <stage>-<YYYYmmddTHHMMSS>-<8 hex>.mkv, as the stage's recorder names its files.
 _NAME = re.compile(r"^([a-z0-9][a-z0-9_-]{0,63})-(\d{8}T\d{6})-([0-9a-f]{8})\.mkv$")
+# The same name with .vtt: the recording's captions, made from the stage's cue file.
+_CAPTIONS = re.compile(r"^([a-z0-9][a-z0-9_-]{0,63})-(\d{8}T\d{6})-([0-9a-f]{8})\.vtt$")
+
+
+def _started(stamp: str) -> datetime:
+    return datetime.strptime(stamp, "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+
+
+def _ended(path: Path) -> datetime:
+    # The recorder's last write is the recording's end (a finished file is never touched).
+    return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+
+
+def _cues(captions_dir: Path, stage: str) -> list[Cue]:
+    path = captions_dir / f"{stage}.jsonl"
+    if not path.is_file():
+        return []
+    lines = path.read_text("utf-8").splitlines()
+    return [cue for line in lines if (cue := Cue.from_line(line)) is not None]
 
 
 async def list_recordings(request: web.Request) -> web.Response:
@@ -48,10 +71,14 @@ async def list_recordings(request: web.Request) -> web.Response:
         if stream.state is StreamState.LIVE and names:
             names = names[:-1]
         token = hls_token(streams.hls_secret, stage_id, expires)
+        cues = await asyncio.to_thread(_cues, settings.captions_dir, stage_id) if names else []
         for path in names:
             match = _NAME.match(path.name)
             assert match is not None
-            started = datetime.strptime(match.group(2), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+            started = _started(match.group(2))
+            ended = _ended(path)
+            captioned = any(started <= c.ts < ended for c in cues)
+            link = f"{base}/recordings/{stage_id}/{token}/{path.name}"
             found.append(
                 {
                     "stage": stage_id,
@@ -60,7 +87,8 @@ async def list_recordings(request: web.Request) -> web.Response:
                     "started_at": started.isoformat(),
                     "bytes": path.stat().st_size,
                     "audio_only": stream.audio_only,
-                    "url": f"{base}/recordings/{stage_id}/{token}/{path.name}",
+                    "url": link,
+                    "captions_url": link.removesuffix(".mkv") + ".vtt" if captioned else None,
                 }
             )
     found.sort(key=lambda r: (str(r["started_at"]), str(r["file"])), reverse=True)
@@ -68,7 +96,8 @@ async def list_recordings(request: web.Request) -> web.Response:
 
 
 async def recording_file(request: web.Request) -> web.StreamResponse:
-    """One recording, if the path's token is valid for its stage (Range requests served).
+    """One recording (Range requests served), or its captions as WebVTT (``.vtt``), if
+    the path's token is valid for its stage.
 
     Raises:
         NotFound: not a streamed stage, not a recording's name, or no such file.
@@ -80,6 +109,19 @@ async def recording_file(request: web.Request) -> web.StreamResponse:
     streams.get(stage)
     check_hls_token(streams.hls_secret, stage, request.match_info["token"], services.clock())
     name = request.match_info["file"]
+    captions = _CAPTIONS.match(name)
+    if captions is not None and captions.group(1) == stage:
+        video = services.settings.recordings_dir / stage / (name.removesuffix(".vtt") + ".mkv")
+        if not video.is_file():
+            raise NotFound("no such recording")
+        cues = await asyncio.to_thread(_cues, services.settings.captions_dir, stage)
+        text = webvtt(cues, _started(captions.group(2)), _ended(video))
+        return web.Response(
+            text=text,
+            content_type="text/vtt",
+            charset="utf-8",
+            headers={"Cache-Control": "private, no-cache"},
+        )
     match = _NAME.match(name)
     if match is None or match.group(1) != stage:
         raise NotFound("no such recording")
