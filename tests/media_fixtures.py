@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -24,6 +25,13 @@ from aiortc import (
 from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+
+from hybridcon.media.peers import gathering_on
+
+# Where the tests' WebRTC peers gather host candidates, and hybridcon's ice_addresses in
+# tests and benchmarks: the loopback interface (127.0.0.1, ::1), which aioice alone never
+# offers. Test traffic stays on loopback (tests/ice_guard.py checks it).
+ICE_ADDRESSES = ("lo",)
 
 # libx264 profile names -> the profile-level-id an SPS of that profile starts with.
 H264_PROFILES = {"baseline": "42", "main": "4d", "high": "64"}
@@ -152,9 +160,11 @@ def h264_capabilities(profile_prefix: str | None = None) -> list[RTCRtpCodecCapa
     ]
 
 
-async def make_offer(pc: RTCPeerConnection) -> str:
-    """``pc``'s complete offer (aiortc gathers every candidate before it returns)."""
-    await pc.setLocalDescription(await pc.createOffer())
+async def make_offer(pc: RTCPeerConnection, addresses: Sequence[str] = ICE_ADDRESSES) -> str:
+    """``pc``'s complete offer (aiortc gathers every candidate before it returns), its host
+    candidates on ``addresses``: loopback, like hybridcon's in the tests."""
+    with gathering_on(addresses):
+        await pc.setLocalDescription(await pc.createOffer())
     return pc.localDescription.sdp
 
 

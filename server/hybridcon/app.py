@@ -3,7 +3,7 @@
 Start: database (embedded or configured; migrations under a lock; the programme
 stored), then keys and revocations, then the gateway, then the livestreams (which push
 through the gateway's node and add to its snapshots). Stop, in reverse: sockets close
-with 1001, revocation listening stops, the pool closes.
+with 1012 (reconnect elsewhere), revocation listening stops, the pool closes.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from hybridcon.api.bodies import MAX_BODY_BYTES
 from hybridcon.api.middleware import request_context
 from hybridcon.api.whip import STREAMS
 from hybridcon.bus.local import LocalBus
+from hybridcon.bus.redis import RedisBus
 from hybridcon.clock import Clock, system_clock
+from hybridcon.core.admission import parse_networks
 from hybridcon.core.programme import Programme, parse_programme
 from hybridcon.core.ratelimit import KeyedLimiter
 from hybridcon.errors import ConfigError
@@ -40,6 +42,12 @@ from hybridcon.store.revocations import RevocationMirror
 from hybridcon.streams.stages import Streams
 
 log = structlog.get_logger(__name__)
+
+# Nodes that may share one data directory (its embedded PostgreSQL, keys and spool folder).
+MAX_NODES_PER_DATA_DIR = 8
+
+# How often a node on the embedded PostgreSQL checks that its server still runs.
+PG_CHECK_SECONDS = 2.0
 
 # How often a node looks at the keyset file for a rotation or retirement done elsewhere.
 KEYSET_CHECK_SECONDS = 10.0
@@ -101,10 +109,21 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
         hall_guess_limiter=KeyedLimiter(
             rate=settings.invite_redeem_rate / 60, capacity=settings.invite_redeem_rate
         ),
-        bus=LocalBus(history=settings.topic_history),
+        proxies=parse_networks(settings.reverse_proxies),
+        bus=(
+            RedisBus(settings.redis_url, history=settings.topic_history)
+            if settings.redis_url
+            else LocalBus(history=settings.topic_history)
+        ),
     )
     app = web.Application(middlewares=[request_context], client_max_size=MAX_BODY_BYTES)
     app[SERVICES] = services
+
+    async def supervise_embedded() -> None:
+        # A killed embedded PostgreSQL is started again; the pool, the revocation
+        # listener and the engagement writer reconnect by themselves.
+        if await embedded.ensure_running(settings.embedded_pgdata):
+            log.warning("embedded_postgres_restarted", pgdata=str(settings.embedded_pgdata))
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         dsn = await database_dsn(settings)
@@ -123,10 +142,24 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
             pool=services.pool,
             spool_path=settings.spool_path,
             on_count=lambda name, n: services.metrics.engagement_events.labels(name).inc(n),
+            # Nodes of one event may share a data directory on one machine, each with a
+            # spool of its own; without a bus between them they would split the event.
+            spool_slots=MAX_NODES_PER_DATA_DIR if settings.redis_url else 1,
+            max_spool_bytes=settings.engagement_spool_max_bytes,
+            busy_hint=(
+                "is another node running on this data directory? Several nodes need "
+                "HYBRIDCON_REDIS_URL set on each"
+                if not settings.redis_url
+                else f"at most {MAX_NODES_PER_DATA_DIR} nodes share one data directory"
+            ),
         )
         writer.start()
         services.engagement = writer
+        watch = Periodic()
+        if not settings.database_url:
+            watch.every(PG_CHECK_SECONDS, supervise_embedded, "embedded-postgres")
         yield
+        await watch.stop()
         # The gateway has closed its sockets by now (on_shutdown): their last events are
         # in the buffer. Flush them (to the spool if PostgreSQL is away), then close.
         await writer.stop()
@@ -160,6 +193,11 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
         yield
         await watch.stop()
 
+    async def bus(app: web.Application) -> AsyncIterator[None]:
+        await services.bus.start()
+        yield
+        await services.bus.stop()
+
     async def livestreams(app: web.Application) -> AsyncIterator[None]:
         secret = await asyncio.to_thread(load_or_create_secret, settings.hls_secret_path)
         gw = app[gateway.GATEWAY]
@@ -179,6 +217,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
 
     app.cleanup_ctx.append(database)
     app.cleanup_ctx.append(keys)
+    app.cleanup_ctx.append(bus)
     routes.setup(app)
     gateway.setup(app)
     app.cleanup_ctx.append(livestreams)

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import csv
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -19,19 +20,23 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from aiohttp import web
+import jwt
+import structlog
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from hybridcon import __version__
 from hybridcon.access import AccessControl
-from hybridcon.app import create_app, database_dsn, load_programme, open_pool
+from hybridcon.app import database_dsn, load_programme, open_pool
 from hybridcon.clock import system_clock
+from hybridcon.core.csvcells import safe_row
 from hybridcon.core.durations import parse_duration
-from hybridcon.core.invites import parse_registrations
+from hybridcon.core.invites import join_link, parse_registrations
 from hybridcon.core.keys import Keyset
+from hybridcon.core.programme import Programme
 from hybridcon.core.tokens import Role, TokenRequest, parse_role, parse_scopes
 from hybridcon.errors import HybridconError
+from hybridcon.listener import raise_open_file_limit, serve
 from hybridcon.logs import configure as configure_logs
 from hybridcon.metrics import Metrics
 from hybridcon.services import SERVICES
@@ -39,7 +44,11 @@ from hybridcon.settings import Settings
 from hybridcon.store import audit, invites, revocations
 from hybridcon.store.keyfile import load_or_create_keyset, load_or_create_secret, update_keyset
 
+log = structlog.get_logger(__name__)
+
 CLI_ACTOR = "cli"
+# The form of every jti hybridcon issues (core.tokens: uuid4().hex).
+_JTI_RE = re.compile(r"[0-9a-f]{32}", re.ASCII)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -121,31 +130,38 @@ def _banner(settings: Settings, services_access: AccessControl) -> str:
 
 
 async def _serve(settings: Settings, demo_tokens: bool) -> None:
-    app = create_app(settings)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=10)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, backlog=4096)
-    await site.start()
+    serving = await serve(settings)
+    settings, runner = serving.settings, serving.runner
+    app = serving.app
     services = app[SERVICES]
     if demo_tokens:
         print(_banner(settings, services.auth()), flush=True)
     else:
         print(f"hybridcon {__version__} is running at {settings.base_url()}", flush=True)
+    received: list[signal.Signals] = []
     stop = asyncio.Event()
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig)
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     await stop.wait()
+    log.info("shutdown_started", signal=received[0].name, grace_seconds=settings.shutdown_grace)
     # Drain: readiness answers 503 for a grace period so load balancers stop sending
-    # new clients here, then sockets close with 1001 and the rest shuts down in order.
+    # new clients here, then sockets close with 1012 and the rest shuts down in order.
     services.draining = True
     await asyncio.sleep(settings.shutdown_grace)
     await runner.cleanup()
+    log.info("shutdown_complete")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logs(settings.log_level, settings.log_format)
+    raise_open_file_limit()
     asyncio.run(_serve(settings, args.demo_tokens))
     return 0
 
@@ -170,10 +186,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_token_issue(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    scopes = parse_scopes(args.scope or ["*"])
+    load_programme(settings.programme).check_scopes(scopes)
     access = _access(settings)
     request = TokenRequest(
         role=parse_role(args.role),
-        scopes=parse_scopes(args.scope or ["*"]),
+        scopes=scopes,
         name=args.name or "",
         sub=args.sub,
         ttl=parse_duration(args.ttl) if args.ttl else None,
@@ -188,14 +206,42 @@ def cmd_token_issue(args: argparse.Namespace) -> int:
     return 0
 
 
+def _jti_of(text: str) -> tuple[str, bool]:
+    """The ``jti`` that ``token revoke`` was given, and whether it came out of a whole token.
+
+    hybridcon keeps no list of the tokens it issued (``token issue`` writes none), so it
+    cannot tell a real ``jti`` from a made-up one; it can tell one of the form it issues
+    (32 hex characters, from ``uuid4().hex``) from a typo, a name or a truncated paste.
+
+    Raises:
+        HybridconError: ``text`` is neither such a ``jti`` nor a token carrying one.
+    """
+    value = text.strip()
+    if _JTI_RE.fullmatch(value):
+        return value, False
+    if value.count(".") == 2:
+        try:
+            claims = jwt.decode(value, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            claims = {}
+        jti = claims.get("jti") if isinstance(claims, dict) else None
+        if isinstance(jti, str) and _JTI_RE.fullmatch(jti):
+            return jti, True
+    raise HybridconError(
+        f"{text!r} is not a token id: a jti is 32 hex characters "
+        "(give the jti or the whole token; nothing was revoked)"
+    )
+
+
 def cmd_token_revoke(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    jti, from_token = _jti_of(args.jti)
 
     async def run() -> bool:
         async with _database(settings) as pool, pool.acquire() as conn:
             created = await revocations.revoke(
                 conn,
-                jti=args.jti,
+                jti=jti,
                 expires_at=system_clock() + settings.token_max_ttl,
                 reason=args.reason or "",
                 revoked_by=CLI_ACTOR,
@@ -206,13 +252,15 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
                     actor=CLI_ACTOR,
                     actor_role="operator",
                     action="token.revoke",
-                    target=args.jti,
+                    target=jti,
                     detail={"reason": args.reason or ""},
                 )
             return created
 
     created = asyncio.run(run())
-    print(f"revoked {args.jti}" if created else f"{args.jti} was already revoked")
+    if from_token:
+        print(f"(the token's jti is {jti})", file=sys.stderr)
+    print(f"revoked {jti}" if created else f"{jti} was already revoked")
     return 0
 
 
@@ -249,7 +297,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 # --- invites -----------------------------------------------------------------------------
 
 
-def _invite_valid_until(settings: Settings, explicit: str | None) -> datetime:
+def _invite_valid_until(programme: Programme, settings: Settings, explicit: str | None) -> datetime:
     if explicit:
         try:
             when = datetime.fromisoformat(explicit)
@@ -257,14 +305,13 @@ def _invite_valid_until(settings: Settings, explicit: str | None) -> datetime:
             raise HybridconError(
                 f"--valid-until {explicit!r} is not a date or time (e.g. 2022-05-07T18:00+02:00)"
             ) from None
-        tz = load_programme(settings.programme).starts_at.tzinfo
-        return when if when.tzinfo else when.replace(tzinfo=tz)
-    programme = load_programme(settings.programme)
+        return when if when.tzinfo else when.replace(tzinfo=programme.starts_at.tzinfo)
     return programme.ends_at + timedelta(days=settings.invite_valid_days)
 
 
 def cmd_invites_import(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    programme = load_programme(settings.programme)
     path = Path(args.file)
     try:
         text = path.read_text("utf-8-sig")
@@ -277,12 +324,24 @@ def cmd_invites_import(args: argparse.Namespace) -> int:
         default_role=parse_role(args.role),
         default_scopes=parse_scopes(args.scope or ["*"]),
     )
-    valid_until = _invite_valid_until(settings, args.valid_until)
+    for registration in registrations:
+        try:
+            programme.check_scopes(registration.scopes)
+        except HybridconError as exc:
+            raise HybridconError(f"line {registration.line}: {exc.message}") from None
+    valid_until = _invite_valid_until(programme, settings, args.valid_until)
     if valid_until <= system_clock():
-        print(
-            f"note: these invites expire at {valid_until:%Y-%m-%d %H:%M %Z}, which has passed; "
-            "give --valid-until to import them for a later date",
-            file=sys.stderr,
+        # Invites nobody can redeem are worse than none: the import would succeed and
+        # every attendee would get 409 on the day. Refuse before anything is written.
+        where = (
+            "--valid-until"
+            if args.valid_until
+            else "the programme's end plus HYBRIDCON_INVITE_VALID_DAYS"
+        )
+        raise HybridconError(
+            f"these invites would expire at {valid_until:%Y-%m-%d %H:%M %Z} ({where}), "
+            "which has passed; give --valid-until a later date (e.g. --valid-until "
+            f"{system_clock() + timedelta(days=7):%Y-%m-%d}); nothing was imported"
         )
     secret = load_or_create_secret(settings.invite_secret_path)
 
@@ -302,8 +361,16 @@ def cmd_invites_import(args: argparse.Namespace) -> int:
 
 def cmd_invites_export(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    base_url = args.base_url or settings.public_url
+    if not base_url:
+        # The links go out to attendees by e-mail: one pointing at this machine's
+        # http://localhost:8080 (the default address) reaches nobody.
+        raise HybridconError(
+            "invites export needs the address attendees reach hybridcon at: set "
+            "HYBRIDCON_PUBLIC_URL (as the server has it) or give --base-url"
+        )
+    base = base_url.rstrip("/")
     secret = load_or_create_secret(settings.invite_secret_path)
-    base = (args.base_url or settings.base_url()).rstrip("/")
 
     async def run() -> list[invites.InviteLink]:
         async with _database(settings) as pool:
@@ -323,15 +390,19 @@ def cmd_invites_export(args: argparse.Namespace) -> int:
         writer = csv.writer(out)
         writer.writerow(["ticket_id", "name", "email", "code", "link", "redeemed"])
         for link in links:
+            # Names and e-mails come from a ticketing export: a "=HYPERLINK(...)" there
+            # must reach the organiser's spreadsheet as text, not as a formula.
             writer.writerow(
-                [
-                    link.ticket_id,
-                    link.name,
-                    link.email or "",
-                    link.code,
-                    f"{base}/join#code={link.code}",
-                    "yes" if link.redeemed else "no",
-                ]
+                safe_row(
+                    [
+                        link.ticket_id,
+                        link.name,
+                        link.email,
+                        link.code,
+                        join_link(base, link.code),
+                        "yes" if link.redeemed else "no",
+                    ]
+                )
             )
     finally:
         if out is not sys.stdout:

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-# WebSocket close codes (CONTRACT.md).
+# WebSocket close codes (docs/protocol.md, "Close codes").
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_FORBIDDEN = 4003
 CLOSE_POLICY = 4008
-CLOSE_GOING_AWAY = 1001
+CLOSE_GOING_AWAY = 1001  # the node cannot serve this connection now (Unavailable)
 CLOSE_TOO_BIG = 1009
+CLOSE_TRY_AGAIN_LATER = 1013  # too many sockets waiting to sign in (IANA: Try Again Later)
+# The node is draining (shutdown, a rolling restart): reconnect, another node takes over
+# (RFC 6455 §7.4.1 leaves 1012 to the IANA registry: "Service Restart").
+CLOSE_SERVICE_RESTART = 1012
+DRAINING_REASON = "draining: reconnect, another node takes over"
 
 
 class HybridconError(Exception):

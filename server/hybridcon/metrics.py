@@ -24,6 +24,17 @@ class Metrics:
             registry=r,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
         )
+        self.http_connections = Gauge(
+            "hybridcon_http_connections",
+            "Open TCP connections to the HTTP listener (WebSockets included).",
+            registry=r,
+        )
+        self.http_connections_closed = Counter(
+            "hybridcon_http_connections_closed_total",
+            "Connections the listener refused or cut, by reason.",
+            ["reason"],
+            registry=r,
+        )
         self.ws_connections = Gauge(
             "hybridcon_ws_connections", "Open, authenticated WebSocket connections.", registry=r
         )

@@ -10,6 +10,7 @@ from aiohttp import web
 from hybridcon.access import AccessControl
 from hybridcon.bus.protocol import Bus
 from hybridcon.clock import Clock
+from hybridcon.core.admission import Network, client_address
 from hybridcon.core.programme import Programme
 from hybridcon.core.ratelimit import KeyedLimiter
 from hybridcon.metrics import Metrics
@@ -38,6 +39,16 @@ class Services:
     engagement: EngagementWriter | None = None
     draining: bool = False
     ready_checks: list[str] = field(default_factory=list)
+    proxies: tuple[Network, ...] = ()
+
+    def client_address(self, request: web.Request) -> str:
+        """The client's address: ``X-Forwarded-For`` when a trusted proxy sent the
+        request (``reverse_proxies``), else the peer (see :func:`core.admission.client_address`)."""
+        return client_address(
+            request.remote or "unknown",
+            request.headers.get("X-Forwarded-For"),
+            self.proxies,
+        )
 
     def db(self) -> asyncpg.Pool:
         """The connection pool (present once the database context has run)."""

@@ -6,11 +6,14 @@ fails when a field is added here without a line there.
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hybridcon.core.admission import parse_networks
 
 DEFAULT_PROGRAMME = Path("config/sociaalwerkconferentie-2022.toml")
 
@@ -30,6 +33,16 @@ class IceServer(BaseModel):
             if not url.startswith(("stun:", "turn:", "turns:")):
                 raise ValueError(f"{url!r} is not a stun:, turn: or turns: URL")
         return urls
+
+
+def _is_ice_selector(selector: str) -> bool:
+    """Whether ``selector`` can name where ICE candidates are gathered: an address, a
+    network (CIDR) or an interface name (Linux: at most 15 bytes, no ``/`` or spaces)."""
+    try:
+        ipaddress.ip_network(selector, strict=False)
+    except ValueError:
+        return 0 < len(selector.encode()) <= 15 and not any(c in selector for c in "/: \t")
+    return True
 
 
 class Settings(BaseSettings):
@@ -64,6 +77,28 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address to listen on.")
     port: int = Field(default=8080, ge=0, le=65535, description="Port to listen on.")
+    http_header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a connection has to deliver a complete request head (the "
+        "request line and headers), from when it opens or starts its next request.",
+    )
+    http_max_connections: int = Field(
+        default=10000,
+        ge=1,
+        description="TCP connections open at once on the HTTP listener (WebSockets included); "
+        "lowered at start to fit the open-file limit.",
+    )
+    http_max_connections_per_address: int = Field(
+        default=2000,
+        ge=0,
+        description="TCP connections open at once from one client address; 0: no such cap.",
+    )
+    reverse_proxies: tuple[str, ...] = Field(
+        default=("127.0.0.1", "::1"),
+        description="Addresses or networks of reverse proxies in front of hybridcon (JSON "
+        "list); their connections count only towards http_max_connections.",
+    )
     token_issuer: str = Field(
         default="hybridcon", description="The `iss` claim of tokens this service issues."
     )
@@ -114,6 +149,26 @@ class Settings(BaseSettings):
     auth_timeout: float = Field(
         default=10.0, gt=0, description="Seconds a WebSocket has to send its auth frame."
     )
+    ws_signing_in_per_address: int = Field(
+        default=50,
+        ge=0,
+        description="WebSockets from one address that may wait for their auth frame at once "
+        "(0: no such cap; reverse proxies are exempt).",
+    )
+    ws_signing_in_total: int = Field(
+        default=2000,
+        ge=1,
+        description="WebSockets in all that may wait for their auth frame at once.",
+    )
+    engagement_spool_max_bytes: int = Field(
+        default=1 << 30,
+        ge=4096,
+        description="The engagement spool's size on disk at most (per node); past it events "
+        "wait in memory, then are dropped and counted.",
+    )
+    ws_max_topics: int = Field(
+        default=64, ge=1, description="Topics one connection may follow at once."
+    )
     revocation_resync_seconds: float = Field(
         default=60.0,
         gt=0,
@@ -139,7 +194,14 @@ class Settings(BaseSettings):
         default=0.12,
         ge=0,
         description="Least seconds between the starts of two fan-out ticks while pushes keep "
-        "coming (0: ticks are paced by ws_flush_interval alone).",
+        "coming (0: ticks are paced by ws_flush_interval alone); with "
+        "ws_flush_load_factor, the most.",
+    )
+    ws_flush_load_factor: float = Field(
+        default=0.0,
+        ge=0,
+        description="> 0: the tick period is this many times the last tick's length (at most "
+        "ws_flush_period), so a lightly loaded node writes almost at once; 0: fixed pacing.",
     )
     gc_freeze_joins: int = Field(
         default=500,
@@ -172,6 +234,12 @@ class Settings(BaseSettings):
         description="STUN/TURN servers for WHIP/WHEP peers, as JSON "
         '(`[{"urls": ["turn:turn.example.org:3478"], "username": "u", "credential": "p"}]`). '
         "Empty: host candidates only; never a public default.",
+    )
+    ice_addresses: tuple[str, ...] = Field(
+        default=(),
+        description="Where WHIP/WHEP peers gather their host candidates, as a JSON list of "
+        'interface names, addresses and networks (`["eth1"]`, `["203.0.113.7", "::1"]`, '
+        '`["10.0.0.0/8"]`); loopback only when named. Empty: every address but loopback.',
     )
     whip_max_publishers: int = Field(
         default=8, ge=1, description="Publishers (stages going live) one node takes."
@@ -221,6 +289,22 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(
         default=5.0, ge=0, description="Seconds readiness reports 503 before sockets close."
     )
+
+    @field_validator("reverse_proxies")
+    @classmethod
+    def _networks(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        parse_networks(values)  # raises ValueError naming the bad entry
+        return values
+
+    @field_validator("ice_addresses")
+    @classmethod
+    def _ice_selectors(cls, selectors: tuple[str, ...]) -> tuple[str, ...]:
+        for selector in selectors:
+            if not _is_ice_selector(selector):
+                raise ValueError(
+                    f"{selector!r} is neither an interface name, an IP address nor a network"
+                )
+        return selectors
 
     @field_validator("log_format")
     @classmethod

@@ -509,17 +509,20 @@ def report(results: list[RunResult], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def flush_spec(text: str) -> tuple[float, float]:
-    """``INTERVAL[/PERIOD]`` as ``(interval, period)``; the period defaults to 0.
+def flush_spec(text: str) -> tuple[float, float, float]:
+    """``INTERVAL[/PERIOD[/LOAD_FACTOR]]`` as ``(interval, period, load_factor)``; the
+    period and the load factor default to 0.
 
     Raises:
-        ValueError: not two non-negative numbers.
+        ValueError: not up to three non-negative numbers.
     """
-    interval, _, period = text.strip().partition("/")
-    values = (float(interval), float(period or 0))
-    if any(not v >= 0 for v in values):
-        raise ValueError(f"{text.strip()!r}: interval and period must be >= 0")
-    return values
+    parts = text.strip().split("/")
+    if not 1 <= len(parts) <= 3:
+        raise ValueError(f"{text.strip()!r}: INTERVAL[/PERIOD[/LOAD_FACTOR]]")
+    interval, period, factor = (float(p or 0) for p in (*parts, "0", "0")[:3])
+    if any(not v >= 0 for v in (interval, period, factor)):
+        raise ValueError(f"{text.strip()!r}: interval, period and load factor must be >= 0")
+    return interval, period, factor
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -638,9 +641,10 @@ def main(argv: list[str] | None = None) -> int:
                 )
             else:
                 assert flush is not None
-                interval, period = flush
+                interval, period, factor = flush
                 # The server inherits this process's environment (tests.bench.servers).
                 os.environ["HYBRIDCON_WS_FLUSH_PERIOD"] = repr(period)
+                os.environ["HYBRIDCON_WS_FLUSH_LOAD_FACTOR"] = repr(factor)
                 if freeze is not None:
                     os.environ["HYBRIDCON_GC_FREEZE_JOINS"] = str(freeze)
                 server = start_hybridcon(
@@ -650,8 +654,10 @@ def main(argv: list[str] | None = None) -> int:
                     senders=args.senders,
                     cpu=args.server_cpu,
                 )
-                server.name = f"hybridcon flush={interval:g}s period={period:g}s" + (
-                    "" if freeze is None else f" freeze={freeze}"
+                server.name = (
+                    f"hybridcon flush={interval:g}s period={period:g}s"
+                    + (f" load×{factor:g}" if factor else "")
+                    + ("" if freeze is None else f" freeze={freeze}")
                 )
             try:
                 # The baseline runs without the added load: its CPU per delivery is the

@@ -175,6 +175,9 @@ def start_hybridcon_process(
         "HYBRIDCON_PROGRAMME": str(PROGRAMME),
         "HYBRIDCON_LOG_LEVEL": "warning",
         "HYBRIDCON_SHUTDOWN_GRACE": "0",
+        # WebRTC on loopback only, in every benchmark's server (tests.media_fixtures'
+        # ICE_ADDRESSES): aioice alone would answer with the machine's external address.
+        "HYBRIDCON_ICE_ADDRESSES": '["lo"]',
         **env,
     }
     for name in ("HYBRIDCON_DATABASE_URL", "HYBRIDCON_REDIS_URL", "HYBRIDCON_SIGNING_KEYS_FILE"):

@@ -5,6 +5,13 @@ DevTools protocol (:mod:`browser`). Its pages come from a second local server, s
 every WHIP/WHEP call is cross-origin, as from a broadcaster's or a player's page on
 another site: the CORS pre-flights and exposed headers are part of what is tested.
 
+Chromium runs in a network namespace of the test's own (``test_namespace``): it gathers
+candidates on every interface it has and cannot be told to keep to loopback, so it gets
+one interface, its end of a veth pair, and hybridcon answers on the other end
+(``ice_addresses``); both servers listen there too. Before the pages hang up, every
+selected candidate pair Chromium reports in ``getStats()`` must be inside that pair's
+network (the ICE guard judges them, as it judges hybridcon's own sockets).
+
 One page publishes with ``getUserMedia`` to ``POST /whip/impact`` (H.264 preferred
 with ``setCodecPreferences`` when the browser offers it, so HLS gets video); a
 watcher on the stage topic sees ``stream.state`` go live. A second page plays the
@@ -32,6 +39,8 @@ from browser import Browser, Page, find_chromium
 from hybridcon.api.whip import STREAMS
 from hybridcon.app import create_app
 from hybridcon.core.tokens import Role
+from ice_guard import CHROMIUM_SELECTED_PAIRS_JS, IceGuard
+from netns import Namespace
 from support import WsClient, eventually, hls_state, issue
 
 pytestmark = [
@@ -45,7 +54,8 @@ FIRST_FRAME_GOAL_MS = 300
 FIRST_FRAME_LIMIT_MS = 2000
 
 # The page's helpers; the test calls them with Runtime.evaluate and awaits their promises.
-PAGE = """<!doctype html>
+PAGE = (
+    """<!doctype html>
 <html><head><meta charset="utf-8"><title>hybridcon WHIP/WHEP test page</title></head>
 <body>
 <script>
@@ -219,21 +229,26 @@ async function hangUp(name) {
   if (peer.stream) peer.stream.getTracks().forEach((t) => t.stop());
   return response.status;
 }
+"""
+    + CHROMIUM_SELECTED_PAIRS_JS
+    + """
 </script>
 </body></html>
 """
+)
 
 
 @pytest.fixture
-async def page_server() -> AsyncIterator[str]:
-    """The test page, served from its own origin (another port than the API's)."""
+async def page_server(test_namespace: Namespace) -> AsyncIterator[str]:
+    """The test page, served from its own origin (another port than the API's), on the
+    host's end of the namespace's veth pair."""
 
     async def page(_request: web.Request) -> web.Response:
         return web.Response(text=PAGE, content_type="text/html")
 
     app = web.Application()
     app.router.add_get("/", page)
-    server = TestServer(app, host="127.0.0.1", port=0)
+    server = TestServer(app, host=test_namespace.host_address, port=0)
     await server.start_server()
     yield str(server.make_url("/"))
     await server.close()
@@ -258,12 +273,35 @@ def report(record_property: Any, name: str, value: Any) -> None:
     record_property(name, value)
 
 
+async def selected_pairs(page: Page, ice_guard: IceGuard, peers: int) -> list[dict[str, Any]]:
+    """Chromium's selected candidate pairs on ``page``, judged by the ICE guard; one per
+    peer (bundled), each having carried media."""
+    pairs: list[dict[str, Any]] = await evaluate(page, "selectedPairs()", 10)
+    ice_guard.check_pairs(pairs, "Chromium")
+    assert len(pairs) == peers, pairs
+    assert all(p["bytesSent"] > 0 and p["bytesReceived"] > 0 for p in pairs), pairs
+    return pairs
+
+
 async def test_chromium_publishes_over_whip_and_plays_over_whep(
-    make_settings: Any, page_server: str, tmp_path: Path, record_property: Any
+    make_settings: Any,
+    page_server: str,
+    test_namespace: Namespace,
+    ice_guard: IceGuard,
+    tmp_path: Path,
+    record_property: Any,
 ) -> None:
-    settings = make_settings(hls_segment_seconds=2.0, stream_health_seconds=60)
-    server = TestServer(create_app(settings), host="127.0.0.1", port=0)
-    async with TestClient(server) as client, Browser.launch() as browser:
+    ns = test_namespace
+    settings = make_settings(
+        hls_segment_seconds=2.0, stream_health_seconds=60, ice_addresses=(ns.host_address,)
+    )
+    server = TestServer(create_app(settings), host=ns.host_address, port=0)
+    # getUserMedia needs a secure context: http:// counts as one only on loopback.
+    page_origin = page_server.rstrip("/")
+    launch = Browser.launch(
+        namespace=ns, flags=(f"--unsafely-treat-insecure-origin-as-secure={page_origin}",)
+    )
+    async with TestClient(server) as client, launch as browser:
         whip_url = str(server.make_url(f"/whip/{STAGE}"))
         whep_url = str(server.make_url(f"/whep/{STAGE}"))
         watcher = await WsClient.connect(client, issue(client))
@@ -338,6 +376,13 @@ async def test_chromium_publishes_over_whip_and_plays_over_whep(
             joined["firstDecodedMs"] <= FIRST_FRAME_GOAL_MS,
         )
         assert joined["firstDecodedMs"] < FIRST_FRAME_LIMIT_MS
+
+        # --- Chromium's media stayed inside the namespace's veth pair --------------
+        pairs = []
+        for page in (publisher, viewer, late):
+            pairs += await selected_pairs(page, ice_guard, peers=1)
+        report(record_property, "chromium_selected_pairs", pairs)
+        assert ice_guard.media_flows(), "hybridcon's side of the media was not seen"
 
         # --- everyone leaves; the broadcaster ends the stream ----------------------
         assert await evaluate(late, call("hangUp", "late"), 10) == 200

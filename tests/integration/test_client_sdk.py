@@ -550,6 +550,7 @@ async def test_4008_too_slow_reconnects_but_too_many_connections_is_final(fake):
         assert caught.value.code == 4008
         assert sdk.closed and sdk.reconnects == 1 and srv.connections == 2
     assert should_reconnect(1006, "") and should_reconnect(1001, "")
+    assert should_reconnect(1012, "draining: reconnect, another node takes over")
     assert not should_reconnect(4001, "") and not should_reconnect(4003, "")
 
 

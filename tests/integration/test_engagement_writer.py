@@ -405,6 +405,32 @@ async def test_a_full_buffer_goes_to_the_spool_not_away(
     await assert_exactly_once_in_order(database_url, events)
 
 
+async def test_a_spool_at_its_limit_refuses_like_a_full_disk_and_nothing_is_double_counted(
+    database_url: str, pool: asyncpg.Pool, spool: Path
+) -> None:
+    """An outage cannot fill the disk: past max_spool_bytes the spool refuses, events wait
+    in memory up to max_buffered, the rest are dropped and counted; every event is
+    spooled, buffered or dropped, once. What was spooled is stored when PostgreSQL is
+    there, in order."""
+    events = Events()
+    limit = 16 * 1024  # a few spills of 40 events each
+    writer = EngagementWriter(
+        pool=pool, spool_path=spool, max_buffered=40, batch_size=10, max_spool_bytes=limit
+    )
+    # Not started: nothing drains the buffer, as while PostgreSQL is away.
+    events.log(writer, 400)
+    assert 0 < writer.spooled < 400
+    assert (await asyncio.to_thread(spool.stat)).st_size <= limit
+    assert writer.dropped > 0
+    assert writer.spooled + writer.buffered + writer.dropped == 400
+    kept = writer.spooled + writer.buffered
+    writer.start()
+    await eventually(lambda: writer.written == kept, timeout=10, what="the kept events stored")
+    await writer.stop()
+    stored = await stored_ids(database_url)
+    assert len(stored) == kept == len(set(stored))
+
+
 async def test_overflow_while_a_batch_is_in_flight_stores_it_once_in_order(
     database_url: str, pool: asyncpg.Pool, spool: Path
 ) -> None:
@@ -471,6 +497,29 @@ async def test_one_writer_per_spool(pool: asyncpg.Pool, spool: Path) -> None:
     with pytest.raises(ConfigError, match="another engagement writer"):
         second.start()
     await first.stop()
+
+
+async def test_writers_with_slots_take_a_spool_each_and_say_when_none_is_left(
+    pool: asyncpg.Pool, spool: Path
+) -> None:
+    """Nodes sharing a data directory each get a spool; one more is refused with the hint."""
+    writers = [
+        EngagementWriter(pool=pool, spool_path=spool, spool_slots=2, busy_hint="at most 2")
+        for _ in range(3)
+    ]
+    writers[0].start()
+    writers[1].start()
+    assert writers[0].spool_path == spool
+    assert writers[1].spool_path == spool.with_name(f"{spool.stem}-2{spool.suffix}")
+    with pytest.raises(ConfigError, match=r"another engagement writer.*at most 2"):
+        writers[2].start()
+    await writers[0].stop()
+    # The slot a stopped writer leaves is taken again (and what it spooled replayed).
+    again = EngagementWriter(pool=pool, spool_path=spool, spool_slots=2)
+    again.start()
+    assert again.spool_path == spool
+    await again.stop()
+    await writers[1].stop()
 
 
 async def test_migration_gives_existing_rows_an_event_id(pg_admin_dsn: str) -> None:

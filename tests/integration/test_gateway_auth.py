@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import jwt
 import pytest
 from aiohttp import WSMsgType
 
 from hybridcon.core.tokens import Role
-from support import bearer, issue, services_of
+from support import WsClient, bearer, issue, services_of
 
 
 async def connect(client, token: str):
@@ -58,6 +59,26 @@ async def test_a_bad_first_frame_closes_4001(client, first, reason):
     code, message = await closed_with(ws)
     assert code == 4001
     assert reason in message
+
+
+def documented_auth_reasons() -> set[str]:
+    """The close reasons protocol.md lists for a failed first frame."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text("utf-8")
+    start = text.index("Every other failure closes it with 4001")
+    paragraph = text[start : text.index("- **Lifetime**", start)]
+    return set(re.findall(r"`([^`]+)`", paragraph))
+
+
+@pytest.mark.parametrize("token", ["", None, 42])
+async def test_an_empty_or_missing_token_closes_4001_as_the_docs_say(client, token):
+    ws = await client.ws_connect("/ws")
+    frame = {"type": "auth"} if token is None else {"type": "auth", "token": token}
+    await ws.send_json(frame)
+    code, message = await closed_with(ws)
+    assert code == 4001
+    assert message in documented_auth_reasons(), message
 
 
 async def test_no_auth_frame_in_time_closes_4001(make_settings):
@@ -147,7 +168,7 @@ async def test_an_oversized_frame_closes_1009_and_the_server_is_unharmed(client)
     await other.close()
 
 
-async def test_shutdown_closes_sockets_with_1001(make_settings):
+async def test_shutdown_closes_sockets_with_1012_to_reconnect_elsewhere(make_settings):
     from aiohttp.test_utils import TestClient, TestServer
 
     from hybridcon.app import create_app
@@ -160,8 +181,8 @@ async def test_shutdown_closes_sockets_with_1001(make_settings):
         closing = asyncio.create_task(closed_with(ws))
         await test_client.server.close()
         code, message = await closing
-        assert code == 1001
-        assert "going away" in message
+        assert code == 1012
+        assert message.startswith("draining")
         assert services_of(test_client).metrics.ws_connections._value.get() == 0
     finally:
         await test_client.close()
@@ -211,3 +232,46 @@ async def test_a_long_multibyte_token_error_is_cut_between_characters(client):
     assert received.code == 4001
     assert received.reason.startswith("token was signed with an unknown key")
     assert 100 < len(received.reason.encode()) <= 120
+
+
+async def test_sockets_waiting_to_sign_in_are_capped_per_address(make_settings):
+    """Unauthenticated sockets hold a descriptor for up to auth_timeout each: from one
+    address only so many wait at once; one more is closed 1013 saying why."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from hybridcon.app import create_app
+
+    settings = make_settings(ws_signing_in_per_address=3, reverse_proxies=[])
+    async with TestClient(TestServer(create_app(settings), host="127.0.0.1", port=0)) as client:
+        waiting = [await client.ws_connect("/ws") for _ in range(3)]
+        extra = await client.ws_connect("/ws")
+        code, reason = await closed_with(extra)
+        assert code == 1013
+        assert "maximum of 3" in reason
+        # One signs in: its place is free again.
+        await waiting[0].send_json({"type": "auth", "token": issue(client)})
+        assert (await waiting[0].receive_json(timeout=5))["type"] == "auth.ok"
+        ws, _ = await connect(client, issue(client))
+        await ws.close()
+        for other in waiting:
+            await other.close()
+
+
+async def test_a_connection_follows_a_bounded_number_of_topics(make_settings):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from hybridcon.app import create_app
+
+    async with TestClient(
+        TestServer(create_app(make_settings(ws_max_topics=2)), host="127.0.0.1", port=0)
+    ) as client:
+        ws = await WsClient.connect(client, issue(client))
+        await ws.ok("subscribe", topic="stage:plenary")
+        await ws.ok("subscribe", topic="stage:impact")
+        await ws.ok("subscribe", topic="stage:plenary")  # already followed: fine
+        refused = await ws.request("subscribe", topic="stage:radio")
+        assert refused["type"] == "error" and refused["code"] == "too_large", refused
+        assert "2 topics" in refused["message"]
+        await ws.ok("unsubscribe", topic="stage:impact")
+        await ws.ok("subscribe", topic="stage:radio")
+        await ws.close()

@@ -2,7 +2,7 @@
 
 The input is what a hub hands out: H.264 from libx264 (constrained baseline, Annex-B
 with SPS/PPS before each IDR, as WebRTC publishers send it) and Opus from libopus in
-20-ms packets, wrapped as :class:`~hybridcon.media.hub.MediaPacket` with RTP-style
+20-ms packets, wrapped as :class:`~hybridcon.media.packets.MediaPacket` with RTP-style
 timestamps on one zero. The outputs are checked by opening them with PyAV.
 """
 
@@ -27,16 +27,12 @@ from typing import Any
 import av
 import pytest
 
-from hybridcon.media.hls import (
-    ARCHIVE_PLAYLIST,
-    LIVE_PLAYLIST,
-    HlsPackager,
-    PacketMerger,
-    Segment,
-    parse_playlist,
-)
-from hybridcon.media.hub import MediaPacket
-from hybridcon.media.recorder import Recorder, h264_size
+from hybridcon.media.h264 import h264_size
+from hybridcon.media.hls import ARCHIVE_PLAYLIST, LIVE_PLAYLIST, HlsPackager
+from hybridcon.media.packets import MediaPacket
+from hybridcon.media.playlists import Segment, parse_playlist
+from hybridcon.media.recorder import Recorder
+from hybridcon.media.timeline import PacketMerger
 
 FPS = 30
 WIDTH, HEIGHT = 640, 360

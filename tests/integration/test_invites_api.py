@@ -107,3 +107,39 @@ async def test_guessing_is_rate_limited_per_address(client):
     assert int(resp.headers["Retry-After"]) >= 1
     metrics = await (await client.get("/metrics")).text()
     assert 'hybridcon_invite_redeems_total{outcome="rate_limited"} 2.0' in metrics
+
+
+async def test_behind_a_trusted_proxy_each_client_has_its_own_redeem_bucket(client):
+    """nginx on the machine (a trusted proxy by default) passes X-Forwarded-For: the
+    guessing limit is per real client, not one bucket for everyone behind it."""
+
+    async def attempt(i: int, forwarded: str) -> int:
+        resp = await client.post(
+            "/api/v1/invites/redeem",
+            json={"code": derive_code(b"not-the-secret" * 2, bytes([i]))},
+            headers={"X-Forwarded-For": forwarded},
+        )
+        return resp.status
+
+    first = [await attempt(i, "198.51.100.7") for i in range(11)]
+    assert first[:10] == [404] * 10 and first[10] == 429
+    assert await attempt(11, "198.51.100.8") == 404  # another person behind the proxy
+
+
+async def test_an_untrusted_peer_cannot_choose_its_bucket(make_settings):
+    """Without a trusted proxy in front, X-Forwarded-For is anyone's to write: ignored."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from hybridcon.app import create_app
+
+    app = create_app(make_settings(reverse_proxies=[]))
+    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as untrusted:
+        statuses = []
+        for i in range(11):
+            resp = await untrusted.post(
+                "/api/v1/invites/redeem",
+                json={"code": derive_code(b"not-the-secret" * 2, bytes([i]))},
+                headers={"X-Forwarded-For": f"198.51.100.{i}"},
+            )
+            statuses.append(resp.status)
+        assert statuses[10] == 429

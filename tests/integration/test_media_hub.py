@@ -32,9 +32,11 @@ from aiortc.mediastreams import MediaStreamError
 
 from hybridcon.errors import Conflict, Invalid
 from hybridcon.media import passthrough
-from hybridcon.media.hub import MediaPacket, StageHub
+from hybridcon.media.hub import StageHub
+from hybridcon.media.packets import MediaPacket
 from hybridcon.media.peers import Publisher, Viewer, accept_publisher, accept_viewer
 from media_fixtures import (
+    ICE_ADDRESSES,
     GeneratedMedia,
     Watch,
     h264_capabilities,
@@ -93,6 +95,7 @@ class Peers:
             await make_offer(pc),
             hub,
             ice_servers=[],
+            ice_addresses=ICE_ADDRESSES,
             video_codecs=accept,
             on_closed=lambda: self.closed.append(name),
         )
@@ -110,6 +113,7 @@ class Peers:
             await make_offer(pc),
             hub,
             ice_servers=[],
+            ice_addresses=ICE_ADDRESSES,
             on_closed=lambda: self.closed.append(name),
         )
         self.servers.append(viewer)
@@ -287,7 +291,13 @@ async def timed_view(peers: Peers, hub: StageHub) -> tuple[Viewer, RTCPeerConnec
         timeline.tasks.append(asyncio.ensure_future(read(track)))
 
     peers.clients.append(pc)
-    viewer = await accept_viewer(await make_offer(pc), hub, ice_servers=[], on_closed=lambda: None)
+    viewer = await accept_viewer(
+        await make_offer(pc),
+        hub,
+        ice_servers=[],
+        ice_addresses=ICE_ADDRESSES,
+        on_closed=lambda: None,
+    )
     peers.servers.append(viewer)
     await take_answer(pc, viewer.answer_sdp)
     return viewer, pc, timeline
@@ -355,7 +365,11 @@ async def test_a_late_viewer_jumps_to_a_fresh_keyframe(peers: Peers, clip: Gener
     pc.addTransceiver(player.audio, direction="sendonly")
     peers.clients.append(pc)
     publisher = await accept_publisher(
-        await make_offer(pc), hub, ice_servers=[], on_closed=lambda: None
+        await make_offer(pc),
+        hub,
+        ice_servers=[],
+        ice_addresses=ICE_ADDRESSES,
+        on_closed=lambda: None,
     )
     peers.servers.append(publisher)
     await take_answer(pc, publisher.answer_sdp)
@@ -484,7 +498,11 @@ async def test_closing_a_publisher_that_never_connected_ends_the_ingest(
     pc, _player = publisher_peer(clip)
     peers.clients.append(pc)
     publisher = await accept_publisher(
-        await make_offer(pc), hub, ice_servers=[], on_closed=lambda: peers.closed.append("x")
+        await make_offer(pc),
+        hub,
+        ice_servers=[],
+        ice_addresses=ICE_ADDRESSES,
+        on_closed=lambda: peers.closed.append("x"),
     )
     peers.servers.append(publisher)
     consumer = hub.consumer("video", name="probe")
@@ -521,7 +539,11 @@ async def test_ffmpeg_whip_profile_42401f_is_accepted(peers: Peers, clip: Genera
         "profile-level-id=42e01f", "profile-level-id=42401f"
     )
     publisher = await accept_publisher(
-        munged, hub, ice_servers=[], on_closed=lambda: peers.closed.append("publisher")
+        munged,
+        hub,
+        ice_servers=[],
+        ice_addresses=ICE_ADDRESSES,
+        on_closed=lambda: peers.closed.append("publisher"),
     )
     peers.servers.append(publisher)
     assert publisher.codecs["video"] == "h264"
@@ -547,33 +569,75 @@ async def test_vp8_from_a_browser_style_publisher(peers: Peers, media_dir: Path)
 async def test_offers_that_cannot_be_taken(peers: Peers, clip: GeneratedMedia) -> None:
     hub = peers.hub()
     with pytest.raises(Invalid):
-        await accept_publisher("v=0\r\nnonsense", hub, ice_servers=[], on_closed=lambda: None)
+        await accept_publisher(
+            "v=0\r\nnonsense",
+            hub,
+            ice_servers=[],
+            ice_addresses=ICE_ADDRESSES,
+            on_closed=lambda: None,
+        )
 
     pc, _player = publisher_peer(clip)
     peers.clients.append(pc)
     offer = await make_offer(pc)
     with pytest.raises(Invalid, match="takes no video"):
-        await accept_publisher(offer, hub, ice_servers=[], video_codecs=(), on_closed=lambda: None)
+        await accept_publisher(
+            offer,
+            hub,
+            ice_servers=[],
+            ice_addresses=ICE_ADDRESSES,
+            video_codecs=(),
+            on_closed=lambda: None,
+        )
     h264_pc, _player = publisher_peer(clip, video_codecs=h264_capabilities())
     peers.clients.append(h264_pc)
     h264_only = await make_offer(h264_pc)
     with pytest.raises(Invalid, match="cannot accept"):  # H.264 only, to a VP8-only stage
         await accept_publisher(
-            h264_only, hub, ice_servers=[], video_codecs=("VP8",), on_closed=lambda: None
+            h264_only,
+            hub,
+            ice_servers=[],
+            ice_addresses=ICE_ADDRESSES,
+            video_codecs=("VP8",),
+            on_closed=lambda: None,
         )
     viewer_pc, _ = viewer_peer()
     peers.clients.append(viewer_pc)
     viewer_offer = await make_offer(viewer_pc)
     with pytest.raises(Invalid, match="sendonly"):  # a viewer's offer sent to WHIP
-        await accept_publisher(viewer_offer, hub, ice_servers=[], on_closed=lambda: None)
+        await accept_publisher(
+            viewer_offer,
+            hub,
+            ice_servers=[],
+            ice_addresses=ICE_ADDRESSES,
+            on_closed=lambda: None,
+        )
     assert not hub.publishing
 
-    publisher = await accept_publisher(offer, hub, ice_servers=[], on_closed=lambda: None)
+    publisher = await accept_publisher(
+        offer,
+        hub,
+        ice_servers=[],
+        ice_addresses=ICE_ADDRESSES,
+        on_closed=lambda: None,
+    )
     peers.servers.append(publisher)
     with pytest.raises(Conflict):
-        await accept_publisher(offer, hub, ice_servers=[], on_closed=lambda: None)
+        await accept_publisher(
+            offer,
+            hub,
+            ice_servers=[],
+            ice_addresses=ICE_ADDRESSES,
+            on_closed=lambda: None,
+        )
     with pytest.raises(Invalid, match="recvonly"):  # a publisher's offer sent to WHEP
-        await accept_viewer(offer, hub, ice_servers=[], on_closed=lambda: None)
+        await accept_viewer(
+            offer,
+            hub,
+            ice_servers=[],
+            ice_addresses=ICE_ADDRESSES,
+            on_closed=lambda: None,
+        )
 
 
 # --- the hub alone: fake tracks, fake clock -------------------------------------------------
@@ -767,12 +831,24 @@ async def test_server_cpu_one_720p_publisher_five_viewers(peers: Peers, media_di
     try:
 
         async def publish(offer: str) -> Publisher:
-            publisher = await accept_publisher(offer, hub, ice_servers=[], on_closed=lambda: None)
+            publisher = await accept_publisher(
+                offer,
+                hub,
+                ice_servers=[],
+                ice_addresses=ICE_ADDRESSES,
+                on_closed=lambda: None,
+            )
             peers.servers.append(publisher)
             return publisher
 
         async def view(offer: str) -> Viewer:
-            viewer = await accept_viewer(offer, hub, ice_servers=[], on_closed=lambda: None)
+            viewer = await accept_viewer(
+                offer,
+                hub,
+                ice_servers=[],
+                ice_addresses=ICE_ADDRESSES,
+                on_closed=lambda: None,
+            )
             peers.servers.append(viewer)
             return viewer
 

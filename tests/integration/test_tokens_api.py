@@ -106,6 +106,52 @@ async def test_bad_issue_requests_name_the_problem(client, body, fragment):
     assert fragment in error["message"]
 
 
+@pytest.mark.parametrize(
+    ("scope", "fragment"),
+    [
+        ("stage:mainstage", "stage 'mainstage', which is not in the programme (stages: plenary"),
+        ("hall:nowhere", "stage 'nowhere', which is not in the programme"),
+        ("session:ws-99", "session 'ws-99', which is not in the programme"),
+    ],
+)
+async def test_scopes_must_name_the_programmes_stages_and_sessions(client, scope, fragment):
+    headers = bearer(issue(client, Role.ORGANISER))
+    resp = await client.post(
+        "/api/v1/tokens",
+        json={"role": "viewer", "scopes": ["stage:plenary", scope]},
+        headers=headers,
+    )
+    assert resp.status == 400
+    error = (await resp.json())["error"]
+    assert error["code"] == "invalid"
+    assert fragment in error["message"]
+    programme = services_of(client).programme
+    session = programme.sessions[0].id
+    resp = await client.post(
+        "/api/v1/tokens",
+        json={"role": "viewer", "scopes": ["stage:plenary", "hall:plenary", f"session:{session}"]},
+        headers=headers,
+    )
+    assert resp.status == 201, await resp.text()
+
+
+async def test_refusals_read_as_sentences(client):
+    resp = await client.post(
+        "/api/v1/tokens", json={"role": "viewer"}, headers=bearer(issue(client, Role.VIEWER))
+    )
+    assert (await resp.json())["error"]["message"] == (
+        "this needs an organiser token; yours is viewer"
+    )
+    resp = await client.post(
+        "/api/v1/tokens",
+        json={"role": "viewer", "ttl_seconds": 100_000_000},
+        headers=bearer(issue(client, Role.ORGANISER)),
+    )
+    assert (await resp.json())["error"]["message"] == (
+        "token lifetime 1157 days 9 hours 46 minutes 40 seconds is longer than the maximum 2 days"
+    )
+
+
 async def test_malformed_and_oversized_bodies(client):
     headers = bearer(issue(client, Role.ORGANISER))
     resp = await client.post("/api/v1/tokens", data=b"{not json", headers=headers)

@@ -72,6 +72,18 @@ async def test_whip_conformance_without_media(live):
     assert resp.status == 409  # not live
 
 
+@pytest.mark.parametrize("body", ["hello", "not sdp", "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n", ""])
+async def test_text_that_is_not_sdp_is_called_that(live, body):
+    client, _media, _ = live
+    publisher = bearer(issue(client, Role.BROADCASTER, scopes=("stage:impact",)))
+    for path, headers in (("/whip/impact", publisher), ("/whep/impact", bearer(issue(client)))):
+        resp = await client.post(path, data=body, headers={**SDP, **headers})
+        assert resp.status == 400, path
+        error = (await resp.json())["error"]
+        assert error["code"] == "invalid"
+        assert error["message"].startswith("the offer is not valid SDP"), (path, error)
+
+
 async def test_a_stage_goes_live_viewers_watch_and_it_ends(live):
     client, media, settings = live
     watcher = await WsClient.connect(client, issue(client, Role.VIEWER))

@@ -28,6 +28,20 @@ def test_empty_text_is_invalid(text: str) -> None:
         clean_text(text)
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["\u3164", "\u2800\u2800", "\u0301", " \u115f\u1160 ", "\u3164\u0301\u200b", "\uffa0"],
+)
+def test_a_line_of_only_invisible_characters_is_refused(text: str) -> None:
+    with pytest.raises(Invalid, match="show nothing"):
+        clean_text(text)
+
+
+@pytest.mark.parametrize("text", ["e\u0301", "\u2800a", "👏", "\u3164 ok", "ㅎ"])
+def test_visible_text_with_blank_looking_characters_is_kept(text: str) -> None:
+    assert clean_text(text)
+
+
 def test_text_over_the_limit_is_invalid_and_at_the_limit_is_fine() -> None:
     assert len(clean_text("a" * MAX_TEXT_LENGTH)) == MAX_TEXT_LENGTH
     with pytest.raises(Invalid, match=str(MAX_TEXT_LENGTH)):

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hybridcon.core.durations import parse_duration
+from hybridcon.core.durations import describe_duration, parse_duration
 from hybridcon.errors import Invalid
 
 
@@ -72,3 +72,32 @@ def test_any_combination_adds_up(d: int, h: int, m: int, s: int) -> None:
 def test_odd_input_is_invalid_not_a_crash(text: str) -> None:
     with pytest.raises(Invalid):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("duration", "words"),
+    [
+        (timedelta(days=2), "2 days"),
+        (timedelta(hours=1, minutes=30), "1 hour 30 minutes"),
+        (timedelta(seconds=45), "45 seconds"),
+        (
+            timedelta(days=1157, hours=9, minutes=46, seconds=39),
+            "1157 days 9 hours 46 minutes 39 seconds",
+        ),
+        (timedelta(days=1, seconds=1), "1 day 1 second"),
+        (timedelta(0), "0 seconds"),
+        (timedelta(seconds=-5), "0 seconds"),
+        (timedelta(seconds=1.7), "1 second"),
+    ],
+)
+def test_durations_are_described_in_words(duration: timedelta, words: str) -> None:
+    assert describe_duration(duration) == words
+
+
+@given(st.integers(min_value=1, max_value=3650 * 86400))
+def test_a_description_reads_back_as_the_same_duration(seconds: int) -> None:
+    words = describe_duration(timedelta(seconds=seconds)).split()
+    units = {"day": "d", "days": "d", "hour": "h", "hours": "h"}
+    units |= {"minute": "m", "minutes": "m", "second": "s", "seconds": "s"}
+    compact = "".join(f"{n}{units[u]}" for n, u in zip(words[::2], words[1::2], strict=True))
+    assert parse_duration(compact) == timedelta(seconds=seconds)

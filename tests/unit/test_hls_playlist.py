@@ -7,13 +7,11 @@ from fractions import Fraction
 
 import pytest
 
-from hybridcon.media.hls import (
+from hybridcon.media.opus import adts_header, opus_packet_channels, opus_packet_samples
+from hybridcon.media.playlists import (
     Segment,
-    adts_header,
     format_program_date_time,
     live_window,
-    opus_packet_channels,
-    opus_packet_samples,
     parse_playlist,
     render_playlist,
     segment_uri,

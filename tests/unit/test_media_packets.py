@@ -1,6 +1,7 @@
-"""Unit tests for the bitstream facts and bounded structures of hybridcon.media.hub:
-keyframe detection (H.264 Annex-B, VP8), RTP timestamp unwrapping, SPS/PPS repair,
-the last-GOP cache and consumer queues. Real encoder output comes from PyAV."""
+"""Unit tests for the bitstream facts (hybridcon.media.h264, .vp8, .packets) and the
+bounded structures of hybridcon.media.hub: keyframe detection (H.264 Annex-B, VP8), RTP
+timestamp unwrapping, SPS/PPS repair, the last-GOP cache and consumer queues. Real
+encoder output comes from PyAV."""
 
 from __future__ import annotations
 
@@ -10,19 +11,15 @@ import av
 import pytest
 
 from hybridcon.errors import Invalid
-from hybridcon.media.hub import (
-    GopCache,
+from hybridcon.media.h264 import (
     H264ParameterSets,
-    MediaPacket,
-    RtpUnwrapper,
-    StageHub,
-    as_kind,
     h264_is_keyframe,
     h264_nal_units,
     h264_profile_level_id,
-    is_keyframe,
-    vp8_is_keyframe,
 )
+from hybridcon.media.hub import GopCache, RtpUnwrapper, StageHub
+from hybridcon.media.packets import MediaPacket, as_kind, is_keyframe
+from hybridcon.media.vp8 import vp8_is_keyframe
 
 START4 = b"\x00\x00\x00\x01"
 START3 = b"\x00\x00\x01"

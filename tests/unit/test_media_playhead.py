@@ -1,7 +1,7 @@
-"""Unit tests for live consumers of hybridcon.media.hub: the viewer's playhead paces
-a late start on the cached GOP, jumps to a fresh keyframe (audio with it), stops pacing
-once caught up, and asks for a fresh keyframe when the cached one is old. The hub is
-fed directly with a fake clock; no peers."""
+"""Unit tests for live consumers (hybridcon.media.consumer) of a hub: the viewer's
+playhead paces a late start on the cached GOP, jumps to a fresh keyframe (audio with
+it), stops pacing once caught up, and asks for a fresh keyframe when the cached one is
+old. The hub is fed directly with a fake clock; no peers."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from hybridcon.errors import Invalid
-from hybridcon.media.hub import CAUGHT_UP, Consumer, MediaPacket, Playhead, StageHub
+from hybridcon.media.consumer import CAUGHT_UP, Consumer, Playhead
+from hybridcon.media.hub import StageHub
+from hybridcon.media.packets import MediaPacket
 from support import eventually
 
 FPS = 30

@@ -60,3 +60,43 @@ def test_never_sooner_than_either_bound_and_one_of_them_holds_exactly(
     assert due >= now + interval
     assert due >= last + period
     assert due in (now + interval, last + period)
+
+
+# -- adapting to the load ------------------------------------------------------------------
+
+
+def test_a_quiet_node_writes_almost_at_once() -> None:
+    # The last tick took 2 ms: the period is 3 ms, and a push waits no longer than that.
+    due = next_tick(10.0, 9.9, interval=0.01, period=0.12, last_tick=0.002, load_factor=1.5)
+    assert due == pytest.approx(10.003)
+
+
+def test_a_busy_node_coalesces_up_to_the_full_period() -> None:
+    # 80 ms ticks (some 5,000 viewers): 1.5 x 80 ms reaches the 120 ms ceiling.
+    due = next_tick(10.05, 10.0, interval=0.01, period=0.12, last_tick=0.08, load_factor=1.5)
+    assert due == pytest.approx(10.12)
+    # Longer ticks never push it past the ceiling.
+    due = next_tick(10.05, 10.0, interval=0.01, period=0.12, last_tick=0.3, load_factor=1.5)
+    assert due == pytest.approx(10.12)
+
+
+def test_in_between_the_period_follows_the_tick() -> None:
+    due = next_tick(10.001, 10.0, interval=0.01, period=0.12, last_tick=0.02, load_factor=1.5)
+    assert due == pytest.approx(10.03)  # 1.5 x 20 ms after the last start
+    # A push long after the last tick waits only the (shrunk) interval.
+    due = next_tick(11.0, 10.0, interval=0.01, period=0.12, last_tick=0.004, load_factor=1.5)
+    assert due == pytest.approx(11.006)
+
+
+@pytest.mark.parametrize("factor", [0.0, 1.5])
+def test_without_a_measured_tick_or_a_factor_the_fixed_rule_holds(factor: float) -> None:
+    fixed = next_tick(10.0, 9.95, interval=0.01, period=0.12)
+    assert next_tick(10.0, 9.95, interval=0.01, period=0.12, load_factor=factor) == fixed
+    assert (
+        next_tick(10.0, 9.95, interval=0.01, period=0.12, last_tick=0.002, load_factor=0.0) == fixed
+    )
+
+
+def test_a_negative_load_factor_is_refused() -> None:
+    with pytest.raises(ValueError, match="load_factor"):
+        next_tick(0.0, None, interval=0.01, period=0.12, last_tick=0.01, load_factor=-1)

@@ -402,3 +402,17 @@ def test_no_sessions() -> None:
 def test_session_time_as_a_datetime_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"sessions\[0\] \(id 'a'\)\.start"):
         parse_programme(EVENT + session("a", start="2022-05-05T09:00:00"))
+
+
+@pytest.mark.parametrize("value", ["1", '"14:45"', "1979-05-27T07:32:00", "true"])
+def test_a_session_time_must_be_a_toml_time_of_day(value: str) -> None:
+    """Found by the fuzzer: `start = 1` was read as 00:00:01 UTC, an aware time that then
+    crashed the end-before-start check with a TypeError instead of a message."""
+    text = PROGRAMME_FILE.read_text("utf-8")
+    needle = (
+        'id = "online-3"\ntitle = "Online workshop 3"\nkind = "online_workshop"\nstart = 14:45:00'
+    )
+    assert needle in text
+    broken = text.replace(needle, needle.replace("start = 14:45:00", f"start = {value}"))
+    with pytest.raises(ConfigError, match=r"online-3.*start"):
+        parse_programme(broken, source="p.toml")

@@ -524,6 +524,16 @@ def test_ttl_over_the_maximum_is_refused(keyset: Keyset) -> None:
         issue(keyset, ttl=MAX_TTL + timedelta(seconds=1))
 
 
+def test_a_ttl_error_says_the_lifetimes_in_words(keyset: Keyset) -> None:
+    # Not timedelta's "1157 days, 9:46:39" and "2 days, 0:00:00".
+    ttl = timedelta(days=1157, hours=9, minutes=46, seconds=39)
+    with pytest.raises(Invalid) as caught:
+        issue(keyset, ttl=ttl)
+    assert caught.value.message == (
+        "token lifetime 1157 days 9 hours 46 minutes 39 seconds is longer than the maximum 2 days"
+    )
+
+
 def test_default_ttl_over_the_maximum_is_refused(keyset: Keyset) -> None:
     with pytest.raises(Invalid, match="longer than the maximum"):
         issue_token(

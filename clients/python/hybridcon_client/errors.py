@@ -37,8 +37,8 @@ def should_reconnect(code: int, reason: str) -> bool:
 
     4001 (bad or expired token) and 4003 (revoked, forbidden) would fail again with the
     same token; 4008 "too many connections for this person" would evict this person's
-    other connection in turn. 4008 "too slow" and everything else (1001 going away, 1006,
-    1011, 1009 ...) is worth another try.
+    other connection in turn. 4008 "too slow" and everything else (1012 a draining node:
+    another takes over; 1001 going away, 1006, 1011, 1009 ...) is worth another try.
     """
     if code in (CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN):
         return False

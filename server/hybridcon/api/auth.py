@@ -27,6 +27,11 @@ def bearer_claims(request: web.Request) -> Claims:
         raise Unauthorized("token is malformed") from None
 
 
+def _article(word: str) -> str:
+    # Every role name starts with its sound's letter ("an organiser", "a viewer").
+    return "an" if word[:1] in "aeiou" else "a"
+
+
 def require_role(request: web.Request, *roles: Role) -> Claims:
     """The request's claims, if the token has one of ``roles``.
 
@@ -37,5 +42,5 @@ def require_role(request: web.Request, *roles: Role) -> Claims:
     claims = bearer_claims(request)
     if claims.role not in roles:
         names = " or ".join(r.value for r in roles)
-        raise Forbidden(f"this needs a {names} token; yours is {claims.role.value}")
+        raise Forbidden(f"this needs {_article(names)} {names} token; yours is {claims.role.value}")
     return claims

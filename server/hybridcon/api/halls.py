@@ -118,7 +118,7 @@ class JoinBody(BaseModel):
 async def join(request: web.Request) -> web.Response:
     """Swap a hall code for a viewer token scoped to that room."""
     services = request.app[SERVICES]
-    address = request.remote or "unknown"
+    address = services.client_address(request)
     now_mono = time.monotonic()
     # Wrong codes are limited per address (guessing); their own bucket, so invite
     # redeems from the same venue address do not lock a hall out.

@@ -32,7 +32,7 @@ async def redeem(request: web.Request) -> web.Response:
     """
     services = request.app[SERVICES]
     metrics = services.metrics
-    wait = services.redeem_limiter.take(request.remote or "unknown", time.monotonic())
+    wait = services.redeem_limiter.take(services.client_address(request), time.monotonic())
     if wait:
         metrics.invite_redeems.labels(outcome="rate_limited").inc()
         raise RateLimited("too many redeem attempts; try again shortly", retry_after=wait)

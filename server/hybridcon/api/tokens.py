@@ -42,6 +42,7 @@ async def issue(request: web.Request) -> web.Response:
     body = await read_json(request, IssueBody)
     services = request.app[SERVICES]
     scopes = parse_scopes(body.scopes)
+    services.programme.check_scopes(scopes)
     ttl = timedelta(seconds=body.ttl_seconds) if body.ttl_seconds else None
     issued = []
     for _ in range(body.count):

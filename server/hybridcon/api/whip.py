@@ -53,6 +53,23 @@ async def _body(request: web.Request, content_type: str) -> str:
         raise Invalid("the body is not UTF-8 text") from None
 
 
+async def _offer(request: web.Request) -> str:
+    """The request's SDP offer.
+
+    aiortc's parser takes any text (lines it does not know are skipped), so "hello"
+    would come back as "the offer has no audio or video". Every session description
+    starts with its version line ``v=0`` (RFC 8866 section 5), so anything else is
+    answered as what it is.
+
+    Raises:
+        Invalid: the body is not an SDP session description.
+    """
+    offer = await _body(request, SDP)
+    if not offer.startswith("v=0"):
+        raise Invalid("the offer is not valid SDP: it must start with the line v=0 (RFC 8866)")
+    return offer
+
+
 def _ice_links(request: web.Request, *, credentials: bool = True) -> list[str]:
     links = []
     for server in request.app[SERVICES].settings.ice_servers:
@@ -100,7 +117,7 @@ async def whip_post(request: web.Request) -> web.StreamResponse:
     claims = bearer_claims(request)
     if claims.role not in PUBLISHERS or not claims.covers(f"stage:{stage}"):
         raise Forbidden(f"publishing to stage {stage} needs a broadcaster token for it")
-    offer = await _body(request, SDP)
+    offer = await _offer(request)
     takeover = request.query.get("takeover") == "1" and claims.role is Role.ORGANISER
     session, answer, etag = await request.app[STREAMS].publish(
         stage, offer, takeover=takeover, jti=claims.jti
@@ -143,7 +160,7 @@ async def whep_post(request: web.Request) -> web.StreamResponse:
     claims = bearer_claims(request)
     if not claims.covers(f"stage:{stage}"):
         raise Forbidden(f"your token does not cover stage {stage}")
-    offer = await _body(request, SDP)
+    offer = await _offer(request)
     streams = request.app[STREAMS]
     try:
         session, answer = await streams.view(stage, offer)

@@ -9,6 +9,7 @@ restart is simply older than the history (a ``reset``), never mistaken for a new
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -49,6 +50,26 @@ class LocalBus:
     def bind(self, deliver: Deliver) -> None:
         """Set where published messages are delivered."""
         self._deliver = deliver
+
+    async def start(self) -> None:
+        """Nothing to connect to."""
+
+    async def stop(self) -> None:
+        """Nothing to disconnect."""
+
+    async def watch(self, topic: str) -> None:
+        """Every topic is here already."""
+
+    def publish_sequenced(
+        self, topic: str, head: bytes, tail: bytes
+    ) -> asyncio.Future[tuple[int, bytes]]:
+        """Number, keep and deliver a message now; the future is already done."""
+        seq = self.next_seq(topic)
+        payload = b"%b%d%b" % (head, seq, tail)
+        self.publish(topic, payload, seq)
+        done: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+        done.set_result((seq, payload))
+        return done
 
     def _log(self, topic: str) -> _TopicLog:
         log = self._topics.get(topic)

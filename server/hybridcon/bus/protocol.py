@@ -3,12 +3,19 @@
 A bus numbers each topic's sequenced messages, keeps a bounded history of them for
 clients that come back with ``since``, and hands every published message to the
 delivery function bound to it (the node's hub, which fans it out to the local
-subscribers). :class:`~hybridcon.bus.local.LocalBus` does it in one process; a Redis
-bus does it across nodes. ``app.py`` makes the bus and hands it to the gateway.
+subscribers). :class:`~hybridcon.bus.local.LocalBus` does it in one process;
+:class:`~hybridcon.bus.redis.RedisBus` across nodes. ``app.py`` makes the bus and hands
+it to the gateway.
+
+A sequenced message is given as the JSON text before and after its number (``head`` and
+``tail``): the number is only known where the bus assigns it (in Redis, atomically with
+storing and fanning out the message), and the message is spliced there, so every node
+delivers the same bytes in the same order.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
@@ -22,14 +29,30 @@ class Bus(Protocol):
     def bind(self, deliver: Deliver) -> None:
         """Set where published messages are delivered on this node."""
 
-    def next_seq(self, topic: str) -> int:
-        """Reserve the next sequence number of ``topic``."""
+    async def start(self) -> None:
+        """Connect (and load what the node needs to answer ``since``)."""
+
+    async def stop(self) -> None:
+        """Send what is queued, then disconnect."""
+
+    async def watch(self, topic: str) -> None:
+        """Make sure this node receives ``topic`` and can answer ``since`` for it (called
+        before a client subscribes; a no-op once done)."""
+
+    def publish_sequenced(
+        self, topic: str, head: bytes, tail: bytes
+    ) -> asyncio.Future[tuple[int, bytes]]:
+        """Number, keep and deliver ``head + str(seq) + tail``, in call order per node.
+
+        Returns:
+            A future of ``(seq, message)``, done at once on a local bus.
+        """
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Deliver an unsequenced message (state that newer state replaces; not kept)."""
 
     def last_seq(self, topic: str) -> int:
-        """The newest sequence number of ``topic``."""
-
-    def publish(self, topic: str, payload: bytes, seq: int | None = None) -> None:
-        """Deliver an encoded message; with ``seq``, keep it in the topic's history."""
+        """The newest sequence number of ``topic`` delivered on this node."""
 
     def since(self, topic: str, seq: int) -> list[bytes] | None:
         """The messages after ``seq`` (oldest first), or None when history does not

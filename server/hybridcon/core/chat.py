@@ -37,6 +37,19 @@ class Decision:
     matched: tuple[str, ...] = ()
 
 
+# Letters and symbols that render as blank space (Hangul fillers, the braille blank, the
+# Mongolian vowel separator): a line of only these reads as an empty line in every client.
+_BLANK = frozenset("\u115f\u1160\u3164\uffa0\u2800\u180e")
+
+
+def _visible(ch: str) -> bool:
+    """Whether ``ch`` shows something by itself (not space, not a blank-looking letter,
+    not a combining mark that needs a base)."""
+    if ch.isspace() or ch in _BLANK:
+        return False
+    return not unicodedata.category(ch).startswith("M")
+
+
 def clean_text(text: str, *, max_length: int = MAX_TEXT_LENGTH, what: str = "text") -> str:
     """Text as stored: plain text, normalised (NFC), control characters removed,
     surrounding white space trimmed. Used for chat lines, questions, poll texts.
@@ -57,6 +70,8 @@ def clean_text(text: str, *, max_length: int = MAX_TEXT_LENGTH, what: str = "tex
     ).strip()
     if not kept:
         raise Invalid(f"{what} is empty")
+    if not any(_visible(ch) for ch in kept):
+        raise Invalid(f"{what} is empty: it has only characters that show nothing")
     if len(kept) > max_length:
         raise Invalid(f"{what} is longer than {max_length} characters")
     return kept

@@ -33,3 +33,20 @@ def parse_duration(text: str) -> timedelta:
     if seconds > MAX_DURATION.total_seconds():
         raise Invalid(f"{text!r} is longer than {MAX_DURATION.days} days")
     return timedelta(seconds=seconds)
+
+
+def describe_duration(duration: timedelta) -> str:
+    """A duration in words a person reads: ``2 days``, ``1 hour 30 minutes``, ``45 seconds``.
+
+    Whole seconds only (a fraction is dropped); units with a zero count are left out;
+    zero or less is ``0 seconds``.
+    """
+    remaining = int(duration.total_seconds())
+    if remaining <= 0:
+        return "0 seconds"
+    parts = []
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        count, remaining = divmod(remaining, size)
+        if count:
+            parts.append(f"{count} {unit}{'' if count == 1 else 's'}")
+    return " ".join(parts)

@@ -127,6 +127,16 @@ def parse_registrations(
     return registrations
 
 
+def join_link(base_url: str, code: str) -> str:
+    """The link an attendee opens to redeem ``code``: ``BASE/join#code=CODE``.
+
+    The code rides in the fragment, never the query string: browsers do not send a
+    fragment to any server, so the code stays out of access logs, proxies and
+    ``Referer`` headers; the ``/join`` page reads it and redeems it over the API.
+    """
+    return f"{base_url.rstrip('/')}/join#code={code}"
+
+
 def derive_code(secret: bytes, salt: bytes) -> str:
     """The invite code for a salt: 16 base32 characters in groups of four."""
     digest = hmac.new(secret, b"hybridcon-invite:" + salt, hashlib.sha256).digest()

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import itertools
 import tomllib
+from collections.abc import Iterable
 from datetime import date, datetime, time
 from enum import StrEnum
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints, ValidationError
 
-from hybridcon.errors import ConfigError
+from hybridcon.errors import ConfigError, Invalid
 
 Ident = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=300, strip_whitespace=True)]
@@ -65,7 +66,7 @@ class Event(_Model):
     id: Ident
     title: Text
     tagline: Text | None = None
-    date: date
+    date: Annotated[date, Strict()]
     timezone: str = "Europe/Brussels"
     venue: Text
     city: Text | None = None
@@ -90,14 +91,20 @@ class Stage(_Model):
     description: str | None = None
 
 
+LocalTime = Annotated[time, Strict()]
+"""A time of day as TOML writes it, without an offset (the event's timezone applies)."""
+
+
 class SessionEntry(_Model):
     """One programme entry as written in the file (local times)."""
 
     id: Ident
     title: Text
     kind: SessionKind
-    start: time
-    end: time
+    # Strict: a TOML local time (14:45:00). Lax parsing took `start = 1` as 00:00:01 UTC,
+    # an aware time that could not be compared with the naive end (a crash, not a message).
+    start: LocalTime
+    end: LocalTime
     stage: Ident | None = None
     theme: Ident | None = None
     online: Online = Online.NONE
@@ -159,6 +166,29 @@ class Programme(_Model):
                 ident == "event" or ident.partition(":")[0] in {"stage", "session"}
             ) and self.has_topic(ident)
         return False
+
+    def check_scopes(self, scopes: Iterable[str]) -> None:
+        """Refuse token scopes that name nothing in this programme.
+
+        ``*`` is always fine; ``stage:x`` and ``hall:x`` need stage ``x``, ``session:x``
+        needs session ``x``. A token for a stage that does not exist would let nobody in
+        anywhere, so an organiser's typo is an error, not a useless token.
+
+        Raises:
+            Invalid: naming the first such scope and what the programme does have.
+        """
+        for scope in scopes:
+            kind, _, ident = scope.partition(":")
+            if kind in {"stage", "hall"} and self.stage(ident) is None:
+                known = ", ".join(s.id for s in self.stages) or "none"
+                raise Invalid(
+                    f"scope {scope!r} names stage {ident!r}, which is not in the programme "
+                    f"(stages: {known})"
+                )
+            if kind == "session" and self.session(ident) is None:
+                raise Invalid(
+                    f"scope {scope!r} names session {ident!r}, which is not in the programme"
+                )
 
     @property
     def starts_at(self) -> datetime:

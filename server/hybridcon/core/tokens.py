@@ -19,6 +19,7 @@ from typing import Any
 
 import jwt
 
+from hybridcon.core.durations import describe_duration
 from hybridcon.core.keys import ALGORITHM, Keyset
 from hybridcon.errors import Invalid, Revoked, TokenError
 
@@ -166,7 +167,10 @@ def issue_token(
     if ttl <= timedelta(0):
         raise Invalid("token lifetime must be positive")
     if ttl > max_ttl:
-        raise Invalid(f"token lifetime {ttl} is longer than the maximum {max_ttl}")
+        raise Invalid(
+            f"token lifetime {describe_duration(ttl)} is longer than "
+            f"the maximum {describe_duration(max_ttl)}"
+        )
     name = request.name.strip()
     if len(name) > MAX_NAME_LENGTH:
         raise Invalid(f"name is longer than {MAX_NAME_LENGTH} characters")

@@ -18,15 +18,26 @@ exists for that kind, so the transceivers are made (with their preferences) firs
 
 ICE servers are always passed explicitly: with none configured aiortc would use a
 public STUN server of Google's.
+
+Where host candidates are gathered is chosen with :func:`gathering_on` (the
+``ice_addresses`` setting): aioice itself offers every address of the machine but
+loopback, and has no option to change that, so this module wraps aioice's one address
+lookup, in one place (:func:`_install_address_hook`), and the wrapper only acts inside
+a :func:`gathering_on` block. Peers outside one gather as aioice always does.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Sequence
+import contextlib
+import contextvars
+import ipaddress
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any, Literal
 
+import aioice.ice
 import av
+import ifaddr
 import structlog
 from aiortc import (
     MediaStreamTrack,
@@ -42,9 +53,11 @@ from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateErr
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
-from hybridcon.errors import Conflict, Invalid
+from hybridcon.errors import Conflict, Invalid, Unavailable
 from hybridcon.media import passthrough
-from hybridcon.media.hub import Consumer, Kind, MediaPacket, Playhead, StageHub, as_kind
+from hybridcon.media.consumer import Consumer, Playhead
+from hybridcon.media.hub import StageHub
+from hybridcon.media.packets import Kind, MediaPacket, as_kind
 
 log = structlog.get_logger(__name__)
 
@@ -64,6 +77,115 @@ _NEGOTIATION_ERRORS = (
 _H264_ORDER = ("42e01f", "42001f", "4d001f", "640c1f", "64001f")
 
 Direction = Literal["send", "receive"]
+
+
+# --- where candidates are gathered -------------------------------------------------------
+
+# The addresses peers set up inside a gathering_on() block gather on. A context
+# variable, not a module setting: aiortc gathers inside setLocalDescription(), in tasks
+# that inherit the caller's context, so the choice reaches exactly the peers of that
+# call and never another RTCPeerConnection of the process (the tests' own, say).
+_GATHER_ON: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
+    "hybridcon_ice_addresses", default=None
+)
+
+
+def host_addresses(selectors: Sequence[str]) -> list[str]:
+    """The machine's addresses that ``selectors`` name, in the system's order.
+
+    A selector is an interface name (``"lo"``, ``"eth1"``: all its addresses), an
+    address (``"127.0.0.1"``, ``"::1"``) or a network (``"10.0.0.0/8"``). Loopback
+    counts like any other interface. IPv6 link-local addresses are left out, as aioice
+    leaves them out: they cannot be bound without a scope.
+
+    Raises:
+        ValueError: a selector is none of the three (the setting checks this first).
+    """
+    names: set[str] = set()
+    networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for selector in selectors:
+        try:
+            networks.append(ipaddress.ip_network(selector, strict=False))
+        except ValueError:
+            if "/" in selector or ":" in selector:
+                raise ValueError(f"{selector!r} is not an address or a network") from None
+            names.add(selector)
+    found: list[str] = []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            if isinstance(ip.ip, tuple):  # IPv6: (address, flowinfo, scope id)
+                if ip.ip[2] != 0:
+                    continue
+                text = ip.ip[0]
+            else:
+                text = ip.ip
+            address = ipaddress.ip_address(text)
+            chosen = adapter.name in names or any(address in n for n in networks)
+            if chosen and text not in found:
+                found.append(text)
+    return found
+
+
+@contextlib.contextmanager
+def gathering_on(selectors: Sequence[str]) -> Iterator[list[str]]:
+    """Peers whose candidates are gathered in this block gather only on ``selectors``.
+
+    aiortc gathers in ``setLocalDescription()``: call that inside the block. The
+    innermost block wins; blocks in other tasks do not see each other's choice.
+
+    Args:
+        selectors: interface names, addresses or networks (see
+            :func:`host_addresses`); empty: aioice's own choice (every address of the
+            machine but loopback).
+
+    Yields:
+        The addresses chosen (``[]`` for aioice's own choice).
+
+    Raises:
+        Unavailable: ``selectors`` name no address this machine has now (an interface
+            that is down or gone); no peer could be reached.
+    """
+    if not selectors:
+        yield []
+        return
+    addresses = host_addresses(selectors)
+    if not addresses:
+        raise Unavailable(
+            f"no local address matches the ICE addresses {list(selectors)}", retry_after=30
+        )
+    _install_address_hook()
+    token = _GATHER_ON.set(tuple(addresses))
+    try:
+        yield addresses
+    finally:
+        _GATHER_ON.reset(token)
+
+
+def _install_address_hook() -> None:
+    """Wrap ``aioice.ice.get_host_addresses`` once, so :func:`gathering_on` can choose.
+
+    aioice 0.13's ``Connection.gather_candidates()`` asks this module-level function
+    for the host addresses (every address but 127.0.0.1 and ::1) and offers no other
+    way to name them; aiortc passes nothing through. The wrapper answers with the
+    context's choice, filtered by the connection's IPv4/IPv6 flags as aioice's own
+    function is, and calls the original outside a :func:`gathering_on` block. aioice
+    is pinned for this; ``tests/integration/test_ice_addresses.py`` fails if a new
+    aioice stops asking the function.
+    """
+    original = aioice.ice.get_host_addresses
+    if getattr(original, "_hybridcon_hook", False):
+        return
+
+    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        chosen = _GATHER_ON.get()
+        if chosen is None:
+            return original(use_ipv4, use_ipv6)
+        return [
+            a for a in chosen if (use_ipv4 if ipaddress.ip_address(a).version == 4 else use_ipv6)
+        ]
+
+    get_host_addresses._hybridcon_hook = True  # type: ignore[attr-defined]
+    aioice.ice.get_host_addresses = get_host_addresses
 
 
 # --- negotiation helpers ---------------------------------------------------------------
@@ -297,6 +419,7 @@ async def accept_publisher(
     hub: StageHub,
     *,
     ice_servers: Sequence[RTCIceServer],
+    ice_addresses: Sequence[str] = (),
     video_codecs: tuple[str, ...] = ("H264",),
     audio_codecs: tuple[str, ...] = ("opus",),
     on_closed: Callable[[], None],
@@ -313,6 +436,8 @@ async def accept_publisher(
             sending).
         hub: the stage's hub; it must not have an ingest (detach it first).
         ice_servers: STUN/TURN servers; ``[]`` for none (never a public default).
+        ice_addresses: where to gather host candidates (see :func:`gathering_on`);
+            ``()``: every address but loopback.
         video_codecs: acceptable video codecs in order of preference; ``()`` takes
             no video (the radio).
         audio_codecs: acceptable audio codecs in order of preference.
@@ -326,6 +451,7 @@ async def accept_publisher(
         Invalid: the offer is malformed, offers a kind this stage does not take, or
             none of the acceptable codecs.
         Conflict: the hub already has an ingest.
+        Unavailable: ``ice_addresses`` match no address of this machine.
     """
     passthrough.install()
     if hub.publishing:
@@ -350,7 +476,8 @@ async def accept_publisher(
         # Before setLocalDescription(): the receivers start only once ICE and DTLS
         # are up, which needs our candidates, which that call gathers.
         tracks = {kind: publisher._mark(kind, t) for kind, t in transceivers.items()}
-        await pc.setLocalDescription(await pc.createAnswer())
+        with gathering_on(ice_addresses):
+            await pc.setLocalDescription(await pc.createAnswer())
         publisher.codecs, profile = _negotiated(pc)
         publisher.answer_sdp = pc.localDescription.sdp
         for kind, track in tracks.items():
@@ -376,7 +503,7 @@ class StageTrack(MediaStreamTrack):
 
     It reads from a hub consumer made at its first ``recv()`` (when the connection is
     up, so the viewer starts on the freshest cached keyframe). The consumer is live:
-    paced by the viewer's :class:`~hybridcon.media.hub.Playhead`, which its other
+    paced by the viewer's :class:`~hybridcon.media.consumer.Playhead`, which its other
     track shares, so a late viewer catches up from an old keyframe without a burst
     its socket cannot hold, and jumps to a fresh keyframe. When the ingest ends it
     waits for the next one, keeping its timestamps running; when the next one comes
@@ -482,6 +609,7 @@ async def accept_viewer(
     hub: StageHub,
     *,
     ice_servers: Sequence[RTCIceServer],
+    ice_addresses: Sequence[str] = (),
     on_closed: Callable[[], None],
     name: str = "whep",
     video_codecs: tuple[str, ...] = ("H264",),
@@ -499,6 +627,8 @@ async def accept_viewer(
         offer_sdp: the viewer's SDP offer (audio and/or video, receiving).
         hub: the stage's hub.
         ice_servers: STUN/TURN servers; ``[]`` for none (never a public default).
+        ice_addresses: where to gather host candidates (see :func:`gathering_on`);
+            ``()``: every address but loopback.
         on_closed: called once when the connection ends by itself, not after
             :meth:`close`.
         name: consumer name prefix (logs, stats).
@@ -510,6 +640,7 @@ async def accept_viewer(
 
     Raises:
         Invalid: the offer is malformed or cannot receive the stage's codecs.
+        Unavailable: ``ice_addresses`` match no address of this machine.
     """
     passthrough.install()
     kinds = _offer_kinds(offer_sdp, remote="receive")
@@ -533,7 +664,8 @@ async def accept_viewer(
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except _NEGOTIATION_ERRORS as exc:
             raise Invalid(f"cannot send this stage to the viewer: {exc}") from exc
-        await pc.setLocalDescription(await pc.createAnswer())
+        with gathering_on(ice_addresses):
+            await pc.setLocalDescription(await pc.createAnswer())
         viewer.codecs, _ = _negotiated(pc)
         viewer.answer_sdp = pc.localDescription.sdp
         for kind, track in viewer.tracks.items():

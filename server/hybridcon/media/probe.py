@@ -16,13 +16,14 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import av
 import numpy as np
 import structlog
 
-from hybridcon.media.hls import BATCH_SECONDS, rest_when_drained
+from hybridcon.media.packets import MediaPacketLike, PacketSource
+from hybridcon.media.timeline import BATCH_SECONDS, rest_when_drained
 
 log = structlog.get_logger(__name__)
 
@@ -31,19 +32,26 @@ FROZEN_DIFF = 1.0  # mean absolute difference of 32x18 thumbnails that counts as
 THUMB = (32, 18)
 
 
-class Packetish(Protocol):
-    """What the probe needs of a hub packet."""
-
-    kind: str
-    codec: str
-    data: bytes
-    keyframe: bool
+_FrameT = TypeVar("_FrameT")
 
 
-class Source(Protocol):
-    """A hub consumer."""
+class _Decoder(Protocol[_FrameT]):
+    """A PyAV decoder of video or audio frames."""
 
-    async def get(self) -> Any: ...
+    def decode(self, packet: av.Packet[Any] | None = None) -> list[_FrameT]: ...
+
+
+def _decode(decoder: _Decoder[_FrameT], data: bytes) -> list[_FrameT]:
+    """The frames ``data`` decodes to; none when the decoder rejects it.
+
+    A corrupt packet is logged at debug level and skipped: the probe judges the next
+    keyframe or the next second of audio instead.
+    """
+    try:
+        return decoder.decode(av.Packet(data))
+    except av.FFmpegError as exc:
+        log.debug("probe_decode_failed", error=str(exc))
+        return []
 
 
 @dataclass
@@ -88,8 +96,8 @@ class Probe:
     def __init__(
         self,
         *,
-        video: Source | None,
-        audio: Source | None,
+        video: PacketSource | None,
+        audio: PacketSource | None,
         frozen_after: float = 6.0,
         silent_after: float = 5.0,
         silence_dbfs: float = -60.0,
@@ -121,7 +129,7 @@ class Probe:
         await asyncio.gather(*jobs)
 
     @staticmethod
-    async def _watch(source: Source, handle: Callable[[Packetish], None]) -> None:
+    async def _watch(source: PacketSource, handle: Callable[[MediaPacketLike], None]) -> None:
         while True:
             packet = await source.get()
             if packet is None:
@@ -146,16 +154,11 @@ class Probe:
             self._audio_decoder = created
         return self._audio_decoder
 
-    def video_packet(self, packet: Packetish) -> None:
+    def video_packet(self, packet: MediaPacketLike) -> None:
         """Judge a video packet (only keyframes are decoded)."""
         if not packet.keyframe:
             return
-        try:
-            frames = self._video_decoder(packet.codec).decode(av.Packet(packet.data))
-        except av.FFmpegError as exc:
-            log.debug("probe_decode_failed", error=str(exc))
-            return
-        for frame in frames:
+        for frame in _decode(self._video_decoder(packet.codec), packet.data):
             self.judge_picture(frame.to_ndarray(format="gray"))
 
     def judge_picture(self, gray: np.ndarray[Any, Any]) -> None:
@@ -183,18 +186,13 @@ class Probe:
         )
         self._changed(before)
 
-    def audio_packet(self, packet: Packetish) -> None:
+    def audio_packet(self, packet: MediaPacketLike) -> None:
         """Judge audio once a second from one decoded packet."""
         now = self._clock()
         if now < self._next_audio:
             return
         self._next_audio = now + 1.0
-        try:
-            frames = self._opus_decoder().decode(av.Packet(packet.data))
-        except av.FFmpegError as exc:
-            log.debug("probe_decode_failed", error=str(exc))
-            return
-        for frame in frames:
+        for frame in _decode(self._opus_decoder(), packet.data):
             self.judge_samples(frame.to_ndarray().astype(np.float32))
 
     def judge_samples(self, samples: np.ndarray[Any, Any]) -> None:

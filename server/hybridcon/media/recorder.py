@@ -14,7 +14,7 @@ Why Matroska (``.mkv``) rather than MPEG-TS or MP4:
 * Editors, ``ffmpeg``, VLC, mpv and video platforms (PeerTube, YouTube) take it as is.
 
 Packets keep the hub's timeline (both kinds share its zero), merged in time order by
-:class:`~hybridcon.media.hls.PacketMerger`, and are stamped relative to the
+:class:`~hybridcon.media.timeline.PacketMerger`, and are stamped relative to the
 first packet written. The file is created once the first packets are there: Matroska
 needs the video's size and its SPS/PPS (from the first keyframe) in the header. A stream
 that has not shown up ``START_WAIT_SECONDS`` after the other one is left out of this
@@ -32,14 +32,9 @@ import structlog
 from av.container import OutputContainer
 from av.stream import Stream
 
-from hybridcon.media.hls import (
-    OPUS_HZ,
-    TS_HZ,
-    PacketMerger,
-    PacketSource,
-    TimedPacket,
-    opus_packet_samples,
-)
+from hybridcon.media.opus import OPUS_HZ, opus_packet_samples
+from hybridcon.media.packets import PacketSource, video_size
+from hybridcon.media.timeline import TS_HZ, PacketMerger, TimedPacket
 
 log = structlog.get_logger(__name__)
 
@@ -230,157 +225,3 @@ class Recorder:
         if self._container is not None:
             self._container.close()
             log.info("recorder.finished", path=str(self.path), packets=self._written)
-
-
-# --- frame sizes from the bitstream (Matroska's header needs them; no decoding) ----------
-
-
-class _Bits:
-    """Reads an RBSP bit by bit, with Exp-Golomb codes (H.264 §9.1)."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self._pos = 0
-
-    def u(self, n: int) -> int:
-        value = 0
-        for _ in range(n):
-            byte = self._data[self._pos >> 3]  # IndexError past the end: malformed
-            value = (value << 1) | ((byte >> (7 - (self._pos & 7))) & 1)
-            self._pos += 1
-        return value
-
-    def ue(self) -> int:
-        zeros = 0
-        while self.u(1) == 0:
-            zeros += 1
-            if zeros > 31:
-                raise ValueError("bad Exp-Golomb code")
-        return (1 << zeros) - 1 + self.u(zeros)
-
-    def se(self) -> int:
-        code = self.ue()
-        return (code + 1) // 2 if code & 1 else -(code // 2)
-
-
-def _nal_units(annexb: bytes) -> list[bytes]:
-    units = []
-    for chunk in annexb.split(b"\x00\x00\x01"):
-        unit = chunk.rstrip(b"\x00")  # the leading zero of the next 4-byte start code
-        if unit:
-            units.append(unit)
-    return units
-
-
-_HIGH_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135})
-
-
-def h264_size(annexb: bytes) -> tuple[int, int] | None:
-    """Width and height from the first SPS in an Annex-B access unit (H.264 §7.3.2.1.1).
-
-    Args:
-        annexb: An access unit with start codes, e.g. an IDR with its SPS and PPS.
-
-    Returns:
-        ``(width, height)`` after cropping, or ``None`` without a parseable SPS.
-    """
-    for unit in _nal_units(annexb):
-        if unit[0] & 0x1F != 7:
-            continue
-        rbsp = unit[1:].replace(b"\x00\x00\x03", b"\x00\x00")
-        try:
-            return _sps_size(_Bits(rbsp))
-        except (IndexError, ValueError):
-            return None
-    return None
-
-
-def _sps_size(bits: _Bits) -> tuple[int, int]:
-    profile = bits.u(8)
-    bits.u(16)  # constraint flags, level
-    bits.ue()  # seq_parameter_set_id
-    chroma_format = 1
-    separate_planes = 0
-    if profile in _HIGH_PROFILES:
-        chroma_format = bits.ue()
-        if chroma_format == 3:
-            separate_planes = bits.u(1)
-        bits.ue()  # bit_depth_luma_minus8
-        bits.ue()  # bit_depth_chroma_minus8
-        bits.u(1)  # qpprime_y_zero_transform_bypass_flag
-        if bits.u(1):  # seq_scaling_matrix_present_flag
-            for index in range(8 if chroma_format != 3 else 12):
-                if bits.u(1):
-                    _skip_scaling_list(bits, 16 if index < 6 else 64)
-    bits.ue()  # log2_max_frame_num_minus4
-    poc_type = bits.ue()
-    if poc_type == 0:
-        bits.ue()
-    elif poc_type == 1:
-        bits.u(1)
-        bits.se()
-        bits.se()
-        for _ in range(bits.ue()):
-            bits.se()
-    bits.ue()  # max_num_ref_frames
-    bits.u(1)  # gaps_in_frame_num_value_allowed_flag
-    width_mbs = bits.ue() + 1
-    height_units = bits.ue() + 1
-    frame_mbs_only = bits.u(1)
-    if not frame_mbs_only:
-        bits.u(1)  # mb_adaptive_frame_field_flag
-    bits.u(1)  # direct_8x8_inference_flag
-    width = width_mbs * 16
-    height = (2 - frame_mbs_only) * height_units * 16
-    if bits.u(1):  # frame_cropping_flag
-        left, right, top, bottom = bits.ue(), bits.ue(), bits.ue(), bits.ue()
-        if chroma_format == 0 or separate_planes:
-            unit_x, unit_y = 1, 2 - frame_mbs_only
-        else:
-            sub_width = 1 if chroma_format == 3 else 2
-            sub_height = 2 if chroma_format == 1 else 1
-            unit_x, unit_y = sub_width, sub_height * (2 - frame_mbs_only)
-        width -= (left + right) * unit_x
-        height -= (top + bottom) * unit_y
-    return width, height
-
-
-def _skip_scaling_list(bits: _Bits, size: int) -> None:
-    last = next_scale = 8
-    for _ in range(size):
-        if next_scale:
-            next_scale = (last + bits.se() + 256) % 256
-        last = next_scale or last
-
-
-def vp8_size(frame: bytes) -> tuple[int, int] | None:
-    """Width and height from a VP8 keyframe's header (RFC 6386 §9.1).
-
-    Args:
-        frame: One VP8 frame (no RTP payload descriptor).
-
-    Returns:
-        ``(width, height)``, or ``None`` if it is not a keyframe.
-    """
-    if len(frame) < 10 or frame[0] & 1 or frame[3:6] != b"\x9d\x01\x2a":
-        return None
-    width = int.from_bytes(frame[6:8], "little") & 0x3FFF
-    height = int.from_bytes(frame[8:10], "little") & 0x3FFF
-    return width, height
-
-
-def video_size(codec: str, keyframe: bytes) -> tuple[int, int] | None:
-    """Frame size read from a keyframe's bitstream.
-
-    Args:
-        codec: ``"h264"`` or ``"vp8"``.
-        keyframe: The keyframe's data (H.264 as Annex-B with its SPS).
-
-    Returns:
-        ``(width, height)``, or ``None`` if the codec or data does not tell.
-    """
-    if codec == "h264":
-        return h264_size(keyframe)
-    if codec == "vp8":
-        return vp8_size(keyframe)
-    return None

@@ -220,13 +220,14 @@ class Chat(Capability):
 
     # --- effects -------------------------------------------------------------------------
 
-    def _publish_line(self, chat: TopicChat, line: ChatLine) -> int:
-        """Publish a stored line: its seq is taken and the message sent in one step (no
-        await in between), so seq order is delivery order and a subscriber's snapshot and
-        the live stream never straddle a number. The caller records the seq afterwards."""
-        published = self._node.publish(line.topic, "chat.message", line.message())
-        chat.recent.append((line.msg_id, published.payload))
-        return published.seq
+    async def _publish_line(self, chat: TopicChat, line: ChatLine) -> int:
+        """Publish a stored line; the caller records its seq afterwards. On one node the
+        seq is taken and the message delivered in one step (no await), so seq order is
+        delivery order and a subscriber's snapshot and the live stream never straddle a
+        number; the line joins the recent ones as it was delivered."""
+        seq, payload = await self._node.publish(line.topic, "chat.message", line.message())
+        chat.recent.append((line.msg_id, payload))
+        return seq
 
     async def _record_seq(self, line: ChatLine, seq: int) -> None:
         try:
@@ -293,7 +294,7 @@ class Chat(Capability):
                 {**line.message(), "reason": decision.reason, "matched": list(decision.matched)},
             )
         else:
-            await self._record_seq(line, self._publish_line(chat, line))
+            await self._record_seq(line, await self._publish_line(chat, line))
         ctx.engage(ChatLineSent(msg_id=line.msg_id, length=len(line.text), held=line.held), topic)
         result: dict[str, Any] = {"msg_id": line.msg_id, "held": line.held}
         if line.held:
@@ -413,7 +414,7 @@ class Chat(Capability):
             if line is None or not line.held:
                 raise NotFound(f"no held message {request.msg_id!r} in {topic}")
             await chat_store.release(pool, topic, request.msg_id)
-            seq = self._publish_line(chat, replace(line, held=False))
+            seq = await self._publish_line(chat, replace(line, held=False))
             await self._record_seq(line, seq)
             chat.held.pop(line.msg_id, None)
             self._node.publish(f"mod:{topic}", "chat.approved", {"msg_id": line.msg_id})

@@ -51,12 +51,17 @@ class Flusher:
         interval: the least seconds a push waits for others; 0: the next loop iteration.
         period: the least seconds between two tick starts; 0: ticks are paced by
             ``interval`` alone (a fixed wait after each tick's first push).
+        load_factor: > 0: the period follows the last tick's length times this (at
+            most ``period``), so a lightly loaded node writes almost at once
+            (:func:`hybridcon.core.pacing.next_tick`); 0: fixed.
     """
 
-    def __init__(self, interval: float, period: float = 0.0) -> None:
+    def __init__(self, interval: float, period: float = 0.0, load_factor: float = 0.0) -> None:
         self.interval = interval
         self.period = period
+        self.load_factor = load_factor
         self._last_start: float | None = None
+        self._last_tick: float | None = None
         self.sources: list[Callable[[], None]] = []
         self._dirty: dict[Connection, None] = {}
         self._urgent: dict[Connection, None] = {}
@@ -69,7 +74,12 @@ class Flusher:
         if self._timer is None and not self._flushing:
             loop = asyncio.get_running_loop()
             due = next_tick(
-                loop.time(), self._last_start, interval=self.interval, period=self.period
+                loop.time(),
+                self._last_start,
+                interval=self.interval,
+                period=self.period,
+                last_tick=self._last_tick,
+                load_factor=self.load_factor,
             )
             self._timer = loop.call_at(due, self.flush)
 
@@ -97,7 +107,8 @@ class Flusher:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._last_start = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        self._last_start = start = loop.time()
         self._flushing = True
         try:
             for source in self.sources:
@@ -108,6 +119,7 @@ class Flusher:
         for conn in dirty:
             if not conn.flush():
                 self._dirty[conn] = None
+        self._last_tick = loop.time() - start
         if self._dirty:
             # Stalled peers: look again later rather than spinning.
             self._timer = asyncio.get_running_loop().call_later(

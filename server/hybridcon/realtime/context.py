@@ -10,7 +10,6 @@ goes through these few methods, so there is one place that carries each out.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -27,14 +26,6 @@ if TYPE_CHECKING:
     from hybridcon.core.wordfilter import WordFilter
     from hybridcon.realtime.connection import Connection
     from hybridcon.settings import Settings
-
-
-@dataclass(frozen=True, slots=True)
-class Published:
-    """A sequenced push as sent: its number and its encoded message (for snapshots)."""
-
-    seq: int
-    payload: bytes
 
 
 class Node(Protocol):
@@ -62,8 +53,14 @@ class Node(Protocol):
     def db(self) -> asyncpg.Pool:
         """The database pool (raises ``Unavailable`` when there is none)."""
 
-    def publish(self, topic: str, kind: str, fields: Mapping[str, Any]) -> Published:
-        """Push a sequenced message to ``topic`` (kept for ``since``)."""
+    def publish(
+        self, topic: str, kind: str, fields: Mapping[str, Any]
+    ) -> asyncio.Future[tuple[int, bytes]]:
+        """Push a sequenced message to ``topic`` (kept for ``since``), in call order.
+
+        The push is queued when called; await the future only for its ``seq`` and
+        encoded message (done at once on one node; once Redis has ordered it on several).
+        """
 
     def broadcast(self, topic: str, kind: str, fields: Mapping[str, Any]) -> None:
         """Push an unsequenced state message (newer state replaces it; not kept)."""
@@ -102,6 +99,9 @@ class Subscriptions(Protocol):
 
     def since(self, topic: str, seq: int) -> list[bytes] | None:
         """The messages after ``seq``, or None when history does not reach back."""
+
+    async def watch(self, topic: str) -> None:
+        """Make sure the node receives ``topic`` (as subscribed, ``mod:`` included)."""
 
     async def load(self, topic: str) -> None:
         """Make every capability's state of ``topic`` ready for :meth:`snapshot`."""

@@ -22,21 +22,25 @@ import structlog
 from aiohttp import WSMsgType, web
 
 from hybridcon.bus.protocol import Bus
+from hybridcon.core.admission import ConnectionCaps
 from hybridcon.core.payloads import Leave
 from hybridcon.core.ratelimit import TokenBucket
 from hybridcon.core.tokens import Claims
 from hybridcon.core.wordfilter import WordFilter
 from hybridcon.errors import (
-    CLOSE_GOING_AWAY,
     CLOSE_POLICY,
+    CLOSE_SERVICE_RESTART,
     CLOSE_TOO_BIG,
+    CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNAUTHORIZED,
+    DRAINING_REASON,
     ConfigError,
     HybridconError,
     Invalid,
     RateLimited,
     Revoked,
     TokenError,
+    Unavailable,
     close_code_for,
 )
 from hybridcon.realtime.capabilities import CAPABILITIES
@@ -50,6 +54,7 @@ from hybridcon.realtime.registry import ConnectionRegistry
 from hybridcon.realtime.topics import Topics
 from hybridcon.realtime.wire import close_reason
 from hybridcon.services import SERVICES, Services
+from hybridcon.store.db import is_outage
 
 log = structlog.get_logger(__name__)
 
@@ -96,9 +101,18 @@ class Gateway:
         settings = services.settings
         self.services = services
         self.connections = ConnectionRegistry(settings.max_connections_per_person)
-        self.flusher = Flusher(settings.ws_flush_interval, settings.ws_flush_period)
+        self.flusher = Flusher(
+            settings.ws_flush_interval, settings.ws_flush_period, settings.ws_flush_load_factor
+        )
         self.hub = Hub(bus=bus, flusher=self.flusher)
         self.heap = HeapFreezer(settings.gc_freeze_joins)
+        # Sockets that have not signed in yet cost a descriptor and a timer each for up
+        # to auth_timeout: capped per address (reverse proxies exempt) and in total.
+        self.signing_in = ConnectionCaps(
+            total=settings.ws_signing_in_total,
+            per_address=settings.ws_signing_in_per_address,
+            proxies=services.proxies,
+        )
         self.node = GatewayNode(
             services, self.hub, load_word_filter(list(settings.wordfilter_files))
         )
@@ -110,6 +124,9 @@ class Gateway:
         # One event per running handler, set when its clean-up (leave events, metrics)
         # is done: shutdown waits for these before the engagement writer and pool stop.
         self._handlers: set[asyncio.Event] = set()
+        # At most one outage line a second in the log (with bursts of 5), however many
+        # requests fail on it.
+        self._outage_log = TokenBucket.full(1.0, 5.0, time.monotonic())
 
     # --- the topics, as the Topics capability sees them (Subscriptions) ------------------
 
@@ -128,6 +145,10 @@ class Gateway:
     def since(self, topic: str, seq: int) -> list[bytes] | None:
         """What ``topic`` published after ``seq``, if history reaches back."""
         return self.hub.bus.since(topic, seq)
+
+    async def watch(self, topic: str) -> None:
+        """Make sure the bus brings ``topic``'s messages to this node."""
+        await self.hub.bus.watch(topic)
 
     async def load(self, topic: str) -> None:
         """Make every capability's state of ``topic`` ready for a snapshot."""
@@ -158,12 +179,12 @@ class Gateway:
         self.node.every(COUNT_INTERVAL, self.hub.push_counts, "presence-counts")
 
     async def shutdown(self) -> None:
-        """Close every connection with 1001 and wait for them."""
+        """Close every connection with 1012 (reconnect elsewhere) and wait for them."""
         await self.node.periodic.stop()
         for capability in self.capabilities:
             await capability.stop()
         for conn in list(self.connections):
-            conn.close(CLOSE_GOING_AWAY, "server going away")
+            conn.close(CLOSE_SERVICE_RESTART, DRAINING_REASON)
         if self._handlers:
             waiters = [asyncio.ensure_future(done.wait()) for done in self._handlers]
             _, pending = await asyncio.wait(waiters, timeout=CLOSE_TIMEOUT + 1)
@@ -180,9 +201,17 @@ class Gateway:
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, autoping=True, compress=False)
         await ws.prepare(request)
         if services.draining:
-            await ws.close(code=CLOSE_GOING_AWAY, message=b"server going away")
+            await ws.close(code=CLOSE_SERVICE_RESTART, message=DRAINING_REASON.encode())
             return ws
-        conn = await self._authenticate(ws, request)
+        address = services.client_address(request)
+        refusal = self.signing_in.admit(address)
+        if refusal is not None:
+            await ws.close(code=CLOSE_TRY_AGAIN_LATER, message=close_reason(refusal.message))
+            return ws
+        try:
+            conn = await self._authenticate(ws, request)
+        finally:
+            self.signing_in.release(address)
         if conn is None:
             return ws
         done = asyncio.Event()
@@ -305,12 +334,20 @@ class Gateway:
             return await self.registry.dispatch(ctx, data)
         except HybridconError as exc:
             return error_reply(None, exc)
-        except Exception:
+        except Exception as exc:
+            request_id = _request_id(data) if isinstance(data, str) else None
+            if is_outage(exc):
+                # PostgreSQL is away: every request that needs it fails alike, so say so
+                # once in a while, not once per request, and tell the client to retry.
+                if self._outage_log.take(time.monotonic()):
+                    log.warning("ws_request_unavailable", error=f"{type(exc).__name__}: {exc}")
+                unavailable = Unavailable("the database is not reachable; please try again")
+                return error_reply(request_id, unavailable)
             # A bug, or a dependency failing in a way no handler expected. The client gets
             # `internal` with its connection id to quote; the log has the traceback.
             log.exception("ws_request_failed")
             internal = HybridconError(f"internal error (session {conn.id})")
-            return error_reply(_request_id(data), internal)
+            return error_reply(request_id, internal)
 
 
 def _request_id(data: str) -> int | None:

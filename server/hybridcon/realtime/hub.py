@@ -8,6 +8,7 @@ once per ``COUNT_INTERVAL`` and only when they changed.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -148,17 +149,19 @@ class Hub:
         for topic in list(self._pending):
             self._flush_topic(topic)
 
-    def publish(self, topic: str, kind: str, fields: Mapping[str, Any]) -> int:
-        """Publish a sequenced message (kept for ``since``); returns its ``seq``."""
-        return self.publish_encoded(topic, kind, fields)[0]
-
-    def publish_encoded(
+    def publish(
         self, topic: str, kind: str, fields: Mapping[str, Any]
-    ) -> tuple[int, bytes]:
-        """Publish a sequenced message; returns its ``seq`` and its encoded form.
+    ) -> asyncio.Future[tuple[int, bytes]]:
+        """Publish a sequenced message (kept for ``since``), in call order.
 
-        The seq is taken and the message handed to the bus in one step (no await), so
-        seq order is delivery order.
+        The message is encoded here, once, around the place of its ``seq``, which the bus
+        assigns where it orders the topic's messages; on the local bus that is now, so the
+        seq is taken and the message delivered in one step (no await), and seq order is
+        delivery order.
+
+        Returns:
+            A future of the message's ``seq`` and its encoded form (done at once on the
+            local bus).
 
         Raises:
             ValueError: ``fields`` carries ``type``, ``topic`` or ``seq`` (the envelope
@@ -166,16 +169,16 @@ class Hub:
                 that claims another topic's place in its sequence).
         """
         _check_fields(kind, fields)
-        seq = self.bus.next_seq(topic)
-        payload = orjson.dumps({"type": kind, "topic": topic, "seq": seq, **fields})
-        self.bus.publish(topic, payload, seq)
-        return seq, payload
+        head = b'{"type":%b,"topic":%b,"seq":' % (orjson.dumps(kind), orjson.dumps(topic))
+        body = orjson.dumps(fields)
+        tail = b"," + body[1:] if len(body) > 2 else b"}"
+        return self.bus.publish_sequenced(topic, head, tail)
 
     def broadcast(self, topic: str, kind: str, fields: Mapping[str, Any]) -> None:
         """Publish an unsequenced state message (not kept; newer state replaces it).
 
         Raises:
-            ValueError: ``fields`` carries an envelope key (see :meth:`publish_encoded`).
+            ValueError: ``fields`` carries an envelope key (see :meth:`publish`).
         """
         _check_fields(kind, fields)
         self.bus.publish(topic, orjson.dumps({"type": kind, "topic": topic, **fields}))

@@ -21,7 +21,6 @@ from hybridcon.core.programme import Programme
 from hybridcon.core.tokens import Claims
 from hybridcon.core.wordfilter import WordFilter
 from hybridcon.periodic import Action, Periodic
-from hybridcon.realtime.context import Published
 from hybridcon.realtime.hub import Hub
 from hybridcon.services import Services
 from hybridcon.store import audit
@@ -68,10 +67,11 @@ class GatewayNode:
         """The database pool."""
         return self._services.db()
 
-    def publish(self, topic: str, kind: str, fields: Mapping[str, Any]) -> Published:
-        """A sequenced push (see :meth:`Hub.publish_encoded`)."""
-        seq, payload = self._hub.publish_encoded(topic, kind, fields)
-        return Published(seq, payload)
+    def publish(
+        self, topic: str, kind: str, fields: Mapping[str, Any]
+    ) -> asyncio.Future[tuple[int, bytes]]:
+        """A sequenced push, queued now (see :meth:`Hub.publish`)."""
+        return self._hub.publish(topic, kind, fields)
 
     def broadcast(self, topic: str, kind: str, fields: Mapping[str, Any]) -> None:
         """An unsequenced state push."""

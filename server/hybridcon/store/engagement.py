@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import os
 import uuid
@@ -82,6 +83,10 @@ def refused(exc: BaseException) -> bool:
     return isinstance(exc, asyncpg.InterfaceError) and isinstance(exc, ValueError)
 
 
+class SpoolFull(OSError):
+    """The spool is at its size limit: refused as a full disk would refuse it."""
+
+
 class EngagementWriter:
     """Stores engagement events in batches; spools them to a file while PostgreSQL is away.
 
@@ -96,6 +101,14 @@ class EngagementWriter:
         timeout: seconds allowed to acquire a connection and to run one statement.
         on_count: called with ``(counter, n)`` whenever a counter grows (``written``,
             ``spooled``, ``replayed``, ``dropped``, ``corrupt``), e.g. to feed Prometheus.
+        max_spool_bytes: the spool's size on disk at most; past it the spool refuses
+            like a full disk (events are kept in memory up to ``max_buffered``, then
+            dropped and counted), so an outage cannot fill the node's disk.
+        spool_slots: how many writers may share the spool's folder (nodes of one event on
+            one machine): each takes the first free of ``engagement.jsonl``,
+            ``engagement-2.jsonl``, …, and replays what a writer before it left there.
+        busy_hint: said after "another engagement writer is using the spool" when every
+            slot is taken.
     """
 
     def __init__(
@@ -109,8 +122,11 @@ class EngagementWriter:
         retry_interval: float = 1.0,
         timeout: float = 10.0,
         on_count: CountHook | None = None,
+        spool_slots: int = 1,
+        busy_hint: str = "",
+        max_spool_bytes: int = 1 << 30,
     ) -> None:
-        if batch_size < 1 or max_buffered < 1:
+        if batch_size < 1 or max_buffered < 1 or spool_slots < 1:
             raise ValueError("batch_size and max_buffered must be positive")
         self._pool = pool
         self._spool_path = spool_path
@@ -120,6 +136,9 @@ class EngagementWriter:
         self._retry_interval = retry_interval
         self._timeout = timeout
         self._on_count = on_count
+        self._spool_slots = spool_slots
+        self._max_spool_bytes = max_spool_bytes
+        self._busy_hint = busy_hint
 
         self._buffer: list[EngagementEvent] = []
         # The batch being sent directly; if memory runs over meanwhile it is spooled
@@ -481,6 +500,16 @@ class EngagementWriter:
             return
         # After a torn line, start on a fresh one; empty lines are skipped on reading.
         data = (b"\n" if self._spool_needs_newline else b"") + b"".join(lines)
+        try:
+            size = self._spool_path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        if size + len(data) > self._max_spool_bytes:
+            raise SpoolFull(
+                errno.ENOSPC,
+                f"the spool would pass its limit of {self._max_spool_bytes} bytes",
+                str(self._spool_path),
+            )
         self._spooling = True
         created = not self._spool_path.exists()
         if created:
@@ -540,20 +569,32 @@ class EngagementWriter:
             spool.seek(-1, os.SEEK_END)
             return spool.read(1) == b"\n"
 
+    @property
+    def spool_path(self) -> Path:
+        """The spool this writer uses (known once started)."""
+        return self._spool_path
+
     def _take_spool_lock(self) -> None:
-        lock_path = self._spool_path.with_name(self._spool_path.name + ".lock")
+        first = self._spool_path
+        for slot in range(1, self._spool_slots + 1):
+            path = first if slot == 1 else first.with_name(f"{first.stem}-{slot}{first.suffix}")
+            lock_file = self._open_lock(path)
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock_file.close()
+                continue
+            self._spool_path = path
+            self._lock_file = lock_file
+            return
+        hint = f"; {self._busy_hint}" if self._busy_hint else ""
+        raise ConfigError(f"another engagement writer is using the spool {first}{hint}")
+
+    @staticmethod
+    def _open_lock(spool: Path) -> IO[bytes]:
+        lock_path = spool.with_name(spool.name + ".lock")
         try:
-            self._spool_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            lock_file = open(lock_path, "ab")  # noqa: SIM115 - held until stop()
+            spool.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            return open(lock_path, "ab")
         except OSError as exc:
-            raise ConfigError(
-                f"cannot use the engagement spool {self._spool_path}: {exc}"
-            ) from None
-        try:
-            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock_file.close()
-            raise ConfigError(
-                f"another engagement writer is using the spool {self._spool_path}"
-            ) from None
-        self._lock_file = lock_file
+            raise ConfigError(f"cannot use the engagement spool {spool}: {exc}") from None

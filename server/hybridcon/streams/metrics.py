@@ -11,7 +11,8 @@ from __future__ import annotations
 from prometheus_client import Counter
 
 from hybridcon.core.streams import StreamState
-from hybridcon.media.hub import KINDS, HubStats, Kind
+from hybridcon.media.packets import KINDS, Kind
+from hybridcon.media.stats import HubStats
 from hybridcon.metrics import Metrics
 
 

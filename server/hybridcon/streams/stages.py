@@ -39,8 +39,10 @@ from hybridcon.core.streams import StreamEvent, StreamState, next_state
 from hybridcon.core.tokens import Claims
 from hybridcon.core.urls import hls_url
 from hybridcon.errors import Conflict, NotFound, Unavailable
+from hybridcon.media.consumer import Consumer
 from hybridcon.media.hls import HlsPackager
-from hybridcon.media.hub import KINDS, Consumer, Kind, StageHub
+from hybridcon.media.hub import StageHub
+from hybridcon.media.packets import KINDS, Kind
 from hybridcon.media.peers import Publisher, Viewer, accept_publisher, accept_viewer
 from hybridcon.media.probe import Probe, ProbeState
 from hybridcon.media.recorder import Recorder
@@ -264,6 +266,7 @@ class Streams:
                 offer,
                 stream.hub,
                 ice_servers=self.ice_servers(),
+                ice_addresses=self.services.settings.ice_addresses,
                 video_codecs=() if stream.audio_only else ("H264", "VP8"),
                 on_closed=closed,
             )
@@ -446,7 +449,11 @@ class Streams:
         self._viewers_reserved += 1
         try:
             viewer = await accept_viewer(
-                offer, stream.hub, ice_servers=self.ice_servers(), on_closed=closed
+                offer,
+                stream.hub,
+                ice_servers=self.ice_servers(),
+                ice_addresses=self.services.settings.ice_addresses,
+                on_closed=closed,
             )
         finally:
             self._viewers_reserved -= 1

@@ -4,7 +4,10 @@ viewers that count or decode, latency and time-to-first-frame probes.
 ``python -m tests.bench.media.agent`` reads one JSON command a line on stdin and answers
 each with ``{"id": ..., "result": ...}`` (or ``"error"``) on stdout; logs go to stderr.
 Commands run concurrently, each in its own task. Everything speaks to the server over
-HTTP (WHIP/WHEP) and WebRTC on loopback, as a browser or OBS would.
+HTTP (WHIP/WHEP) and WebRTC on loopback, as a browser or OBS would: every peer gathers
+its candidates on loopback only (``tests.media_fixtures.ICE_ADDRESSES``, the server's
+setting too), and the agent runs inside an ICE guard (``tests.ice_guard``) whose
+findings the ``ice`` command returns; the runner fails the benchmark on any stray flow.
 
 Load viewers come in two kinds:
 
@@ -47,6 +50,10 @@ from tests.bench.media.common import (
     stamp_age_ms,
     udp_errors,
 )
+from tests.ice_guard import IceGuard
+from tests.media_fixtures import ICE_ADDRESSES
+
+from hybridcon.media.peers import gathering_on
 
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=30)
 FIRST_FRAME_TIMEOUT = 10.0
@@ -115,6 +122,7 @@ class Agent:
         self.http: aiohttp.ClientSession | None = None
         self.publishers: dict[str, Peer] = {}
         self.viewers: list[Peer] = []
+        self.guard = IceGuard()
 
     async def session(self) -> aiohttp.ClientSession:
         if self.http is None:
@@ -179,7 +187,8 @@ class Agent:
         if isinstance(video, StampedEncoderTrack):
             # aiortc ignores PLIs on its packet path; a browser's encoder answers them.
             video_sender._send_keyframe = video.force_keyframe
-        await pc.setLocalDescription(await pc.createOffer())
+        with gathering_on(ICE_ADDRESSES):
+            await pc.setLocalDescription(await pc.createOffer())
         url = f"{cmd['base']}/whip/{cmd['stage']}"
         answer, location = await self.post(url, cmd["token"], pc.localDescription.sdp)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
@@ -207,7 +216,8 @@ class Agent:
             pc.addTransceiver("video", direction="recvonly")
             pc.addTransceiver("audio", direction="recvonly")
             tasks = []
-        await pc.setLocalDescription(await pc.createOffer())
+        with gathering_on(ICE_ADDRESSES):
+            await pc.setLocalDescription(await pc.createOffer())
         answer, location = await self.post(f"{base}/whep/{stage}", token, pc.localDescription.sdp)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         peer = Peer(pc, location, token, tasks=tasks)
@@ -238,6 +248,11 @@ class Agent:
 
         await asyncio.gather(*(one(p) for p in viewers))
         return {"closed": len(viewers)}
+
+    async def ice(self, _cmd: dict[str, Any]) -> dict[str, Any]:
+        """Where this agent's peers sent: the flows outside loopback (``stray``, which
+        must be empty) and how many flows carried media."""
+        return {"stray": self.guard.stray(), "media_flows": len(self.guard.media_flows())}
 
     async def counts(self, _cmd: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -275,7 +290,8 @@ class Agent:
         def on_track(track: MediaStreamTrack) -> None:
             tasks.append(asyncio.ensure_future(read(track)))
 
-        await pc.setLocalDescription(await pc.createOffer())
+        with gathering_on(ICE_ADDRESSES):
+            await pc.setLocalDescription(await pc.createOffer())
         return pc, pc.localDescription.sdp, frames, tasks
 
     async def latency(self, cmd: dict[str, Any]) -> dict[str, Any]:
@@ -398,6 +414,11 @@ async def serve() -> None:
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     passthrough.install()
     agent = Agent()
+    with agent.guard.watching():
+        await _serve(agent)
+
+
+async def _serve(agent: Agent) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 24)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -409,6 +430,7 @@ async def serve() -> None:
         "counts": agent.counts,
         "latency": agent.latency,
         "ttff": agent.ttff,
+        "ice": agent.ice,
     }
     running: set[asyncio.Task[None]] = set()
 

@@ -331,6 +331,22 @@ async def stop_rig(rig: Rig) -> None:
     await asyncio.to_thread(rig.server.stop)
 
 
+async def ice_report(rig: Rig) -> dict[str, Any]:
+    """Where the agents' WebRTC flows went, from their ICE guards: ``stray`` lists every
+    flow outside loopback (it must be empty). The server's end of each flow is an
+    agent's other end, so this covers the server's media too."""
+    return {agent.name: await agent.call("ice") for agent in (rig.load, rig.probe)}
+
+
+def stray_media(results: dict[str, Any]) -> list[str]:
+    """Every flow any agent sent outside loopback, named by agent."""
+    return [
+        f"{agent}: {line}"
+        for agent, found in results.get("ice", {}).items()
+        for line in found.get("stray", [])
+    ]
+
+
 # --- isolated pieces --------------------------------------------------------------------------
 
 
@@ -774,6 +790,7 @@ async def run(config: Config, work: Path) -> dict[str, Any]:
                 await attempt("hls", bench_hls(rig, log))
             if "latency" in service or "ttff" in service:
                 await attempt("latency", bench_latency(rig, log, ttff="ttff" in service))
+            results.setdefault("ice", {}).update(await ice_report(rig))
         finally:
             await stop_rig(rig)
     if "soak" in config.only:
@@ -781,6 +798,7 @@ async def run(config: Config, work: Path) -> dict[str, Any]:
         rig = await start_rig(work, clip, config, "soak")
         try:
             await attempt("soak", bench_soak(rig, log))
+            results.setdefault("ice", {}).update(await ice_report(rig))
         finally:
             await stop_rig(rig)
     return results
@@ -800,6 +818,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report(results, config))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
+    stray = stray_media(results)
+    if stray:
+        print("\nFAILED: benchmark media left loopback:\n  " + "\n  ".join(stray))
+        return 1
     return 0
 
 
@@ -808,6 +830,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _verdict(ok: bool | None) -> str:
     return "–" if ok is None else ("met" if ok else "missed")
+
+
+def _ice_line(results: dict[str, Any]) -> list[str]:
+    ice = results.get("ice")
+    if not ice:
+        return []
+    stray = stray_media(results)
+    media = sum(found.get("media_flows", 0) for found in ice.values())
+    if stray:
+        return [f"# WebRTC: {len(stray)} flows OUTSIDE loopback (see the end)"]
+    return [f"# WebRTC: every flow on loopback ({media} media flows, checked by the ICE guard)"]
 
 
 def report(results: dict[str, Any], config: Config) -> str:
@@ -824,6 +857,7 @@ def report(results: dict[str, Any], config: Config) -> str:
         f"# clip: {clip['width']}x{clip['height']} {clip['fps']} fps H.264 constrained baseline "
         f"{clip['video_kbps'] / 1000:.2f} Mbit/s + Opus {clip['audio_kbps']:.0f} kbit/s, "
         f"GOP {clip['gop_frames'] / clip['fps']:.0f} s",
+        *_ice_line(results),
         "",
     ]
     tr = results.get("transcode", {})

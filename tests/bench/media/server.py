@@ -2,7 +2,8 @@
 
 Started as :mod:`tests.bench.hybridcon_process` starts it for every benchmark (fresh
 data directory with embedded PostgreSQL, HLS segments and recordings; a free loopback
-port; logs to a file), with the WHEP cap raised out of the way and no ICE servers.
+port; logs to a file, host candidates on loopback as for every benchmark's server), with
+the WHEP cap raised out of the way and no ICE servers.
 """
 
 from __future__ import annotations

@@ -1,0 +1,384 @@
+"""The bus between nodes: Redis (or Valkey) pub/sub for fan-out, a Stream per topic for ``since``.
+
+Per topic, Redis holds a counter (the topic's ``seq``), a bounded Stream of its sequenced
+messages (entry id ``<seq>-0``, trimmed to about ``history`` entries) and a pub/sub
+channel; the three share a hash tag, so in a cluster they live on one shard. A
+sequenced message is numbered, stored and published by one script, atomically, so
+every node sees the same order; the number is spliced into the message there
+(``head + seq + tail``, see :mod:`hybridcon.bus.protocol`).
+
+Every node delivers a topic's messages, its own included, as they come back from the
+channel, so all nodes deliver the same bytes in the same order. A node listens to a
+topic from the first time one of its clients subscribes to it (:meth:`RedisBus.watch`),
+and then keeps a local copy of the topic's recent history (filled from the Stream when
+it starts listening), from which ``since`` is answered without a round trip.
+
+redis-py does not resubscribe after a dropped connection: a supervisor task reconnects
+with back-off, subscribes again to every watched topic, and delivers from the Streams
+what was published meanwhile, in order and once, before live messages of that topic.
+Publishing waits for Redis (up to ``publish_timeout``) while it is away; a publish that
+cannot be sent by then fails with ``Unavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError, ResponseError
+
+from hybridcon.bus.protocol import Deliver
+from hybridcon.errors import Unavailable
+
+log = structlog.get_logger(__name__)
+
+# Number, store and publish one sequenced message. The counter starts from the caller's
+# clock in milliseconds when the topic has none (a Redis that lost its data): numbers keep
+# rising, so a client's `since` from before is older than any history, never mistaken
+# for a newer message.
+_PUBLISH = """
+redis.call('SET', KEYS[1], ARGV[3], 'NX')
+local seq = redis.call('INCR', KEYS[1])
+local msg = ARGV[1] .. seq .. ARGV[2]
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-0', 'm', msg)
+redis.call(ARGV[5], ARGV[6], 'S' .. seq .. ' ' .. msg)
+return seq
+"""
+
+RECONNECT_FIRST = 0.1
+RECONNECT_MAX = 5.0
+
+
+def _keys(topic: str) -> tuple[str, str, str]:
+    """The counter, the Stream and the channel of ``topic`` (one hash slot)."""
+    tag = "{" + topic + "}"
+    return f"hc:{tag}:seq", f"hc:{tag}:log", f"hc:{tag}"
+
+
+@dataclass
+class _Topic:
+    """What this node knows of a watched topic."""
+
+    seq: int = 0
+    frames: deque[tuple[int, bytes]] = field(default_factory=deque)
+    # While its history is (re)loaded from the Stream, live messages wait here.
+    held: list[tuple[int | None, bytes]] | None = None
+
+
+@dataclass
+class _Send:
+    topic: str
+    head: bytes
+    tail: bytes | None  # None: an unsequenced message (head is all of it)
+    done: asyncio.Future[tuple[int, bytes]] | None
+
+
+class RedisBus:
+    """A :class:`~hybridcon.bus.protocol.Bus` over Redis or Valkey.
+
+    Args:
+        url: ``redis://host:port/db``.
+        history: sequenced messages kept per topic (in the Stream, and on each node).
+        publish_timeout: seconds a publish may wait for Redis before it fails.
+    """
+
+    def __init__(self, url: str, *, history: int = 500, publish_timeout: float = 5.0) -> None:
+        self._url = url
+        self._history = history
+        self._publish_timeout = publish_timeout
+        self._deliver: Deliver = _nowhere
+        self._topics: dict[str, _Topic] = {}
+        self._by_channel: dict[str, str] = {}
+        self._queue: list[_Send] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._redis: aioredis.Redis | None = None
+        self._pubsub: Any = None
+        self._sharded = False
+        self._script: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._connected = asyncio.Event()
+        self.reconnects = 0
+
+    # --- life cycle ----------------------------------------------------------------------
+
+    def bind(self, deliver: Deliver) -> None:
+        """Set where messages are delivered on this node."""
+        self._deliver = deliver
+
+    async def start(self) -> None:
+        """Connect, learn whether the server has sharded pub/sub, start the tasks.
+
+        Raises:
+            Unavailable: Redis does not answer.
+        """
+        self._redis = aioredis.Redis.from_url(self._url, health_check_interval=5)
+        try:
+            await self._redis.ping()
+            self._sharded = await self._has_sharded_pubsub()
+            # A registered script is loaded again by itself when Redis lost it (a restart).
+            self._script = self._redis.register_script(_PUBLISH)
+        except (RedisError, OSError) as exc:
+            await self._redis.aclose()
+            raise Unavailable(f"Redis at {self._url} does not answer: {exc}") from None
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="redis-bus-listen"),
+            asyncio.create_task(self._send_loop(), name="redis-bus-send"),
+        ]
+        log.info("redis_bus_started", sharded=self._sharded)
+
+    async def stop(self) -> None:
+        """Send what is queued (briefly), then stop listening and disconnect."""
+        if not self._idle.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), 2.0)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def _has_sharded_pubsub(self) -> bool:
+        assert self._redis is not None
+        try:
+            await self._redis.execute_command("PUBSUB", "SHARDNUMSUB")  # type: ignore[no-untyped-call]
+        except ResponseError:
+            return False
+        return True
+
+    # --- publishing ----------------------------------------------------------------------
+
+    def publish_sequenced(
+        self, topic: str, head: bytes, tail: bytes
+    ) -> asyncio.Future[tuple[int, bytes]]:
+        """Queue a sequenced message; the future has its seq once Redis ordered it."""
+        done: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+        # Callers that do not need the seq never await it: a failure is logged here.
+        done.add_done_callback(_log_failure)
+        self._queue.append(_Send(topic, head, tail, done))
+        self._idle.clear()
+        self._wake.set()
+        return done
+
+    def publish(self, topic: str, payload: bytes, seq: int | None = None) -> None:
+        """Queue an unsequenced message (in order with the sequenced ones)."""
+        self._queue.append(_Send(topic, payload, None, None))
+        self._idle.clear()
+        self._wake.set()
+
+    async def _send_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch, self._queue = self._queue, []
+                await self._send(batch)
+            self._idle.set()
+
+    async def _send(self, batch: list[_Send]) -> None:
+        """One pipeline for the batch, in order; retried while Redis is away, up to
+        ``publish_timeout`` from the batch's start, then failed with ``Unavailable``."""
+        assert self._redis is not None
+        command = "SPUBLISH" if self._sharded else "PUBLISH"
+        deadline = time.monotonic() + self._publish_timeout
+        wait = RECONNECT_FIRST
+        while True:
+            try:
+                pipe = self._redis.pipeline(transaction=False)
+                now_ms = int(time.time() * 1000)
+                for send in batch:
+                    seq_key, log_key, channel = _keys(send.topic)
+                    if send.tail is None:
+                        pipe.execute_command(command, channel, b"U " + send.head)
+                    else:
+                        # Awaiting it only queues the call on the pipeline.
+                        await self._script(
+                            keys=[seq_key, log_key],
+                            args=[
+                                send.head,
+                                send.tail,
+                                now_ms,
+                                self._history,
+                                command,
+                                channel,
+                            ],
+                            client=pipe,
+                        )
+                results = await pipe.execute()
+                break
+            except (RedisError, OSError) as exc:
+                if time.monotonic() + wait > deadline:
+                    log.warning("redis_publish_failed", error=str(exc), messages=len(batch))
+                    for send in batch:
+                        if send.done is not None and not send.done.done():
+                            send.done.set_exception(
+                                Unavailable("the message could not be sent; please try again")
+                            )
+                    return
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, RECONNECT_MAX)
+        for send, result in zip(batch, results, strict=True):
+            if send.done is not None and send.tail is not None and not send.done.done():
+                seq = int(result)
+                send.done.set_result((seq, b"%b%d%b" % (send.head, seq, send.tail)))
+
+    # --- listening -----------------------------------------------------------------------
+
+    async def watch(self, topic: str) -> None:
+        """Listen to ``topic`` from now on (once), with its recent history loaded."""
+        if topic in self._topics:
+            return
+        await self._connected.wait()
+        state = self._topics[topic] = _Topic(held=[])
+        channel = _keys(topic)[2]
+        self._by_channel[channel] = topic
+        await self._subscribe([channel])
+        await self._catch_up(topic, state, reload=True)
+
+    async def _subscribe(self, channels: list[str]) -> None:
+        if not channels:
+            return
+        if self._sharded:
+            await self._pubsub.ssubscribe(*channels)
+        else:
+            await self._pubsub.subscribe(*channels)
+
+    async def _catch_up(self, topic: str, state: _Topic, *, reload: bool) -> None:
+        """Fill ``topic``'s history from its Stream, then let held live messages through.
+
+        Args:
+            reload: take the newest ``history`` entries (first watch); otherwise only the
+                entries after the last one this node delivered (after a reconnect),
+                which are delivered too.
+        """
+        assert self._redis is not None
+        seq_key, log_key, _ = _keys(topic)
+        if reload:
+            # The counter and the Stream change together (one script): read them together.
+            # A topic without a counter gets its base now, as the first publish would give
+            # it: a client subscribing before anything is said can come back with `since`.
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.set(seq_key, int(time.time() * 1000), nx=True)
+            pipe.get(seq_key)
+            pipe.xrevrange(log_key, count=self._history)
+            _, current, entries = await pipe.execute()
+            entries.reverse()
+            state.seq = int(current) if current else 0
+        else:
+            entries = await self._redis.xrange(log_key, min=f"{state.seq + 1}-0")
+        for entry_id, fields in entries:
+            seq = int(entry_id.split(b"-")[0])
+            if not reload and seq <= state.seq:
+                continue
+            payload = fields[b"m"]
+            self._keep(state, seq, payload)
+            if not reload:
+                self._deliver(topic, payload)
+        held, state.held = state.held or [], None
+        for seq_or_none, payload in held:
+            self._arrived(topic, state, seq_or_none, payload)
+
+    def _keep(self, state: _Topic, seq: int, payload: bytes) -> None:
+        state.frames.append((seq, payload))
+        if len(state.frames) > self._history:
+            state.frames.popleft()
+        state.seq = max(state.seq, seq)
+
+    def _arrived(self, topic: str, state: _Topic, seq: int | None, payload: bytes) -> None:
+        if state.held is not None:
+            state.held.append((seq, payload))
+            return
+        if seq is not None:
+            if seq <= state.seq:
+                return  # already delivered from the Stream
+            self._keep(state, seq, payload)
+        self._deliver(topic, payload)
+
+    def _received(self, channel: bytes, data: bytes) -> None:
+        topic = self._by_channel.get(channel.decode())
+        state = self._topics.get(topic) if topic is not None else None
+        if topic is None or state is None:
+            return
+        if data.startswith(b"S"):
+            number, _, payload = data[1:].partition(b" ")
+            self._arrived(topic, state, int(number), payload)
+        elif data.startswith(b"U "):
+            self._arrived(topic, state, None, data[2:])
+
+    async def _listen(self) -> None:
+        """The supervisor: listen; after a drop, reconnect, resubscribe and catch up."""
+        assert self._redis is not None
+        wait = RECONNECT_FIRST
+        first = True
+        while True:
+            try:
+                self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+                if not first:
+                    for state in self._topics.values():
+                        state.held = []
+                await self._subscribe(list(self._by_channel))
+                await self._pubsub.ping()
+                self._connected.set()
+                if not first:
+                    self.reconnects += 1
+                    log.info("redis_bus_reconnected", topics=len(self._topics))
+                    for topic, state in list(self._topics.items()):
+                        await self._catch_up(topic, state, reload=False)
+                first, wait = False, RECONNECT_FIRST
+                while True:
+                    if self._sharded:
+                        msg = await self._pubsub.get_sharded_message(timeout=1.0)
+                    else:
+                        msg = await self._pubsub.get_message(timeout=1.0)
+                    if msg is not None and msg["type"] in ("message", "smessage"):
+                        self._received(msg["channel"], msg["data"])
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                self._connected.clear()
+                log.warning("redis_bus_disconnected", error=str(exc), retry_in=wait)
+                with contextlib.suppress(Exception):
+                    await self._pubsub.aclose()
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, RECONNECT_MAX)
+
+    # --- what the hub asks ---------------------------------------------------------------
+
+    def last_seq(self, topic: str) -> int:
+        """The newest seq of ``topic`` delivered on this node (0 before it is watched)."""
+        state = self._topics.get(topic)
+        return state.seq if state is not None else 0
+
+    def since(self, topic: str, seq: int) -> list[bytes] | None:
+        """The messages after ``seq`` this node has (None when that does not reach)."""
+        state = self._topics.get(topic)
+        if state is None:
+            return None
+        if seq == state.seq:
+            return []
+        if seq > state.seq:
+            return None
+        frames = state.frames
+        if not frames or frames[0][0] > seq + 1:
+            return None
+        return [payload for s, payload in frames if s > seq]
+
+
+def _nowhere(_topic: str, _payload: bytes) -> None:
+    """Delivery before a hub is bound."""
+
+
+def _log_failure(done: asyncio.Future[tuple[int, bytes]]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.debug("redis_publish_not_delivered", error=str(done.exception()))
