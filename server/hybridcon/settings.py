@@ -346,6 +346,11 @@ class Settings(BaseSettings):
         return self.data_dir / "hls"
 
     @property
+    def captions_dir(self) -> Path:
+        """Where live caption cues are kept, one JSON-lines file per stage."""
+        return self.data_dir / "captions"
+
+    @property
     def recordings_dir(self) -> Path:
         """Where recordings are written, one file per stage per live period."""
         return self.data_dir / "recordings"

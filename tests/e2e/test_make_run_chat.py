@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import jwt
 import pytest
@@ -49,6 +50,7 @@ TOPIC = "stage:plenary"
 STARTUP_SECONDS = 60.0
 EXIT_SECONDS = 30.0
 TOKEN_LINE = re.compile(r"^\s+(viewer|moderator|organiser)\s+(\S+)\s*$", re.MULTILINE)
+PAGE_LINE = re.compile(r"^\s+(attendee|moderator|organiser) page\s+(http://\S+)\s*$", re.MULTILINE)
 WS_LINE = re.compile(r"^\s+websocket\s+(ws://\S+)", re.MULTILINE)
 
 
@@ -209,6 +211,18 @@ def kinds_by_actor(rows: list[asyncpg.Record]) -> dict[str, list[str]]:
 async def test_make_run_two_viewers_and_a_moderator_chat_and_the_log_has_it_all(served):
     started = time.monotonic()
     assert served.tokens is not None
+    # One link per role opens its page signed in: the role's token in the fragment only.
+    links = dict(PAGE_LINE.findall(served.stdout.read_text()))
+    assert set(links) == {"attendee", "moderator", "organiser"}
+    for role, token_role in (
+        ("attendee", "viewer"),
+        ("moderator", "moderator"),
+        ("organiser", "organiser"),
+    ):
+        page, _, fragment = links[role].partition("#")
+        assert fragment == f"token={served.tokens[token_role]}" and "?" not in page
+        async with aiohttp.ClientSession() as http, http.get(page) as response:
+            assert response.status == 200 and response.content_type == "text/html"
     [bob_token] = await asyncio.to_thread(
         cli, served, "token", "issue", "--role", "viewer", "--name", "Bob"
     )

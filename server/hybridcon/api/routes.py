@@ -12,7 +12,18 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from hybridcon.api import halls, health, invites, programme, tokens, whip
+from hybridcon.api import (
+    halls,
+    health,
+    invites,
+    invites_admin,
+    openapi,
+    pages,
+    programme,
+    recordings,
+    tokens,
+    whip,
+)
 from hybridcon.realtime import gateway
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -35,11 +46,26 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/metrics", health.metrics, "Prometheus metrics"),
     Route("GET", "/.well-known/jwks.json", tokens.jwks, "the public keys that verify tokens"),
     Route("GET", "/api/v1/programme", programme.programme, "the event's programme"),
+    Route("GET", "/api/v1/openapi.json", openapi.openapi, "this route table as OpenAPI 3.1"),
     Route("POST", "/api/v1/tokens", tokens.issue, "issue a token", "organiser"),
     Route("POST", "/api/v1/revocations", tokens.revoke, "revoke a token", "organiser"),
     Route("GET", "/api/v1/revocations", tokens.list_revocations, "revoked tokens", "organiser"),
     Route("GET", "/api/v1/audit", tokens.audit_log, "the audit log", "organiser"),
     Route("POST", "/api/v1/invites/redeem", invites.redeem, "trade an invite code for a token"),
+    Route(
+        "POST",
+        "/api/v1/invites/import",
+        invites_admin.import_invites,
+        "import a ticketing export (CSV)",
+        "organiser",
+    ),
+    Route(
+        "GET",
+        "/api/v1/invites/export",
+        invites_admin.export_invites,
+        "every invite's code and link (CSV)",
+        "organiser",
+    ),
     Route("GET", "/api/v1/halls", halls.list_links, "the halls' join links", "organiser"),
     Route(
         "POST", "/api/v1/halls/{stage}/links", halls.create_link, "a hall join link", "organiser"
@@ -89,6 +115,30 @@ ROUTES: tuple[Route, ...] = (
         "HLS playlists and segments (signed URL)",
         "signed URL",
     ),
+    Route(
+        "GET",
+        "/api/v1/recordings",
+        recordings.list_recordings,
+        "the film room: finished recordings",
+        "any token",
+    ),
+    Route(
+        "GET",
+        "/recordings/{stage}/{token}/{file}",
+        recordings.recording_file,
+        "one recording (signed URL)",
+        "signed URL",
+    ),
+    # The browser pages (clients/web); each signs in from the URL fragment or a code.
+    Route("GET", "/", pages.attendee, "the attendee page: programme, player, chat, polls, Q&A"),
+    Route("GET", "/stage/{stage}", pages.attendee, "the attendee page on one stage"),
+    Route("GET", "/radio", pages.attendee, "the attendee page on the radio"),
+    Route("GET", "/films", pages.attendee, "the attendee page in the film room"),
+    Route("GET", "/moderate", pages.moderate, "the moderator console"),
+    Route("GET", "/organise", pages.organise, "the organiser dashboard"),
+    Route("GET", "/join", pages.join, "sign in with an invite code (from the link's fragment)"),
+    Route("GET", "/hall", pages.join, "join from a hall's QR code (code in the fragment)"),
+    Route("GET", "/static/{path:.+}", pages.static, "the pages' scripts, styles and images"),
 )
 
 

@@ -38,6 +38,8 @@ class Role(StrEnum):
     ORGANISER = "organiser"
     BROADCASTER = "broadcaster"
     SPEAKER = "speaker"
+    # Types live captions for the stages its scopes cover (caption.send); nothing else.
+    CAPTIONER = "captioner"
 
 
 STAFF_ROLES = frozenset({Role.MODERATOR, Role.ORGANISER})
@@ -47,7 +49,7 @@ def parse_role(value: str) -> Role:
     """A role from its name.
 
     Raises:
-        Invalid: the name is not one of the five roles.
+        Invalid: the name is not one of the roles.
     """
     try:
         return Role(value)

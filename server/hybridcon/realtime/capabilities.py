@@ -9,6 +9,7 @@ of the snapshot's parts. ``subscribe``, ``unsubscribe`` and ``ping``
 
 from __future__ import annotations
 
+from hybridcon.realtime.captions import Captions
 from hybridcon.realtime.chat import Chat
 from hybridcon.realtime.command import Capability
 from hybridcon.realtime.polls import Polls
@@ -23,6 +24,7 @@ CAPABILITIES: tuple[type[Capability], ...] = (
     Qa,
     Reactions,
     Presence,
+    Captions,
 )
 
 EVERY_CAPABILITY: tuple[type[Capability], ...] = (Topics, *CAPABILITIES)

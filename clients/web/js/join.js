@@ -1,0 +1,41 @@
+// /join#code=… (the invite link of the ticketing e-mail) and /hall#code=… (the QR code in
+// a hall): take the code from the fragment, trade it for a token, go to the page.
+
+import { byId, replace } from "./dom.js";
+import { applyStatic, languageButton, loadMessages, onLangChange } from "./i18n.js";
+import { loadProgramme } from "./programme.js";
+import { redeem, redeemErrorKey, takeFragment } from "./session.js";
+import { signInForm } from "./shell.js";
+
+async function main() {
+  const { code } = takeFragment();
+  const [programme] = await Promise.all([loadProgramme(), loadMessages()]);
+  applyStatic(document);
+  languageButton(byId("lang"));
+  byId("event-title").textContent = programme.event.title;
+  byId("event-tagline").textContent = programme.event.tagline || "";
+  const hall = location.pathname === "/hall";
+  const form = signInForm({
+    code,
+    titleKey: hall ? "signin.hall_title" : "signin.title",
+    redeem: (c) => redeem(c, hall ? "hall" : "invite"),
+    errorKey: redeemErrorKey,
+    // A hall phone goes straight to its stage; an attendee to the programme.
+    onSignedIn: (data) => location.replace(data.topic ? `/stage/${data.topic.split(":")[1]}` : "/"),
+  });
+  replace(byId("main"), form.root);
+  onLangChange(() => form.redraw());
+  const submit = () => form.root.querySelector("form").requestSubmit();
+  if (code) submit();
+  else form.input.focus();
+  // A link opened in a tab that already shows this page changes only the fragment.
+  window.addEventListener("hashchange", () => {
+    const again = takeFragment();
+    if (again.code) {
+      form.input.value = again.code;
+      submit();
+    }
+  });
+}
+
+main();

@@ -1,0 +1,75 @@
+// What every page shares: the connection badge and the sign-in form.
+
+import { h, replace } from "./dom.js";
+import { t } from "./i18n.js";
+
+/**
+ * Show the connection state in words in `el` (a role=status element). On "signedout"
+ * (the token expired or was revoked) `onSignedOut` is offered as a button.
+ */
+export function connectionBadge(rt, el, onSignedOut) {
+  let last = "connecting";
+  const draw = () => {
+    const status = last;
+    el.dataset.status = status;
+    if (status === "signedout") {
+      replace(el, t("conn.signedout"), " ",
+        h("button", { type: "button", class: "link", text: t("conn.signin_again"), onclick: onSignedOut }));
+    } else {
+      replace(el, t(`conn.${status}`));
+    }
+  };
+  rt.addEventListener("status", (event) => {
+    last = event.detail.status;
+    draw();
+  });
+  draw();
+  return { redraw: draw };
+}
+
+/**
+ * The sign-in form: the invite code from the ticketing e-mail.
+ * @param {{code?: string|null, redeem: (code: string) => Promise<object>,
+ *          onSignedIn: (data: object) => void, errorKey: (e: Error) => string,
+ *          titleKey?: string}} options
+ */
+export function signInForm(options) {
+  const input = h("input", {
+    id: "code", name: "code", autocomplete: "one-time-code", autocapitalize: "characters",
+    spellcheck: "false", required: true, "aria-describedby": "code-help code-error",
+  });
+  if (options.code) input.value = options.code;
+  const error = h("p", { id: "code-error", class: "form-error", role: "alert" });
+  const button = h("button", { type: "submit" });
+  const heading = h("h1", { id: "signin-h" });
+  const intro = h("p", { class: "lead" });
+  const labelEl = h("label", { for: "code" });
+  const help = h("p", { id: "code-help", class: "hint" });
+  const root = h("section", { class: "panel signin", "aria-labelledby": "signin-h" },
+    heading, intro,
+    h("form", {
+      onsubmit: async (event) => {
+        event.preventDefault();
+        error.textContent = "";
+        button.disabled = true;
+        try {
+          options.onSignedIn(await options.redeem(input.value));
+        } catch (e) {
+          error.textContent = t(options.errorKey(e));
+          input.setAttribute("aria-invalid", "true");
+          input.focus();
+        } finally {
+          button.disabled = false;
+        }
+      },
+    }, labelEl, help, input, button, error));
+  const redraw = () => {
+    heading.textContent = t(options.titleKey || "signin.title");
+    intro.textContent = t("signin.intro");
+    labelEl.textContent = t("signin.label");
+    help.textContent = t("signin.help");
+    button.textContent = t("signin.submit");
+  };
+  redraw();
+  return { root, redraw, input };
+}
