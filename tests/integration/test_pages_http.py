@@ -49,7 +49,7 @@ async def test_an_unknown_stage_page_is_404(client) -> None:
         "/static/%2e%2e/%2e%2e/pyproject.toml",
         "/static/node_modules/hls.js/package.json",
         "/static/package.json",
-        "/static/index.html",
+        "/static/page.html",
         "/static/vendor/anything.js",
         "/static/js/nothing.js",
     ],
@@ -70,7 +70,7 @@ async def test_static_files_and_the_vendored_player(client) -> None:
 
 def test_the_attendee_pages_own_code_is_within_its_budget() -> None:
     files = [
-        WEB / "index.html",
+        WEB / "page.html",
         WEB / "messages.json",
         *WEB.glob("js/*.js"),
         *WEB.glob("css/*.css"),

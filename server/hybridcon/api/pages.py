@@ -44,13 +44,9 @@ CONTENT_TYPES = {
 STATIC_DIRS = frozenset({"js", "css"})
 STATIC_FILES = frozenset({"messages.json", "icon.svg"})
 
-# Which shell serves which page route.
-SHELLS = {
-    "attendee": "index.html",
-    "moderate": "moderate.html",
-    "organise": "organise.html",
-    "join": "join.html",
-}
+# One shell for every page: it names the page's title key and its module, ``{page}``.
+SHELL = "page.html"
+PAGES = frozenset({"attendee", "moderate", "organise", "join"})
 
 
 def _origin(url: str) -> str:
@@ -111,27 +107,42 @@ def _file(request: web.Request, path: Path, *, cache: str) -> web.StreamResponse
     return _guard(response, request)
 
 
+def _page(request: web.Request, page: str) -> web.StreamResponse:
+    """The shell with ``page``'s title key and module (read per request: it is small,
+    and an edited page shows at the next load)."""
+    assert page in PAGES
+    path = WEB_ROOT / SHELL
+    if not path.is_file():
+        raise NotFound("no such page file (run `make run`, which installs the pages)")
+    html = path.read_text("utf-8").replace("{page}", page)
+    response = web.Response(
+        text=html,
+        headers={"Content-Type": CONTENT_TYPES[".html"], "Cache-Control": "no-cache"},
+    )
+    return _guard(response, request)
+
+
 async def attendee(request: web.Request) -> web.StreamResponse:
-    """The attendee page (``/``, ``/stage/{id}``, ``/radio``, ``/films``): one shell."""
+    """The attendee page (``/``, ``/stage/{id}``, ``/radio``, ``/films``)."""
     stage = request.match_info.get("stage")
     if stage is not None and stage not in {s.id for s in request.app[SERVICES].programme.stages}:
         raise NotFound(f"no stage {stage!r} in the programme")
-    return _file(request, WEB_ROOT / SHELLS["attendee"], cache="no-cache")
+    return _page(request, "attendee")
 
 
 async def moderate(request: web.Request) -> web.StreamResponse:
     """The moderator console."""
-    return _file(request, WEB_ROOT / SHELLS["moderate"], cache="no-cache")
+    return _page(request, "moderate")
 
 
 async def organise(request: web.Request) -> web.StreamResponse:
     """The organiser dashboard."""
-    return _file(request, WEB_ROOT / SHELLS["organise"], cache="no-cache")
+    return _page(request, "organise")
 
 
 async def join(request: web.Request) -> web.StreamResponse:
     """The sign-in page (``/join#code=…`` for invites, ``/hall#code=…`` for a hall)."""
-    return _file(request, WEB_ROOT / SHELLS["join"], cache="no-cache")
+    return _page(request, "join")
 
 
 async def static(request: web.Request) -> web.StreamResponse:
