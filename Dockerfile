@@ -40,6 +40,21 @@ COPY server server
 RUN /opt/uv/bin/uv pip install --python /opt/hybridcon/venv/bin/python --no-deps . \
     && find /opt/hybridcon/venv -name __pycache__ -type d -prune -exec rm -rf {} +
 
+# --- web: the browser pages with their pinned libraries (npm ci from package-lock.json) --
+FROM ${PYTHON_IMAGE} AS web
+# Debian's npm, in this stage only: the runtime has no Node.js. The pages need no build
+# step; npm only fetches hls.js as package-lock.json pins it (--omit=dev: not axe-core).
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends npm \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src/clients/web
+COPY clients/web/package.json clients/web/package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+COPY clients/web/page.html clients/web/messages.json clients/web/icon.svg ./
+COPY clients/web/js js
+COPY clients/web/css css
+
 # --- runtime: the interpreter, the venv and the event configuration, nothing else -------
 FROM ${PYTHON_IMAGE} AS runtime
 
@@ -59,6 +74,7 @@ COPY --from=build /opt/hybridcon/venv /opt/hybridcon/venv
 # (config/...), so the working directory holds them.
 WORKDIR /opt/hybridcon
 COPY config config
+COPY --from=web /src/clients/web clients/web
 
 # HOST: the default 127.0.0.1 would be unreachable from outside the container.
 # DATA_DIR: the path deploy/nginx/hybridcon.conf serves HLS from.
@@ -67,7 +83,8 @@ ENV PATH=/opt/hybridcon/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     HYBRIDCON_HOST=0.0.0.0 \
     HYBRIDCON_PORT=8080 \
-    HYBRIDCON_DATA_DIR=/var/lib/hybridcon
+    HYBRIDCON_DATA_DIR=/var/lib/hybridcon \
+    HYBRIDCON_WEB_ROOT=/opt/hybridcon/clients/web
 
 # Keys, the engagement spool, HLS, recordings (and the embedded PostgreSQL when no
 # HYBRIDCON_DATABASE_URL is set) must outlive the container.

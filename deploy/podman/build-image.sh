@@ -55,9 +55,12 @@ fi
 ca=/etc/ssl/certs/ca-certificates.crt
 printf '[global]\ncert = %s\n' "$ca" > "$work/pip.conf"
 printf 'native-tls = true\n' > "$work/uv.toml"
+# npm (the pages' stage) trusts Node's own CA list unless told: the same host bundle.
+printf 'cafile=%s\n' "$ca" > "$work/npmrc"
 # --format docker: the OCI format has no HEALTHCHECK, and podman would drop it.
 podman build --format docker --build-arg PYTHON_IMAGE="$base" \
     -v "$ca:$ca:ro" -v "$work/pip.conf:/etc/pip.conf:ro" -v "$work/uv.toml:/etc/uv/uv.toml:ro" \
+    -v "$work/npmrc:/etc/npmrc:ro" \
     -t "$image" "$repo"
 podman image ls "$image"
 
@@ -78,6 +81,14 @@ until python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.
 done
 echo "image check: /healthz answered after ~${i} s"
 python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:18080/readyz', timeout=5).read().decode())"
+python3 - <<'PY'
+import urllib.request
+
+# The pages and their pinned player library are in the image.
+for path in ("/", "/static/js/attendee.js", "/static/vendor/hls.mjs"):
+    with urllib.request.urlopen("http://127.0.0.1:18080" + path, timeout=5) as resp:
+        print(f"image check: {path} {resp.status} {resp.headers['Content-Type']}")
+PY
 podman healthcheck run "$name" && echo "image check: HEALTHCHECK passes"
 podman stop -t 60 "$name" >/dev/null
 echo "image check: stopped with exit status $(podman inspect -f '{{.State.ExitCode}}' "$name")"

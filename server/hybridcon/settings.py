@@ -16,6 +16,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from hybridcon.core.admission import parse_networks
 
 DEFAULT_PROGRAMME = Path("config/sociaalwerkconferentie-2022.toml")
+# The browser pages in a checkout: clients/web beside server/ (an installed package, as
+# in the container image, is told where they are with HYBRIDCON_WEB_ROOT).
+CHECKOUT_WEB_ROOT = Path(__file__).resolve().parents[2] / "clients" / "web"
 
 
 class IceServer(BaseModel):
@@ -165,6 +168,11 @@ class Settings(BaseSettings):
         ge=4096,
         description="The engagement spool's size on disk at most (per node); past it events "
         "wait in memory, then are dropped and counted.",
+    )
+    web_root: Path = Field(
+        default=CHECKOUT_WEB_ROOT,
+        description="The browser pages: clients/web with its node_modules (npm ci). Default: "
+        "the checkout's clients/web.",
     )
     ws_max_topics: int = Field(
         default=64, ge=1, description="Topics one connection may follow at once."

@@ -21,7 +21,6 @@ from hybridcon.errors import NotFound
 from hybridcon.services import SERVICES
 
 # The source tree's clients/web (the service is installed editable from the repository).
-WEB_ROOT = Path(__file__).resolve().parents[3] / "clients" / "web"
 
 # /static/vendor/<name> -> a file inside node_modules. Only what the pages import.
 VENDOR = {
@@ -111,7 +110,7 @@ def _page(request: web.Request, page: str) -> web.StreamResponse:
     """The shell with ``page``'s title key and module (read per request: it is small,
     and an edited page shows at the next load)."""
     assert page in PAGES
-    path = WEB_ROOT / SHELL
+    path = request.app[SERVICES].settings.web_root / SHELL
     if not path.is_file():
         raise NotFound("no such page file (run `make run`, which installs the pages)")
     html = path.read_text("utf-8").replace("{page}", page)
@@ -151,14 +150,15 @@ async def static(request: web.Request) -> web.StreamResponse:
     Raises:
         NotFound: no such file, a path outside the web root, or ``node_modules``.
     """
+    web_root = request.app[SERVICES].settings.web_root
     rel = request.match_info["path"]
     if rel.startswith("vendor/"):
         vendored = VENDOR.get(rel.removeprefix("vendor/"))
         if vendored is None:
             raise NotFound("no such file")
         # Pinned by package-lock.json: a new version is a new deploy, so a day is safe.
-        return _file(request, WEB_ROOT / vendored, cache="public, max-age=86400")
-    root = WEB_ROOT.resolve()
+        return _file(request, web_root / vendored, cache="public, max-age=86400")
+    root = web_root.resolve()
     path = (root / rel).resolve()
     if not path.is_relative_to(root):
         raise NotFound("no such file")
