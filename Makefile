@@ -30,8 +30,8 @@ $(VENV)/.dev-installed: requirements/dev.lock pyproject.toml clients/python/pypr
 
 # Debian packages the end-to-end tests drive: Chromium (WebRTC publisher and viewer) and
 # nginx (deploy/nginx/hybridcon.conf in front of hybridcon; the test runs its own nginx,
-# not the service). Installed once when missing; CI machines are Debian and run as root.
-SYSTEM_PACKAGES := chromium nginx
+# not the service), and poppler-utils (pdftoppm renders the report's PDF in its test). Installed once when missing; CI machines are Debian and run as root.
+SYSTEM_PACKAGES := chromium nginx poppler-utils
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
