@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from hybridcon.api import halls, health, invites, programme, tokens, whip
+from hybridcon.api import halls, health, invites, live, programme, tokens, whip
 from hybridcon.realtime import gateway
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -51,6 +51,10 @@ ROUTES: tuple[Route, ...] = (
         halls.revoke_link,
         "revoke a hall link",
         "organiser",
+    ),
+    Route("GET", "/api/v1/live", live.live, "the organisers' live view", "organiser"),
+    Route(
+        "GET", "/api/v1/attendance", live.attendance, "identified attendance (audited)", "organiser"
     ),
     Route("GET", "/ws", gateway.handle, "the WebSocket gateway (auth in the first frame)"),
     Route("POST", "/whip/{stage}", whip.whip_post, "publish a stage (WHIP)", "broadcaster"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from hybridcon.realtime.chat import Chat
 from hybridcon.realtime.command import Capability
+from hybridcon.realtime.live import Live
 from hybridcon.realtime.polls import Polls
 from hybridcon.realtime.presence import Presence
 from hybridcon.realtime.qa import Qa
@@ -23,6 +24,7 @@ CAPABILITIES: tuple[type[Capability], ...] = (
     Qa,
     Reactions,
     Presence,
+    Live,
 )
 
 EVERY_CAPABILITY: tuple[type[Capability], ...] = (Topics, *CAPABILITIES)
