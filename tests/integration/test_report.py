@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import csv
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -24,7 +25,12 @@ import pytest
 from browser import Browser, find_chromium
 from hybridcon.app import load_programme
 from hybridcon.core.csvcells import escape_cell
+from hybridcon.core.engagement import actor_hash
+from hybridcon.core.invites import parse_registrations
 from hybridcon.core.report.units import units
+from hybridcon.core.tokens import Role
+from hybridcon.store import invites
+from hybridcon.store.keyfile import load_or_create_secret
 from support import eventually
 from synthetic import FROZEN, INTERRUPT, POLL_ID, make_day, poll_truth, touched, truth, write_day
 
@@ -423,3 +429,46 @@ async def test_the_database_going_away_during_the_run(settings, tmp_path):
     assert "database failed or went away" in text and "Traceback" not in text
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".rapport")]
+
+
+async def test_attendance_export_on_the_command_line(settings):
+    key = load_or_create_secret(settings.engagement_key_path)
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        regs = parse_registrations(
+            "ticket_id,name,email\nT-1,=Bert,bert@example.org\n",
+            default_role=Role.VIEWER,
+            default_scopes=("*",),
+        )
+        await invites.import_registrations(
+            conn, regs, secret=b"s" * 32, valid_until=datetime(2030, 1, 1, tzinfo=UTC)
+        )
+        invite_id = await conn.fetchval("SELECT id FROM invites")
+        day = make_day(0, onsite=0)
+        actor = actor_hash(key, f"i:{invite_id.hex}")
+        for e in day.events:  # the staff member's minutes, now as an invited viewer's
+            if e.kind == "heartbeat":
+                e.actor, e.data = actor, {**e.data, "role": "viewer"}
+        await write_day(conn, day)
+    finally:
+        await conn.close()
+    minutes = len({e.ts.replace(second=0) for e in day.events if e.kind == "heartbeat"})
+    result = ok(run_cli(settings, "attendance", "--from", "2022-05-05", "--to", "2022-05-05"))
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert rows == [
+        {
+            "ticket_id": "T-1",
+            "name": "'=Bert",
+            "email": "bert@example.org",
+            "attentive_minutes": str(minutes),
+            "checkins": "0",
+        }
+    ]
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        assert (
+            await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'attendance.export'")
+            == 1
+        )
+    finally:
+        await conn.close()
