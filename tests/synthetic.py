@@ -60,11 +60,13 @@ class Day:
     ballots: list[tuple[str, str, str]] = field(default_factory=list)  # voter, choice, origin
 
 
-def _actor(i: int, prefix: str = "p") -> str:
-    return f"{prefix}{i:07d}"[:22]
+def _actor(i: int, kind: str = "p", prefix: str = "") -> str:
+    return f"{prefix}{kind}{i:07d}"[:22]
 
 
-def make_day(people: int = 1500, *, seed: int = 10, onsite: int = 200, unknown: int = 0) -> Day:
+def make_day(
+    people: int = 1500, *, seed: int = 10, onsite: int = 200, unknown: int = 0, prefix: str = ""
+) -> Day:
     """Draw a day: ``people`` online viewers, ``onsite`` people in the hall, a few staff.
 
     Args:
@@ -72,6 +74,7 @@ def make_day(people: int = 1500, *, seed: int = 10, onsite: int = 200, unknown: 
         seed: the random seed (the same seed gives the same day).
         onsite: people on site (check-ins, hall votes; a quarter also watch online).
         unknown: rows of an unknown kind to add (the report must ignore them).
+        prefix: put in front of every person's id (several draws, other people).
     """
     rng = random.Random(seed)
     day = Day()
@@ -130,7 +133,7 @@ def make_day(people: int = 1500, *, seed: int = 10, onsite: int = 200, unknown: 
             )
 
     for i in range(people):
-        actor = _actor(i)
+        actor = _actor(i, prefix=prefix)
         second = rng.random() < 0.1
         stages = rng.sample([*STAGES, "radio"], k=rng.choice((1, 1, 2, 3)))
         for stage in stages:
@@ -153,10 +156,10 @@ def make_day(people: int = 1500, *, seed: int = 10, onsite: int = 200, unknown: 
 
     # A small online workshop: three people, a cell the report must hide (R19).
     for i in range(min(3, people)):
-        watch(_actor(i), "session:online-1", 11 * 60 + 30, 11 * 60 + 50, False)
+        watch(_actor(i, prefix=prefix), "session:online-1", 11 * 60 + 30, 11 * 60 + 50, False)
 
     for j in range(onsite):
-        actor = _actor(j, "h")
+        actor = _actor(j, "h", prefix)
         topic = rng.choice(ONSITE_TOPICS)
         viewer(
             DAY + timedelta(hours=7, minutes=rng.randint(0, 90)),
@@ -192,7 +195,7 @@ def make_day(people: int = 1500, *, seed: int = 10, onsite: int = 200, unknown: 
     # Questions and upvotes on the diversity stage.
     for q in range(6):
         qid = uuid.UUID(int=q + 1).hex
-        asker = _actor(q * 7)
+        asker = _actor(q * 7, prefix=prefix)
         state = "approved" if q % 3 else "dismissed"
         text = f'=HYPERLINK("x") vraag {q}' if q % 2 else f"Vraag {q}: wat nu?"
         day.questions.append((qid, "stage:diversiteit", text, state))
@@ -205,7 +208,7 @@ def make_day(people: int = 1500, *, seed: int = 10, onsite: int = 200, unknown: 
             anonymous=False,
         )
         for u in range(q * 3):
-            voter = _actor(100 + u)
+            voter = _actor(100 + u, prefix=prefix)
             viewer(
                 DAY + timedelta(hours=9, minutes=30 + q, seconds=u),
                 "upvote",
@@ -263,7 +266,7 @@ def make_day(people: int = 1500, *, seed: int = 10, onsite: int = 200, unknown: 
         add(
             DAY + timedelta(hours=8, seconds=u),
             "teleport",
-            _actor(u),
+            _actor(u, prefix=prefix),
             "stage:plenary",
             role="viewer",
         )
@@ -271,8 +274,14 @@ def make_day(people: int = 1500, *, seed: int = 10, onsite: int = 200, unknown: 
     return day
 
 
-async def write_day(conn: asyncpg.Connection, day: Day, *, chunk: int = 200_000) -> None:
+async def write_day(conn: asyncpg.Connection, day: Day) -> None:
     """Write the day's events (COPY), its poll with ballots and its questions."""
+    await write_events(conn, day)
+    await write_extras(conn, day)
+
+
+async def write_events(conn: asyncpg.Connection, day: Day, *, chunk: int = 200_000) -> None:
+    """Write the day's events only (COPY, in chunks)."""
     records = [
         (uuid.uuid4(), e.ts, e.kind, e.actor, e.topic, orjson.dumps(e.data).decode())
         for e in day.events
@@ -283,6 +292,10 @@ async def write_day(conn: asyncpg.Connection, day: Day, *, chunk: int = 200_000)
             records=records[i : i + chunk],
             columns=("event_id", "ts", "kind", "actor", "topic", "data"),
         )
+
+
+async def write_extras(conn: asyncpg.Connection, day: Day) -> None:
+    """Write the day's poll with its ballots and its questions (once per database)."""
     await conn.execute(
         """INSERT INTO polls (poll_id, topics, question, kind, options, state, created_by,
                               opened_at, closed_at)
