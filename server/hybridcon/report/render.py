@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from html import escape
 from typing import Any
 
 import orjson
 
 from hybridcon.core.csvcells import escape_cell
-from hybridcon.core.report.figures import WATCH_BINS, Figures, Suppressed, Table, Value
+from hybridcon.core.report.figures import (
+    WATCH_BINS,
+    Figures,
+    Series,
+    Suppressed,
+    Table,
+    Value,
+)
 from hybridcon.report.i18n import word
 from hybridcon.report.svg import bar_chart, line_chart
 
@@ -120,15 +127,77 @@ def html(figures: Figures, *, title: str, tz: tzinfo, lang: str, generated: date
         values = [v if isinstance(v, int) else None for v in day[2:]]
         parts.append(f"<h2>{w('watch_chart')} <small>R10</small></h2>")
         parts.append(bar_chart(labels, values, title=word("watch_chart", lang)))
+    parts += _series_charts(figures, tz, lang)
     for table in figures.tables:
-        if table.id == "concurrency":
-            continue  # drawn above; per minute it is a CSV/JSON table
+        if table.id in CHART_ONLY:
+            continue  # per minute they are long: drawn above, tables in CSV and JSON
         parts.append(
             f"<h2>{w('t_' + table.id)} <small>{table.definition}</small></h2>"
             + _html_table(table, k, tz, lang)
         )
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+# Tables with a row per minute (or 5 minutes) and unit: charts in the page, tables in the
+# CSV and JSON files.
+CHART_ONLY = frozenset({"concurrency", "retention", "reactions"})
+
+
+def _series_charts(figures: Figures, tz: tzinfo, lang: str) -> list[str]:
+    """Retention per item (people of the cohort, by clock time) and reactions per stage."""
+    out: list[str] = []
+    retention: dict[str, list[tuple[int, int | Suppressed]]] = {}
+    for unit, offset, people, _share in figures.table("retention").rows:
+        if isinstance(unit, str) and isinstance(offset, int):
+            value = people if isinstance(people, int | Suppressed) else 0
+            retention.setdefault(unit, []).append((offset, value))
+    if retention:
+        base = datetime(2000, 1, 1, tzinfo=tz)
+        series = tuple(
+            Series(
+                unit,
+                unit.removeprefix("item:"),
+                tuple((base + timedelta(minutes=o), v) for o, v in points),
+            )
+            for unit, points in sorted(retention.items())
+        )
+        out.append(f"<h2>{escape(word('t_retention', lang))} <small>R11</small></h2>")
+        out.append(
+            line_chart(
+                series,
+                tz,
+                title=word("t_retention", lang),
+                empty=word("none", lang),
+                elapsed=True,
+                legend=lambda s: s.title,
+            )
+        )
+    reactions: dict[str, list[tuple[datetime, int | Suppressed]]] = {}
+    for unit, start, count in figures.table("reactions").rows:
+        if isinstance(unit, str) and isinstance(start, datetime) and isinstance(count, int):
+            reactions.setdefault(unit, []).append((start, count))
+    for unit, points in reactions.items():
+        # A 5-minute bucket without reactions has no row; it is a zero, not a gap to
+        # draw across.
+        counts = dict(points)
+        filled: list[tuple[datetime, int | Suppressed]] = []
+        t, last = points[0][0], points[-1][0]
+        while t <= last:
+            filled.append((t, counts.get(t, 0)))
+            t += timedelta(minutes=5)
+        reactions[unit] = filled
+    if reactions:
+        out.append(f"<h2>{escape(word('t_reactions', lang))} <small>R13</small></h2>")
+        out.append(
+            line_chart(
+                tuple(Series(u, u, tuple(p)) for u, p in sorted(reactions.items())),
+                tz,
+                title=word("t_reactions", lang),
+                empty=word("none", lang),
+            )
+        )
+    return out
 
 
 def _csv_value(value: Value) -> str:

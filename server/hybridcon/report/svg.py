@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, tzinfo
 from html import escape
 
@@ -11,8 +11,22 @@ from hybridcon.core.report.figures import Series, Suppressed
 PALETTE = ("#1b5e9f", "#c0392b", "#2e7d32", "#8e44ad", "#d35400", "#00838f", "#6d4c41", "#455a64")
 
 
-def line_chart(series: Sequence[Series], tz: tzinfo, *, title: str, empty: str) -> str:
-    """Concurrent viewers per minute, one line per stage (suppressed minutes are gaps)."""
+def line_chart(
+    series: Sequence[Series],
+    tz: tzinfo,
+    *,
+    title: str,
+    empty: str,
+    elapsed: bool = False,
+    legend: Callable[[Series], str] | None = None,
+) -> str:
+    """Counts over time, one line per series (suppressed points are gaps).
+
+    Args:
+        elapsed: label the time axis in minutes from the first point (retention), not
+            by the clock.
+        legend: a series' label (default: its unit without ``stage:``).
+    """
     width, height, left, bottom, top, right = 760, 260, 48, 28, 12, 170
     points = [(m, n) for s in series for m, n in s.points if not isinstance(n, Suppressed)]
     if not points:
@@ -37,10 +51,12 @@ def line_chart(series: Sequence[Series], tz: tzinfo, *, title: str, empty: str) 
         f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#333"/>',
         f'<text x="{left - 6}" y="{top + 4}" text-anchor="end" font-size="11">{top_value}</text>',
         f'<text x="{left - 6}" y="{top + plot_h}" text-anchor="end" font-size="11">0</text>',
-        f'<text x="{left}" y="{height - 8}" font-size="11">{t0.astimezone(tz):%H:%M}</text>',
+        f'<text x="{left}" y="{height - 8}" font-size="11">'
+        f"{'0 min' if elapsed else f'{t0.astimezone(tz):%H:%M}'}</text>",
         f'<text x="{left + plot_w}" y="{height - 8}" text-anchor="end" font-size="11">'
-        f"{t1.astimezone(tz):%H:%M}</text>",
+        f"{f'{span / 60:.0f} min' if elapsed else f'{t1.astimezone(tz):%H:%M}'}</text>",
     ]
+    name = legend or (lambda s: s.unit.removeprefix("stage:"))
     for i, s in enumerate(series):
         colour = PALETTE[i % len(PALETTE)]
         runs: list[list[str]] = [[]]
@@ -62,7 +78,7 @@ def line_chart(series: Sequence[Series], tz: tzinfo, *, title: str, empty: str) 
         parts.append(
             f'<rect x="{width - right + 12}" y="{ly - 9}" width="10" height="10" '
             f'fill="{colour}"/><text x="{width - right + 27}" y="{ly}" font-size="11">'
-            f"{escape(s.unit.removeprefix('stage:'))}</text>"
+            f"{escape(name(s))}</text>"
         )
     parts.append("</svg>")
     return "".join(parts)
