@@ -425,3 +425,36 @@ def touched(day: Day, topic: str, start: datetime, end: datetime) -> int:
             and _minute(start) <= _minute(e.ts) <= end
         }
     )
+
+
+def retention_truth(day: Day, unit: Unit) -> dict[int, int]:
+    """R11 for an item on a stage: minute offset -> people of the cohort attentive then."""
+    attentive: dict[str, set[datetime]] = defaultdict(set)
+    for e in day.events:
+        if (
+            e.kind == "heartbeat"
+            and e.data.get("role") == "viewer"
+            and e.actor
+            and e.data["playing"]
+            and e.data["visible"]
+            and _in_unit(unit, e.topic, e.ts)
+        ):
+            attentive[e.actor].add(_minute(e.ts))
+    first = [unit.starts_at + timedelta(minutes=i) for i in range(5)]
+    cohort = {a for a, ms in attentive.items() if any(m in ms for m in first)}
+    out: dict[int, int] = {}
+    for actor in cohort:
+        for m in attentive[actor]:
+            if m >= unit.starts_at:
+                offset = int((m - unit.starts_at).total_seconds() // 60)
+                out[offset] = out.get(offset, 0) + 1
+    return out
+
+
+def concurrency_truth(day: Day, topic: str) -> dict[datetime, int]:
+    """R5/R8 for a stage: minute -> people present."""
+    present: dict[datetime, set[str]] = defaultdict(set)
+    for e in day.events:
+        if e.kind == "heartbeat" and e.data.get("role") == "viewer" and e.topic == topic:
+            present[_minute(e.ts)].add(e.actor or "")
+    return {m: len(a) for m, a in present.items()}

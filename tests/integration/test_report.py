@@ -32,7 +32,18 @@ from hybridcon.core.tokens import Role
 from hybridcon.store import invites
 from hybridcon.store.keyfile import load_or_create_secret
 from support import eventually
-from synthetic import FROZEN, INTERRUPT, POLL_ID, make_day, poll_truth, touched, truth, write_day
+from synthetic import (
+    FROZEN,
+    INTERRUPT,
+    POLL_ID,
+    concurrency_truth,
+    make_day,
+    poll_truth,
+    retention_truth,
+    touched,
+    truth,
+    write_day,
+)
 
 HYBRIDCON = [sys.executable, "-m", "hybridcon.cli"]
 ARTIFACTS = Path(
@@ -127,6 +138,23 @@ async def test_every_figure_equals_the_truth(settings, tmp_path, day):
         checked += want["reached"] > 0
     assert checked >= 15  # the day, the streamed stages, their items and themes
     assert expected["day"]["onsite"] > 0 and expected["stage:impact"]["reached"] > 100
+
+    # R11: retention of a streamed item, minute by minute; R8: a stage's curve.
+    theme = next(u for u in all_units if u.id == "item:thema-impact")
+    want_retention = retention_truth(day, theme)
+    got_retention = {
+        r["minute"]: r["people"]
+        for r in report["tables"]["retention"]["rows"]
+        if r["unit"] == theme.id
+    }
+    assert got_retention == want_retention and len(want_retention) > 30
+    want_curve = concurrency_truth(day, "stage:plenary")
+    got_curve = {
+        as_time(r["minute"]): r["present"]
+        for r in report["tables"]["concurrency"]["rows"]
+        if r["unit"] == "stage:plenary"
+    }
+    assert got_curve == want_curve
 
     chat = rows(report, "chat")
     for unit_id, want in expected.items():

@@ -260,7 +260,8 @@ WITH changes AS (
     SELECT topic, problem AS kind, min(ts) AS s, max(ts) AS e
     FROM runs WHERE bad GROUP BY topic, problem, run
 ), incidents AS (
-    SELECT * FROM interruptions UNION ALL SELECT * FROM problems
+    -- UNION, not UNION ALL: the same change logged twice at the same time is one incident.
+    SELECT * FROM interruptions UNION SELECT * FROM problems
 )
 -- Each incident as its minutes, so the join to r_pm is on equality (a hash of the few
 -- incident minutes), not a range over every row of the stage.
