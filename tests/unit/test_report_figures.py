@@ -16,6 +16,7 @@ from hybridcon.core.report.aggregates import Aggregates, MinuteRow, PersonGroup,
 from hybridcon.core.report.figures import SUPPRESSED, compute, hide, hide_split, lower_median
 from hybridcon.core.report.live import LiveCounts, PollNow, StageNow, live_view
 from hybridcon.core.report.units import units
+from hybridcon.core.tokens import Claims, Role
 from hybridcon.report.render import csv_text
 
 PROGRAMME = parse_programme(
@@ -222,3 +223,30 @@ def test_live_view_keeps_peaks_and_shares():
     view2, peaks2 = live_view(later, ("plenary",), peaks)
     assert view2["stages"][0]["peak"] == 40 and view2["stages"][0]["viewers"] == 35
     assert peaks2 == peaks
+
+
+@pytest.mark.parametrize(
+    ("role", "allowed"),
+    [
+        (Role.ORGANISER, True),
+        (Role.MODERATOR, False),
+        (Role.VIEWER, False),
+        (Role.BROADCASTER, False),
+    ],
+)
+def test_only_organisers_follow_the_live_view(role, allowed):
+    claims = Claims(
+        sub="x",
+        role=role,
+        scopes=("*",),
+        name="",
+        jti="j",
+        iss="i",
+        aud="a",
+        iat=T0,
+        nbf=T0,
+        exp=T1,
+    )
+    assert claims.may_subscribe("org") is allowed
+    assert not claims.may_subscribe("mod:org")
+    assert PROGRAMME.has_topic("org") and not PROGRAMME.has_topic("mod:org")
