@@ -64,6 +64,7 @@ def test_the_page_is_self_contained_and_dutch_by_default():
     assert "&lt;5" in page  # the radio's hidden cells
     assert "teleport (3)" in page  # unknown kinds are named
     assert "Bereikt" in page and "Reached" not in page
+    assert "<td>podium</td>" in page  # a unit's kind in Dutch
     english = render.html(figures(), title="SWC", tz=TZ, lang="en", generated=T1)
     assert "Reached" in english and 'lang="en"' in english
 

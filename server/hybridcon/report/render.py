@@ -66,10 +66,15 @@ def _html_table(table: Table, k: int, tz: tzinfo, lang: str) -> str:
         for c in table.columns
     )
     body = []
+    kinds = [c.key == "kind" for c in table.columns]
     for row in table.rows:
         cells = []
-        for value in row:
+        for value, is_kind in zip(row, kinds, strict=True):
             text = escape(_cell_text(value, k, tz))
+            if is_kind and isinstance(value, str):
+                # Unit and incident kinds in the page's language (CSV/JSON keep the codes).
+                named = word(f"k_{value}", lang)
+                text = escape(value if named == f"k_{value}" else named)
             if isinstance(value, Suppressed):
                 cells.append(f'<td class="n hidden">{text}</td>')
             elif isinstance(value, int | float):
