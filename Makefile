@@ -36,7 +36,8 @@ $(VENV)/.dev-installed: requirements/dev.lock pyproject.toml clients/python/pypr
 # test's own, as it cannot be kept to loopback). Installed once when missing; CI machines
 # are Debian and run as root. fonts-noto-color-emoji: the reaction buttons are emoji, and
 # headless Chromium has no other font with them (the screenshots would show empty buttons).
-SYSTEM_PACKAGES := chromium nginx iproute2 fonts-noto-color-emoji
+# poppler-utils: pdftoppm renders the report's PDF in its test.
+SYSTEM_PACKAGES := chromium nginx iproute2 fonts-noto-color-emoji poppler-utils
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

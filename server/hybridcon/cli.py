@@ -1,4 +1,4 @@
-"""The ``hybridcon`` command: serve, migrate, tokens, keys, invites.
+"""The ``hybridcon`` command: serve, migrate, tokens, keys, invites, report, purge, attendance.
 
 The CLI and a server beside it share keys and data through the data directory and
 the database, so a token from ``hybridcon token issue`` is accepted by that server.
@@ -12,12 +12,14 @@ import asyncio
 import contextlib
 import csv
 import re
+import io
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import jwt
@@ -29,19 +31,26 @@ from hybridcon import __version__
 from hybridcon.access import AccessControl
 from hybridcon.app import database_dsn, load_programme, open_pool
 from hybridcon.clock import system_clock
-from hybridcon.core.csvcells import safe_row
+from hybridcon.core.csvcells import safe_cell, safe_row
 from hybridcon.core.durations import parse_duration
 from hybridcon.core.invites import join_link, parse_registrations
 from hybridcon.core.keys import Keyset
 from hybridcon.core.programme import Programme
+from hybridcon.core.report import figures as report_figures
 from hybridcon.core.tokens import Role, TokenRequest, parse_role, parse_scopes
 from hybridcon.errors import HybridconError
 from hybridcon.listener import raise_open_file_limit, serve
 from hybridcon.logs import configure as configure_logs
 from hybridcon.metrics import Metrics
+from hybridcon.report import build as report_build
+from hybridcon.report import files as report_files
+from hybridcon.report.i18n import LANGS
 from hybridcon.services import SERVICES
 from hybridcon.settings import Settings
+from hybridcon.store import attendance as attendance_store
 from hybridcon.store import audit, invites, revocations
+from hybridcon.store import purge as purge_store
+from hybridcon.store import report as report_store
 from hybridcon.store.keyfile import load_or_create_keyset, load_or_create_secret, update_keyset
 
 log = structlog.get_logger(__name__)
@@ -410,6 +419,179 @@ def cmd_invites_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- report, purge, attendance (issue 10) ------------------------------------------------
+
+
+def _progress() -> Callable[[str], None]:
+    """A one-line progress display on a terminal (nothing when stderr is a file or pipe)."""
+    if not sys.stderr.isatty():
+        return lambda _step: None
+    count = [0]
+
+    def show(step: str) -> None:
+        count[0] += 1
+        done = count[0] * 20 // len(report_store.STEPS)
+        bar = "#" * done + "." * (20 - done)
+        print(f"\r[{bar}] {step:<40}", end="", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _database_gone(exc: BaseException) -> HybridconError:
+    return HybridconError(
+        f"the database failed or went away ({type(exc).__name__}: {exc}); nothing was written"
+    )
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``hybridcon report``: the post-conference report as HTML, CSV, JSON and PDF."""
+    settings = _settings(args)
+    programme = load_programme(settings.programme)
+    tz = ZoneInfo(programme.event.timezone)
+    formats = report_files.parse_formats(args.format)
+    if args.lang not in LANGS:
+        raise HybridconError(f"--lang must be one of {', '.join(LANGS)}")
+    if args.k < 1:
+        raise HybridconError("--k must be at least 1")
+    delimiter = {"comma": ",", "semicolon": ";", ",": ",", ";": ";"}.get(args.csv_delimiter)
+    if delimiter is None:
+        raise HybridconError("--csv-delimiter must be ',' or ';'")
+    start = report_build.parse_when(args.from_, tz, end=False) if args.from_ else None
+    end = report_build.parse_when(args.to, tz, end=True) if args.to else None
+    progress = _progress()
+
+    async def run() -> report_figures.Figures:
+        try:
+            async with _database(settings) as pool:
+                return await report_build.build(
+                    pool, programme, start=start, end=end, k=args.k, progress=progress
+                )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise _database_gone(exc) from None
+
+    try:
+        figures = asyncio.run(run())
+    finally:
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
+    written = report_files.write_report(
+        Path(args.out),
+        figures,
+        formats=formats,
+        title=programme.event.title,
+        tz=tz,
+        lang=args.lang,
+        generated=system_clock(),
+        delimiter=delimiter,
+        pdf=lambda html, pdf: report_files.chromium_pdf(html, pdf, chromium=args.chromium),
+    )
+    print(f"report written to {Path(args.out).resolve()} ({len(written)} files)")
+    for kind, n in sorted(figures.unknown_kinds.items()):
+        print(f"note: {n} events of unknown kind {kind!r} were ignored", file=sys.stderr)
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    """``hybridcon purge --before DATE``: keep the days' aggregates, delete their raw rows."""
+    settings = _settings(args)
+    programme = load_programme(settings.programme)
+    tz = ZoneInfo(programme.event.timezone)
+    before = report_build.parse_when(args.before, tz, end=False)
+
+    async def run() -> list[purge_store.KeptDay]:
+        try:
+            async with _database(settings) as pool:
+                days = await purge_store.purge_before(pool, programme, before, tz)
+                for day in days:
+                    await audit.record(
+                        pool,
+                        actor=CLI_ACTOR,
+                        actor_role="operator",
+                        action="engagement.purge",
+                        target=day.day.isoformat(),
+                        detail={"rows": day.rows_purged},
+                    )
+                return days
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise _database_gone(exc) from None
+
+    days = asyncio.run(run())
+    if not days:
+        print(f"nothing to purge: no whole day before {before:%Y-%m-%d %H:%M %Z} has raw rows")
+    for day in days:
+        print(f"{day.day}: kept the report's aggregates, deleted {day.rows_purged} raw rows")
+    return 0
+
+
+def cmd_attendance(args: argparse.Namespace) -> int:
+    """``hybridcon attendance``: the identified attendance export (audited)."""
+    settings = _settings(args)
+    programme = load_programme(settings.programme)
+    tz = ZoneInfo(programme.event.timezone)
+    start = report_build.parse_when(args.from_ or programme.event.date.isoformat(), tz, end=False)
+    end = report_build.parse_when(args.to or programme.event.date.isoformat(), tz, end=True)
+    key = load_or_create_secret(settings.engagement_key_path)
+
+    async def run() -> list[attendance_store.Attendance]:
+        async with _database(settings) as pool:
+            rows = await attendance_store.attendance(pool, key, start, end)
+            await audit.record(
+                pool,
+                actor=CLI_ACTOR,
+                actor_role="operator",
+                action="attendance.export",
+                detail={"count": len(rows), "from": start.isoformat(), "to": end.isoformat()},
+            )
+            return rows
+
+    rows = asyncio.run(run())
+    text = attendance_csv(rows)
+    if args.out:
+        Path(args.out).write_text(text, "utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def attendance_csv(rows: Sequence[attendance_store.Attendance]) -> str:
+    """The attendance export as CSV, text cells defused against formula injection."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(["ticket_id", "name", "email", "attentive_minutes", "checkins"])
+    for r in rows:
+        writer.writerow(
+            [
+                safe_cell(r.ticket_id),
+                safe_cell(r.name),
+                safe_cell(r.email or ""),
+                r.attentive_minutes,
+                r.checkins,
+            ]
+        )
+    return out.getvalue()
+
+
+def _add_report_commands(sub: Any, common: Callable[[Any], Any]) -> None:
+    rep = common(sub.add_parser("report", help="write the post-conference report"))
+    rep.add_argument("--out", required=True, metavar="DIR", help="the report's directory")
+    rep.add_argument("--format", default="html,csv,json,pdf", help="html,csv,json,pdf (any)")
+    rep.add_argument("--lang", default="nl", help="nl (default) or en")
+    rep.add_argument("--from", dest="from_", metavar="WHEN", help="ISO date or date and time")
+    rep.add_argument("--to", metavar="WHEN", help="ISO date (inclusive) or date and time")
+    rep.add_argument("--k", type=int, default=5, help="hide cells of fewer people (default 5)")
+    rep.add_argument("--csv-delimiter", default=",", help="',' (default) or ';'")
+    rep.add_argument("--chromium", default="chromium", help="the Chromium that prints the PDF")
+    rep.set_defaults(func=cmd_report)
+    pur = common(sub.add_parser("purge", help="delete raw engagement rows, keep aggregates"))
+    pur.add_argument("--before", required=True, metavar="DATE", help="purge whole days before")
+    pur.set_defaults(func=cmd_purge)
+    att = common(sub.add_parser("attendance", help="identified attendance (CSV, audited)"))
+    att.add_argument("--out", help="file to write (default: standard output)")
+    att.add_argument("--from", dest="from_", metavar="WHEN", help="default: the event's day")
+    att.add_argument("--to", metavar="WHEN", help="default: the event's day")
+    att.set_defaults(func=cmd_attendance)
+
+
 # --- parser ------------------------------------------------------------------------------
 
 
@@ -478,6 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--out", help="file to write (default: standard output)")
     exp.add_argument("--base-url", help="base of the links (default: the public URL)")
     exp.set_defaults(func=cmd_invites_export)
+    _add_report_commands(sub, common)
     return parser
 
 

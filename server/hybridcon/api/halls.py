@@ -21,10 +21,12 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from hybridcon.api.auth import require_role
 from hybridcon.api.bodies import read_json
+from hybridcon.core.engagement import EngagementEvent, actor_hash
 from hybridcon.core.invites import new_device_id, normalise_code
-from hybridcon.core.tokens import MAX_NAME_LENGTH, Role, TokenRequest
+from hybridcon.core.payloads import Checkin
+from hybridcon.core.tokens import MAX_NAME_LENGTH, Claims, Role, TokenRequest
 from hybridcon.errors import HybridconError, NotFound, RateLimited
-from hybridcon.services import SERVICES
+from hybridcon.services import SERVICES, Services
 from hybridcon.store import audit
 from hybridcon.store import halls as hall_store
 
@@ -151,6 +153,7 @@ async def join(request: web.Request) -> web.Response:
         ),
         via="hall",
     )
+    _log_checkin(services, claims, stage, link_id.hex)
     return web.json_response(
         {
             "token": token,
@@ -159,6 +162,27 @@ async def join(request: web.Request) -> web.Response:
             "user": claims.to_user(),
             "topic": f"stage:{stage}",
         }
+    )
+
+
+def _log_checkin(services: Services, claims: Claims, stage: str, link_id: str) -> None:
+    """Log the scan as a ``checkin`` (the report's on-site people, R3 and R16).
+
+    Every join is logged, rejoins too: the report counts distinct people, and the phone's
+    device id makes a rejoin the same person.
+    """
+    writer = services.engagement
+    if writer is None:
+        return
+    payload = Checkin(link_id=link_id)
+    writer.log(
+        EngagementEvent.new(
+            payload.kind,
+            ts=services.clock(),
+            actor=actor_hash(services.actor_key, claims.sub),
+            topic=f"stage:{stage}",
+            data={"role": claims.role.value, **payload.data()},
+        )
     )
 
 

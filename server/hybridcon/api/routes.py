@@ -17,6 +17,7 @@ from hybridcon.api import (
     health,
     invites,
     invites_admin,
+    live,
     openapi,
     pages,
     programme,
@@ -77,6 +78,10 @@ ROUTES: tuple[Route, ...] = (
         halls.revoke_link,
         "revoke a hall link",
         "organiser",
+    ),
+    Route("GET", "/api/v1/live", live.live, "the organisers' live view", "organiser"),
+    Route(
+        "GET", "/api/v1/attendance", live.attendance, "identified attendance (audited)", "organiser"
     ),
     Route("GET", "/ws", gateway.handle, "the WebSocket gateway (auth in the first frame)"),
     Route("POST", "/whip/{stage}", whip.whip_post, "publish a stage (WHIP)", "broadcaster"),

@@ -179,3 +179,11 @@ class StreamHealth(Payload):
     def data(self) -> dict[str, Any]:
         """The health figures as they were pushed to the moderators."""
         return dict(self.health)
+
+
+@dataclass(frozen=True, slots=True)
+class Checkin(Payload):
+    """A scan of a hall's QR link (a person on site, R16); ``link_id`` names the link."""
+
+    kind = EventKind.CHECKIN
+    link_id: str

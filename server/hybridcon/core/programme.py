@@ -153,8 +153,9 @@ class Programme(_Model):
         return next((s for s in self.sessions if s.id == session_id), None)
 
     def has_topic(self, topic: str) -> bool:
-        """Whether ``topic`` names something in this programme (or is ``event``)."""
-        if topic == "event":
+        """Whether ``topic`` names something in this programme (or is ``event`` or ``org``,
+        the organisers' live view)."""
+        if topic in ("event", "org"):
             return True
         kind, _, ident = topic.partition(":")
         if kind == "stage":

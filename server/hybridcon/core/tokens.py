@@ -106,10 +106,13 @@ class Claims:
 
         ``event`` is open to every token; ``stage:x`` and ``session:x`` need that scope
         (or ``*``); ``mod:x`` needs a moderator or organiser role *and* the scope of ``x``
-        (``mod:event``: the role alone, as ``event`` needs no scope).
+        (``mod:event``: the role alone, as ``event`` needs no scope); ``org`` (the live
+        view) needs the organiser role.
         """
         if topic == "event":
             return True
+        if topic == "org":
+            return self.role is Role.ORGANISER
         kind, _, ident = topic.partition(":")
         if kind in {"stage", "session"}:
             return bool(ident) and self.covers(topic)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from hybridcon.realtime.captions import Captions
 from hybridcon.realtime.chat import Chat
 from hybridcon.realtime.command import Capability
+from hybridcon.realtime.live import Live
 from hybridcon.realtime.polls import Polls
 from hybridcon.realtime.presence import Presence
 from hybridcon.realtime.qa import Qa
@@ -25,6 +26,7 @@ CAPABILITIES: tuple[type[Capability], ...] = (
     Reactions,
     Presence,
     Captions,
+    Live,
 )
 
 EVERY_CAPABILITY: tuple[type[Capability], ...] = (Topics, *CAPABILITIES)

@@ -30,8 +30,10 @@ if TYPE_CHECKING:
 _ID = r"[a-z0-9][a-z0-9_-]{0,63}"
 ID_PATTERN = rf"^{_ID}$"
 Topic = Annotated[str, StringConstraints(pattern=rf"^(?:event|(?:stage|session):{_ID})$")]
+# ``org`` is the organisers' live view (realtime/live.py): subscribed to, never acted on.
 ModTopic = Annotated[
-    str, StringConstraints(pattern=rf"^(?:(?:mod:)?event|(?:mod:)?(?:stage|session):{_ID})$")
+    str,
+    StringConstraints(pattern=rf"^(?:org|(?:mod:)?event|(?:mod:)?(?:stage|session):{_ID})$"),
 ]
 MsgId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 UserId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
