@@ -11,8 +11,8 @@ import argparse
 import asyncio
 import contextlib
 import csv
-import re
 import io
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
