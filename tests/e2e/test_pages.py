@@ -372,9 +372,11 @@ async def test_attend_moderate_and_organise(node: Node, browser: Any) -> None:
     organiser = await new_page(browser)
     await organiser.goto(f"{node.url}/organise#token={org_token}")
     await expect(organiser).to_have_url(f"{node.url}/organise")
-    # This server has no live view yet (GET /api/v1/live is 404): the dashboard says so.
-    await expect(organiser.locator("#live-h + p")).to_contain_text("nog niet beschikbaar")
-    row = organiser.locator('tr[data-stage="impact"]')
+    # The live view from this server (GET /api/v1/live): a row per stage, in figures.
+    live_row = organiser.locator('table[data-live="stages"] tr[data-stage="plenary"]')
+    await expect(live_row).to_contain_text("Plenaire zaal")
+    await expect(live_row.locator("td").first).to_have_text(re.compile(r"^\d+$"))
+    row = organiser.locator('table[data-table="broadcast"] tr[data-stage="impact"]')
     await expect(row).to_contain_text(f"{node.url}/whip/impact")
     await row.get_by_role(
         "button", name="Maak token voor Livestream Impactgedreven handelen"
@@ -413,8 +415,8 @@ async def test_attend_moderate_and_organise(node: Node, browser: Any) -> None:
     await expect(lies_page.locator("#conn")).to_have_text("Verbonden")
     await check_page(organiser, "organiser")
 
-    # Where the server has the live view, the dashboard shows it. Its answer here is the
-    # documented example (docs of the report work, not on this branch), served to the page.
+    # The documented example answer (docs/protocol.md), served to the page, shows each
+    # figure where it belongs.
     live_page = await new_page(browser)
     await live_page.route("**/api/v1/live", lambda route: route.fulfill(json=LIVE_EXAMPLE))
     await live_page.goto(f"{node.url}/organise#token={org_token}")

@@ -145,7 +145,7 @@ class Dashboard {
     return h("section", { class: "panel", "aria-labelledby": "bc-h" },
       h("h2", { id: "bc-h", text: t("org.broadcast") }),
       h("p", { class: "hint", text: t("org.broadcast_help") }),
-      h("div", { class: "split" }, h("table", { class: "stack" },
+      h("div", { class: "split" }, h("table", { class: "stack", "data-table": "broadcast" },
         h("thead", {}, h("tr", {}, h("th", { scope: "col", text: t("org.stage") }), h("th", { scope: "col", text: t("org.whip_url") }), h("th", { scope: "col", text: t("org.token") }))),
         h("tbody", {}, stages.map((s) => {
           const tok = tokens.find((x) => x.scopes.includes(`stage:${s.id}`));
