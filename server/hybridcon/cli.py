@@ -31,9 +31,9 @@ from hybridcon import __version__
 from hybridcon.access import AccessControl
 from hybridcon.app import database_dsn, load_programme, open_pool
 from hybridcon.clock import system_clock
-from hybridcon.core.csvcells import safe_cell, safe_row
+from hybridcon.core.csvcells import safe_cell
 from hybridcon.core.durations import parse_duration
-from hybridcon.core.invites import join_link, parse_registrations
+from hybridcon.core.invites import parse_registrations
 from hybridcon.core.keys import Keyset
 from hybridcon.core.programme import Programme
 from hybridcon.core.report import figures as report_figures
@@ -396,23 +396,7 @@ def cmd_invites_export(args: argparse.Namespace) -> int:
     links = asyncio.run(run())
     out = open(args.out, "w", newline="", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
     try:
-        writer = csv.writer(out)
-        writer.writerow(["ticket_id", "name", "email", "code", "link", "redeemed"])
-        for link in links:
-            # Names and e-mails come from a ticketing export: a "=HYPERLINK(...)" there
-            # must reach the organiser's spreadsheet as text, not as a formula.
-            writer.writerow(
-                safe_row(
-                    [
-                        link.ticket_id,
-                        link.name,
-                        link.email,
-                        link.code,
-                        join_link(base, link.code),
-                        "yes" if link.redeemed else "no",
-                    ]
-                )
-            )
+        out.write(invites.export_csv(links, base))
     finally:
         if out is not sys.stdout:
             out.close()

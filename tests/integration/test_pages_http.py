@@ -181,3 +181,16 @@ async def test_a_large_ticketing_export_is_not_held_to_the_json_limit(client) ->
     )
     assert made.status == 200
     assert (await made.json())["created"] == 3000
+
+
+async def test_the_organisers_invite_export_is_safe_to_open_in_a_spreadsheet(client) -> None:
+    """The dashboard's export is the CLI's: a formula from the ticketing export stays text."""
+    organiser = bearer(issue(client, Role.ORGANISER))
+    csv_text = 'ticket_id,name,email\nT-9,"=HYPERLINK(""http://x"",""klik"")",@SUM(1)\n'
+    made = await client.post(
+        "/api/v1/invites/import", data=csv_text, headers={**organiser, "Content-Type": "text/csv"}
+    )
+    assert made.status == 200, await made.text()
+    exported = await (await client.get("/api/v1/invites/export", headers=organiser)).text()
+    row = next(line for line in exported.splitlines() if line.startswith("T-9,"))
+    assert ',"\'=HYPERLINK(""http://x"",""klik"")",\'@SUM(1),' in row

@@ -7,8 +7,6 @@ organiser dashboard can offer them without a shell on the server.
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import timedelta
 
 from aiohttp import web
@@ -95,22 +93,8 @@ async def export_invites(request: web.Request) -> web.Response:
     base = services.settings.base_url()
     links = await invites.export_links(services.db(), secret=services.invite_secret)
     await audit.record_by(services.db(), claims, "invites.export", detail={"count": len(links)})
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["ticket_id", "name", "email", "code", "link", "redeemed"])
-    for link in links:
-        writer.writerow(
-            [
-                link.ticket_id,
-                link.name,
-                link.email or "",
-                link.code,
-                f"{base}/join#code={link.code}",
-                "yes" if link.redeemed else "no",
-            ]
-        )
     return web.Response(
-        text=out.getvalue(),
+        text=invites.export_csv(links, base),
         content_type="text/csv",
         charset="utf-8",
         headers={

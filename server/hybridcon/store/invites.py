@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from hybridcon.core.csvcells import safe_row
 from hybridcon.core.invites import (
     InviteState,
     Registration,
     check_redeem,
     code_hash,
     derive_code,
+    join_link,
 )
 from hybridcon.core.tokens import Role
 from hybridcon.errors import NotFound
@@ -153,3 +157,33 @@ async def redeem(conn: Conn, *, code: str, device: bytes, now: datetime) -> Rede
         scopes=tuple(row["scopes"]),
         valid_until=row["valid_until"],
     )
+
+
+EXPORT_COLUMNS = ("ticket_id", "name", "email", "code", "link", "redeemed")
+
+
+def export_csv(links: Sequence[InviteLink], base_url: str) -> str:
+    """The invites as the CSV that ``invites export`` and the organiser page hand out.
+
+    Names and e-mails come from a ticketing export: a ``=HYPERLINK(...)`` there reaches
+    the organiser's spreadsheet as text, not as a formula (every cell goes through
+    :func:`~hybridcon.core.csvcells.safe_row`). Links carry the code in the fragment.
+    """
+    base = base_url.rstrip("/")
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(EXPORT_COLUMNS)
+    for link in links:
+        writer.writerow(
+            safe_row(
+                [
+                    link.ticket_id,
+                    link.name,
+                    link.email,
+                    link.code,
+                    join_link(base, link.code),
+                    "yes" if link.redeemed else "no",
+                ]
+            )
+        )
+    return out.getvalue()
