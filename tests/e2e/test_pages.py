@@ -413,6 +413,15 @@ async def test_attend_moderate_and_organise(node: Node, browser: Any) -> None:
     await lies_page.goto(link)
     await expect(lies_page).to_have_url(f"{node.url}/")
     await expect(lies_page.locator("#conn")).to_have_text("Verbonden")
+
+    # The report of what happened so far, downloaded from the dashboard: the HTML page.
+    async with organiser.expect_download() as report_info:
+        await organiser.get_by_role("button", name="Rapport downloaden (HTML)").click()
+    report_file = await (await report_info.value).path()
+    report_html = await asyncio.to_thread(Path(report_file).read_text, "utf-8")
+    assert report_html.startswith("<!doctype html>") or report_html.startswith("<!DOCTYPE html>")
+    assert "Sociaalwerkconferentie" in report_html
+    await expect(organiser.locator("#inv-note")).to_have_text("Het rapport is gedownload.")
     await check_page(organiser, "organiser")
 
     # The documented example answer (docs/protocol.md), served to the page, shows each

@@ -168,3 +168,36 @@ async def test_identified_attendance_is_for_organisers_and_audited(client):
         "/api/v1/attendance?from=gisteren", headers=bearer(issue(client, Role.ORGANISER))
     )
     assert bad.status == 400
+
+
+async def test_the_report_downloads_as_one_html_page_for_organisers(client):
+    organiser = bearer(issue(client, Role.ORGANISER))
+    # Nothing logged yet: nothing to report, and it says so.
+    empty = await client.get("/api/v1/report", headers=organiser)
+    assert empty.status == 404
+    assert "nothing to report" in (await empty.json())["error"]["message"]
+
+    ann = await WsClient.connect(client, issue(client, scopes=("stage:plenary",)))
+    await ann.ok("subscribe", topic="stage:plenary")
+    await ann.ok("chat.send", topic="stage:plenary", text="Goeiemorgen")
+
+    async def downloaded() -> bool:
+        resp = await client.get("/api/v1/report?lang=en", headers=organiser)
+        return resp.status == 200
+
+    await eventually(downloaded, what="the logged events reportable")
+    resp = await client.get("/api/v1/report?lang=en", headers=organiser)
+    assert resp.content_type == "text/html"
+    assert resp.headers["Content-Disposition"] == 'attachment; filename="rapport.html"'
+    page = await resp.text()
+    assert page.lstrip().lower().startswith("<!doctype html>")
+    assert 'lang="en"' in page and "Sociaalwerkconferentie" in page
+    assert "Goeiemorgen" not in page  # chat counts, never its words
+
+    viewer = await client.get("/api/v1/report", headers=bearer(issue(client)))
+    assert viewer.status == 403
+    bad = await client.get("/api/v1/report?lang=fr", headers=organiser)
+    assert bad.status == 400
+    audit = await (await client.get("/api/v1/audit", headers=organiser)).json()
+    assert "report.download" in [e["action"] for e in audit["entries"]]
+    await ann.close()

@@ -241,6 +241,18 @@ class Dashboard {
       setTimeout(() => URL.revokeObjectURL(url), 10000);
       note.textContent = t("org.inv_exported");
     };
+    const downloadReport = async () => {
+      const html = await this.call(() => apiText("GET", `/api/v1/report?lang=${lang()}`));
+      if (!html) return;
+      // As the invite links: fetched with the token in the header, handed over as a blob.
+      const url = URL.createObjectURL(new Blob([html], { type: "text/html" }));
+      const a = h("a", { href: url, download: t("org.report_file") });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10000);
+      note.textContent = t("org.report_downloaded");
+    };
     return h("section", { class: "panel", "aria-labelledby": "inv-h" },
       h("h2", { id: "inv-h", text: t("org.invites") }),
       h("p", { id: "inv-help", class: "hint", text: t("org.invites_help") }),
@@ -250,7 +262,9 @@ class Dashboard {
       h("div", { class: "actions" },
         h("button", { type: "button", class: "secondary", text: t("org.inv_export"), onclick: exportCsv })),
       note,
-      h("p", { class: "hint", text: t("org.report_help") }));
+      h("p", { class: "hint", text: t("org.report_help") }),
+      h("div", { class: "actions" },
+        h("button", { type: "button", class: "secondary", text: t("org.report_download"), onclick: downloadReport })));
   }
 
   revokeSection() {

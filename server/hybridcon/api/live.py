@@ -1,8 +1,11 @@
-"""Organisers' routes of the report: the live view now, and the identified attendance.
+"""Organisers' routes of the report: the live view now, the report, and the identified
+attendance.
 
-``GET /api/v1/live`` gives what the ``org`` topic pushes (R21). ``GET
-/api/v1/attendance`` is the only place names meet engagement figures: it is for
-organisers only, and every call is written to the audit log before the answer leaves.
+``GET /api/v1/live`` gives what the ``org`` topic pushes (R21). ``GET /api/v1/report``
+is the report's self-contained HTML page, as ``hybridcon report --format html`` writes
+it, for the dashboard's download button. ``GET /api/v1/attendance`` is the only place
+names meet engagement figures: it is for organisers only, and every call is written to
+the audit log before the answer leaves.
 """
 
 from __future__ import annotations
@@ -14,9 +17,13 @@ from aiohttp import web
 
 from hybridcon.api.auth import require_role
 from hybridcon.core.tokens import Role
-from hybridcon.errors import Invalid
+from hybridcon.errors import Invalid, NotFound
 from hybridcon.realtime.gateway import GATEWAY
 from hybridcon.realtime.live import Live
+from hybridcon.report import build as report_build
+from hybridcon.report import render as report_render
+from hybridcon.report.files import ReportError
+from hybridcon.report.i18n import LANGS
 from hybridcon.services import SERVICES
 from hybridcon.store import audit
 from hybridcon.store.attendance import attendance as attendance_rows
@@ -27,6 +34,49 @@ async def live(request: web.Request) -> web.Response:
     require_role(request, Role.ORGANISER)
     capability = next(c for c in request.app[GATEWAY].capabilities if isinstance(c, Live))
     return web.json_response(await capability.current())
+
+
+REPORT_K = 5
+"""Cells of fewer people are suppressed in the downloaded report, as in the CLI's default."""
+
+
+async def report(request: web.Request) -> web.Response:
+    """The whole report as one HTML page (``?lang=nl|en``, default nl). Organisers only;
+    audited. It holds no names (keyed hashes, small cells suppressed); 404 while the log
+    has nothing to report."""
+    claims = require_role(request, Role.ORGANISER)
+    lang = request.query.get("lang", "nl")
+    if lang not in LANGS:
+        raise Invalid(f"lang must be one of {', '.join(LANGS)}")
+    services = request.app[SERVICES]
+    programme = services.programme
+    try:
+        figures = await report_build.build(
+            services.db(), programme, start=None, end=None, k=REPORT_K, progress=_quiet
+        )
+    except ReportError as exc:
+        raise NotFound(exc.message) from None
+    html = report_render.html(
+        figures,
+        title=programme.event.title,
+        tz=ZoneInfo(programme.event.timezone),
+        lang=lang,
+        generated=services.clock(),
+    )
+    await audit.record_by(services.db(), claims, "report.download", detail={"lang": lang})
+    return web.Response(
+        text=html,
+        content_type="text/html",
+        charset="utf-8",
+        headers={
+            "Content-Disposition": 'attachment; filename="rapport.html"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+def _quiet(_step: str) -> None:
+    """No progress bar on the server."""
 
 
 def _day(text: str | None, default: date, name: str) -> date:

@@ -80,6 +80,7 @@ ROUTES: tuple[Route, ...] = (
         "organiser",
     ),
     Route("GET", "/api/v1/live", live.live, "the organisers' live view", "organiser"),
+    Route("GET", "/api/v1/report", live.report, "the report as one HTML page", "organiser"),
     Route(
         "GET", "/api/v1/attendance", live.attendance, "identified attendance (audited)", "organiser"
     ),
