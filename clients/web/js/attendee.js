@@ -4,22 +4,17 @@
 import { byId, h, replace } from "./dom.js";
 import { CaptionsView } from "./captions.js";
 import { ChatView, PollsView, QaView, Reactions, label } from "./engage.js";
-import { applyStatic, lang, languageButton, loadMessages, onLangChange, t } from "./i18n.js";
+import { lang, onLangChange, t } from "./i18n.js";
 import { Player } from "./player.js";
-import { dayPhase, dayProgramme, loadProgramme, stageCard, stageLines, stagePath } from "./programme.js";
+import { dayPhase, dayProgramme, stageCard, stageLines, stagePath } from "./programme.js";
 import { Realtime } from "./realtime.js";
-import { claims, forget, redeem, redeemErrorKey, takeFragment, token } from "./session.js";
-import { connectionBadge, signInForm } from "./shell.js";
+import { claims, forget, redeem, redeemErrorKey, token } from "./session.js";
+import { connectionBadge, signInForm, startPage } from "./shell.js";
 
 const HEARTBEAT_MS = 30000;
 
 async function main() {
-  const { code } = takeFragment();
-  const [programme] = await Promise.all([loadProgramme(), loadMessages()]);
-  applyStatic(document);
-  languageButton(byId("lang"));
-  byId("event-title").textContent = programme.event.title;
-  byId("event-tagline").textContent = programme.event.tagline || "";
+  const { programme, fragment: { code } } = await startPage((p) => p.event.tagline || "");
   const stage = currentStage(programme);
   renderNav(programme, stage);
   const main = byId("main");

@@ -2,18 +2,12 @@
 // a hall): take the code from the fragment, trade it for a token, go to the page.
 
 import { byId, replace } from "./dom.js";
-import { applyStatic, languageButton, loadMessages, onLangChange } from "./i18n.js";
-import { loadProgramme } from "./programme.js";
+import { onLangChange } from "./i18n.js";
 import { redeem, redeemErrorKey, takeFragment } from "./session.js";
-import { signInForm } from "./shell.js";
+import { signInForm, startPage } from "./shell.js";
 
 async function main() {
-  const { code } = takeFragment();
-  const [programme] = await Promise.all([loadProgramme(), loadMessages()]);
-  applyStatic(document);
-  languageButton(byId("lang"));
-  byId("event-title").textContent = programme.event.title;
-  byId("event-tagline").textContent = programme.event.tagline || "";
+  const { fragment: { code } } = await startPage((p) => p.event.tagline || "");
   const hall = location.pathname === "/hall";
   const form = signInForm({
     code,

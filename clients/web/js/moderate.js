@@ -5,11 +5,10 @@
 
 import { byId, clock, h, replace } from "./dom.js";
 import { errorText, results } from "./engage.js";
-import { applyStatic, lang, languageButton, loadMessages, onLangChange, t } from "./i18n.js";
-import { loadProgramme } from "./programme.js";
+import { lang, onLangChange, t } from "./i18n.js";
 import { Realtime } from "./realtime.js";
-import { claims, forget, isStaff, takeFragment, token } from "./session.js";
-import { connectionBadge } from "./shell.js";
+import { claims, forget, isStaff, token } from "./session.js";
+import { connectionBadge, startPage } from "./shell.js";
 
 const TIMEOUT_SECONDS = 300;
 
@@ -430,12 +429,7 @@ function splitTable(poll, byOrigin, stages) {
 }
 
 async function main() {
-  takeFragment();
-  const [programme] = await Promise.all([loadProgramme(), loadMessages()]);
-  applyStatic(document);
-  languageButton(byId("lang"));
-  byId("event-title").textContent = programme.event.title;
-  byId("event-tagline").textContent = t("mod.title");
+  const { programme } = await startPage(() => t("mod.title"));
   const main = byId("main");
   if (!isStaff(claims())) {
     replace(main, h("section", { class: "panel" },

@@ -3,9 +3,9 @@
 // and others, hall QR links, invites, revocation and the audit log.
 
 import { byId, h, replace } from "./dom.js";
-import { applyStatic, lang, languageButton, loadMessages, onLangChange, t } from "./i18n.js";
-import { loadProgramme } from "./programme.js";
-import { ApiError, api, claims, forget, takeFragment, token } from "./session.js";
+import { lang, onLangChange, t } from "./i18n.js";
+import { ApiError, api, claims, forget, token } from "./session.js";
+import { startPage } from "./shell.js";
 
 const LIVE_REFRESH_MS = 5000;
 
@@ -339,12 +339,7 @@ function liveView(live) {
 }
 
 async function main() {
-  takeFragment();
-  const [programme] = await Promise.all([loadProgramme(), loadMessages()]);
-  applyStatic(document);
-  languageButton(byId("lang"));
-  byId("event-title").textContent = programme.event.title;
-  byId("event-tagline").textContent = t("org.title");
+  const { programme } = await startPage(() => t("org.title"));
   const main = byId("main");
   const c = claims();
   if (!c || c.role !== "organiser") {

@@ -1,7 +1,26 @@
-// What every page shares: the connection badge and the sign-in form.
+// What every page shares: its start, the connection badge and the sign-in form.
 
-import { h, replace } from "./dom.js";
-import { t } from "./i18n.js";
+import { byId, h, replace } from "./dom.js";
+import { applyStatic, languageButton, loadMessages, t } from "./i18n.js";
+import { loadProgramme } from "./programme.js";
+import { takeFragment } from "./session.js";
+
+/**
+ * What every page does first: take the token or code from the address's fragment (and
+ * remove it), load the programme and the messages, fill the page's static texts, the
+ * language switch and the header.
+ * @param {(programme: object) => string} tagline  the header's second line
+ * @returns {Promise<{programme: object, fragment: {code?: string|null}}>}
+ */
+export async function startPage(tagline) {
+  const fragment = takeFragment();
+  const [programme] = await Promise.all([loadProgramme(), loadMessages()]);
+  applyStatic(document);
+  languageButton(byId("lang"));
+  byId("event-title").textContent = programme.event.title;
+  byId("event-tagline").textContent = tagline(programme);
+  return { programme, fragment };
+}
 
 /**
  * Show the connection state in words in `el` (a role=status element). On "signedout"
