@@ -33,7 +33,7 @@ from hybridcon.app import database_dsn, load_programme, open_pool
 from hybridcon.clock import system_clock
 from hybridcon.core.csvcells import safe_cell
 from hybridcon.core.durations import parse_duration
-from hybridcon.core.invites import parse_registrations
+from hybridcon.core.invites import check_programme_scopes, parse_registrations
 from hybridcon.core.keys import Keyset
 from hybridcon.core.programme import Programme
 from hybridcon.core.report import figures as report_figures
@@ -333,11 +333,7 @@ def cmd_invites_import(args: argparse.Namespace) -> int:
         default_role=parse_role(args.role),
         default_scopes=parse_scopes(args.scope or ["*"]),
     )
-    for registration in registrations:
-        try:
-            programme.check_scopes(registration.scopes)
-        except HybridconError as exc:
-            raise HybridconError(f"line {registration.line}: {exc.message}") from None
+    check_programme_scopes(registrations, programme)
     valid_until = _invite_valid_until(programme, settings, args.valid_until)
     if valid_until <= system_clock():
         # Invites nobody can redeem are worse than none: the import would succeed and
@@ -562,7 +558,12 @@ def _add_report_commands(sub: Any, common: Callable[[Any], Any]) -> None:
     rep.add_argument("--lang", default="nl", help="nl (default) or en")
     rep.add_argument("--from", dest="from_", metavar="WHEN", help="ISO date or date and time")
     rep.add_argument("--to", metavar="WHEN", help="ISO date (inclusive) or date and time")
-    rep.add_argument("--k", type=int, default=5, help="hide cells of fewer people (default 5)")
+    rep.add_argument(
+        "--k",
+        type=int,
+        default=report_figures.DEFAULT_K,
+        help=f"hide cells of fewer people (default {report_figures.DEFAULT_K})",
+    )
     rep.add_argument("--csv-delimiter", default=",", help="',' (default) or ';'")
     rep.add_argument("--chromium", default="chromium", help="the Chromium that prints the PDF")
     rep.set_defaults(func=cmd_report)

@@ -194,3 +194,17 @@ async def test_the_organisers_invite_export_is_safe_to_open_in_a_spreadsheet(cli
     exported = await (await client.get("/api/v1/invites/export", headers=organiser)).text()
     row = next(line for line in exported.splitlines() if line.startswith("T-9,"))
     assert ',"\'=HYPERLINK(""http://x"",""klik"")",\'@SUM(1),' in row
+
+
+async def test_the_organisers_import_refuses_scopes_the_programme_does_not_have(client) -> None:
+    """As the command line does: nothing is imported, and the line is named."""
+    organiser = bearer(issue(client, Role.ORGANISER))
+    csv_text = "ticket_id,name,scopes\nT-1,Ann,stage:plenary\nT-2,Bo,stage:nowhere\n"
+    refused = await client.post(
+        "/api/v1/invites/import", data=csv_text, headers={**organiser, "Content-Type": "text/csv"}
+    )
+    assert refused.status == 400
+    message = (await refused.json())["error"]["message"]
+    assert "line 3" in message and "nowhere" in message
+    exported = await (await client.get("/api/v1/invites/export", headers=organiser)).text()
+    assert "T-1," not in exported

@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import time
 import urllib.error
 import urllib.request
 
@@ -15,7 +14,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from serve_process import Server, cli_token, serve_env
-from support import WsClient, issue, services_of
+from support import WsClient, eventually, issue, services_of
 
 
 async def test_a_request_during_an_outage_gets_unavailable_not_internal(client):
@@ -40,14 +39,6 @@ def ready(port: int) -> bool:
         return False
 
 
-async def wait_until(check, seconds: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while not await asyncio.to_thread(check):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {seconds} s")
-        await asyncio.sleep(0.2)
-
-
 @pytest.mark.slow
 async def test_a_killed_embedded_postgres_is_started_again_and_the_node_recovers(
     make_settings, own_data_dir, servers
@@ -57,19 +48,25 @@ async def test_a_killed_embedded_postgres_is_started_again_and_the_node_recovers
     node = Server(settings, "--port", "0", env=env)
     servers.append(node)
     port = node.port()
-    await wait_until(lambda: ready(port), 30, "the node ready")
+    await eventually(lambda: asyncio.to_thread(ready, port), timeout=30, what="the node ready")
 
     pid_file = settings.data_dir / "postgres" / "postmaster.pid"
     postmaster = int(pid_file.read_text().split()[0])
     os.kill(postmaster, signal.SIGKILL)
-    await wait_until(lambda: not ready(port), 10, "readyz going 503")
-    await wait_until(lambda: ready(port), 60, "readyz back to 200 without a restart by hand")
+    await eventually(
+        lambda: asyncio.to_thread(lambda: not ready(port)), timeout=10, what="readyz going 503"
+    )
+    await eventually(
+        lambda: asyncio.to_thread(ready, port),
+        timeout=60,
+        what="readyz back to 200 without a restart by hand",
+    )
     assert int(pid_file.read_text().split()[0]) != postmaster
     # The log line is read from the process's stderr by a thread of the test: wait for it.
-    await wait_until(
+    await eventually(
         lambda: any(e.get("event") == "embedded_postgres_restarted" for e in node.events()),
-        10,
-        "the restart in the node's log",
+        timeout=10,
+        what="the restart in the node's log",
     )
 
     token = await asyncio.to_thread(cli_token, env, "--role", "viewer", "--scope", "stage:plenary")

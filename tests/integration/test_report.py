@@ -358,6 +358,22 @@ async def test_purge_keeps_the_report_identical(settings, tmp_path, day):
     ok(run_cli(settings, "report", "--out", str(tmp_path / "again"), "--format", "json"))
     again = json.loads((tmp_path / "again" / "report.json").read_text())
     assert again["tables"] == before["tables"]
+    # A row logged later for the purged day is not purged again (its aggregates are kept
+    # already, so deleting it would lose it for good).
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO engagement_events (event_id, ts, kind)"
+            " VALUES (gen_random_uuid(), '2022-05-05 10:00+00', 'join')"
+        )
+    finally:
+        await conn.close()
+    ok(run_cli(settings, "purge", "--before", "2022-05-06"))
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM engagement_events") == 1
+    finally:
+        await conn.close()
     # Outside a purge the log stays append-only.
     conn = await asyncpg.connect(settings.database_url)
     try:

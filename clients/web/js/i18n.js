@@ -27,7 +27,9 @@ export function lang() {
  * A missing key falls back to Dutch, then to the key itself, so a gap shows, not breaks.
  */
 export function t(key, vars = {}) {
-  const text = catalogue[current]?.[key] ?? catalogue.nl?.[key] ?? key;
+  // A count of one may have its own form ("1 stem", not "1 stemmen"): `<key>.one`.
+  const one = vars.n === 1 ? catalogue[current]?.[`${key}.one`] : undefined;
+  const text = one ?? catalogue[current]?.[key] ?? catalogue.nl?.[key] ?? key;
   return text.replace(/\{(\w+)\}/g, (_, name) => (name in vars ? String(vars[name]) : `{${name}}`));
 }
 

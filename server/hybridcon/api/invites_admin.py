@@ -12,7 +12,7 @@ from datetime import timedelta
 from aiohttp import web
 
 from hybridcon.api.auth import require_role
-from hybridcon.core.invites import parse_registrations
+from hybridcon.core.invites import check_programme_scopes, parse_registrations
 from hybridcon.core.tokens import Role, parse_role, parse_scopes
 from hybridcon.errors import Invalid, TooLarge
 from hybridcon.services import SERVICES
@@ -59,6 +59,7 @@ async def import_invites(request: web.Request) -> web.Response:
         default_role=parse_role(request.query.get("role", "viewer")),
         default_scopes=parse_scopes(request.query.getall("scope", ["*"])),
     )
+    check_programme_scopes(registrations, services.programme)
     # The CLI's default (the programme's end plus invite_valid_days), or as long from now
     # when that has passed: an import made after the day is for watching it again.
     days = timedelta(days=services.settings.invite_valid_days)

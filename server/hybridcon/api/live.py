@@ -36,10 +36,6 @@ async def live(request: web.Request) -> web.Response:
     return web.json_response(await capability.current())
 
 
-REPORT_K = 5
-"""Cells of fewer people are suppressed in the downloaded report, as in the CLI's default."""
-
-
 async def report(request: web.Request) -> web.Response:
     """The whole report as one HTML page (``?lang=nl|en``, default nl). Organisers only;
     audited. It holds no names (keyed hashes, small cells suppressed); 404 while the log
@@ -51,9 +47,7 @@ async def report(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     programme = services.programme
     try:
-        figures = await report_build.build(
-            services.db(), programme, start=None, end=None, k=REPORT_K, progress=_quiet
-        )
+        figures = await report_build.build(services.db(), programme, start=None, end=None)
     except ReportError as exc:
         raise NotFound(exc.message) from None
     html = report_render.html(
@@ -73,10 +67,6 @@ async def report(request: web.Request) -> web.Response:
             "Cache-Control": "no-store",
         },
     )
-
-
-def _quiet(_step: str) -> None:
-    """No progress bar on the server."""
 
 
 def _day(text: str | None, default: date, name: str) -> date:

@@ -17,6 +17,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
+from hybridcon.core.programme import Programme
 from hybridcon.core.tokens import Role, parse_role, parse_scopes
 from hybridcon.errors import Closed, Conflict, Invalid
 
@@ -125,6 +126,19 @@ def parse_registrations(
     if not registrations:
         raise Invalid("the CSV file has a header but no registrations")
     return registrations
+
+
+def check_programme_scopes(registrations: list[Registration], programme: Programme) -> None:
+    """Refuse registrations whose scopes name nothing in ``programme``.
+
+    Raises:
+        Invalid: naming the first such line and scope (nothing is imported then).
+    """
+    for registration in registrations:
+        try:
+            programme.check_scopes(registration.scopes)
+        except Invalid as exc:
+            raise Invalid(f"line {registration.line}: {exc.message}") from None
 
 
 def join_link(base_url: str, code: str) -> str:

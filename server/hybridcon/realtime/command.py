@@ -206,10 +206,9 @@ class Registry:
     """
 
     def __init__(self, capabilities: Iterable[Capability]) -> None:
-        self.capabilities = tuple(capabilities)
         self._routes: dict[str, _Route] = {}
         self.pushes: dict[str, str] = {}
-        for capability in self.capabilities:
+        for capability in capabilities:
             for kind, (name, spec) in type(capability).commands().items():
                 if kind in self._routes:
                     raise ValueError(f"request type {kind!r} is registered twice")
@@ -218,11 +217,6 @@ class Registry:
                 if kind in self.pushes:
                     raise ValueError(f"push type {kind!r} is registered twice")
                 self.pushes[kind] = when
-
-    @property
-    def request_types(self) -> tuple[str, ...]:
-        """Every request type, in registration order."""
-        return tuple(self._routes)
 
     async def dispatch(self, ctx: Context, data: str) -> dict[str, Any] | bytes:
         """Validate one text frame, check access, run its handler, and return the reply.

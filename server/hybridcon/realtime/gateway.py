@@ -180,6 +180,7 @@ class Gateway:
 
     async def shutdown(self) -> None:
         """Close every connection with 1012 (reconnect elsewhere) and wait for them."""
+        # Periodic pushes stop first: nothing is pushed to sockets that are closing.
         await self.node.periodic.stop()
         for capability in self.capabilities:
             await capability.stop()

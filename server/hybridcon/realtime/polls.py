@@ -242,10 +242,11 @@ class Polls(Capability):
                 raise Invalid(f"the poll is {live.tally.state.value}, not a draft")
             await poll_store.set_state(node.db(), uuid.UUID(live.poll_id), PollState.OPEN, now)
             live.tally.state = PollState.OPEN
-        shown = live.tally.audience_sees_results()
+        audience = live.describe(results=live.tally.audience_sees_results())
+        moderators = live.describe(results=True)
         for topic in live.tally.spec.topics:
-            node.publish(topic, "poll.opened", live.describe(results=shown))
-            node.publish(f"mod:{topic}", "poll.opened", live.describe(results=True))
+            node.publish(topic, "poll.opened", audience)
+            node.publish(f"mod:{topic}", "poll.opened", moderators)
         node.engage(payloads.PollOpened(poll_id=live.poll_id, topics=live.tally.spec.topics), None)
 
     async def close(self, live: LivePoll, now: datetime) -> None:
@@ -257,18 +258,14 @@ class Polls(Capability):
             await self._drain(live)  # votes already queued are still counted
             await poll_store.set_state(node.db(), uuid.UUID(live.poll_id), PollState.CLOSED, now)
             live.tally.state = PollState.CLOSED
-        final = live.tally.results()
-        shown = live.tally.audience_sees_results()
+        # Computed once for every topic of the poll (the split hashes every open answer).
+        audience: dict[str, Any] = {"poll_id": live.poll_id}
+        if live.tally.audience_sees_results():
+            audience["results"] = live.tally.results()
+        moderators = {"poll_id": live.poll_id, "results": self.moderator_results(live)}
         for topic in live.tally.spec.topics:
-            fields: dict[str, Any] = {"poll_id": live.poll_id}
-            if shown:
-                fields["results"] = final
-            node.publish(topic, "poll.closed", fields)
-            node.publish(
-                f"mod:{topic}",
-                "poll.closed",
-                {"poll_id": live.poll_id, "results": self.moderator_results(live)},
-            )
+            node.publish(topic, "poll.closed", audience)
+            node.publish(f"mod:{topic}", "poll.closed", moderators)
         node.engage(payloads.PollClosed(poll_id=live.poll_id, voters=live.tally.voters), None)
 
     async def _open_due(self) -> None:

@@ -14,7 +14,7 @@ from pydantic import StringConstraints
 from hybridcon.core.payloads import Heartbeat
 from hybridcon.errors import Invalid
 from hybridcon.realtime.command import Capability, Request, Topic, command
-from hybridcon.realtime.context import Context, Node
+from hybridcon.realtime.context import Context
 
 
 class PresenceHeartbeat(Request):
@@ -36,9 +36,6 @@ class Presence(Capability):
     pushes: ClassVar[Mapping[str, str]] = {
         "presence.count": "the topic's number of distinct viewers changed (at most 1/s)"
     }
-
-    def __init__(self, node: Node) -> None:
-        super().__init__(node)
 
     @command(PresenceHeartbeat)
     async def heartbeat(self, ctx: Context, request: PresenceHeartbeat) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 import asyncpg
 
 from hybridcon.core.programme import Programme
-from hybridcon.core.report.figures import Figures, compute
+from hybridcon.core.report.figures import DEFAULT_K, Figures, compute
 from hybridcon.core.report.units import units
 from hybridcon.report.files import ReportError
 from hybridcon.store import purge as purge_store
@@ -59,8 +59,8 @@ async def build(
     *,
     start: datetime | None,
     end: datetime | None,
-    k: int,
-    progress: Progress,
+    k: int = DEFAULT_K,
+    progress: Progress = report_store.no_progress,
 ) -> Figures:
     """The figures for ``[start, end)`` (None: from the log's first to its last event).
 

@@ -60,10 +60,13 @@ async def purge_before(
             tz_name,
         )
     ]
+    # A day purged before keeps its first aggregates: rows logged for it since are left
+    # in the log (the report names them), never deleted without being counted.
+    kept = {d.day for d in await kept_days(pool)}
     done: list[KeptDay] = []
     for day in days:
         start, end = day_range(day, tz)
-        if end > before:
+        if end > before or day in kept:
             continue
         async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
             agg = await gather_in(conn, units(programme, start, end), start, end)

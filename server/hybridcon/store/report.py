@@ -279,8 +279,8 @@ FROM incidents i LEFT JOIN touched t USING (topic, kind, s, e)
 """
 
 
-def _noop(_step: str) -> None:
-    pass
+def no_progress(_step: str) -> None:
+    """No progress shown (the server; tests)."""
 
 
 async def log_span(conn: Executor) -> tuple[datetime, datetime] | None:
@@ -297,7 +297,7 @@ async def gather(
     start: datetime,
     end: datetime,
     *,
-    progress: Progress = _noop,
+    progress: Progress = no_progress,
 ) -> Aggregates:
     """Aggregate the log over ``[start, end)`` in a transaction of its own (see :func:`gather_in`).
 
@@ -314,7 +314,7 @@ async def gather_in(
     start: datetime,
     end: datetime,
     *,
-    progress: Progress = _noop,
+    progress: Progress = no_progress,
 ) -> Aggregates:
     """Aggregate the log over ``[start, end)`` for ``all_units``, inside the caller's
     transaction (its temporary tables go with it; ``REPEATABLE READ`` keeps every

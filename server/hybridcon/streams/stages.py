@@ -28,7 +28,6 @@ import time
 import uuid
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
 import structlog
@@ -89,7 +88,6 @@ class StageStream:
     publisher_etag: str | None = None
     viewers: dict[str, Viewer] = field(default_factory=dict)
     outputs: list[asyncio.Task[None]] = field(default_factory=list)
-    live_since: datetime | None = None
     probe: Probe | None = None
     loss_seen: tuple[int, int] = (0, 0)  # (packets, lost) at the last health push
     accepted_at: float = 0.0  # time.monotonic() when the current publisher was accepted
@@ -192,7 +190,6 @@ class Streams:
         if transition is None:
             return
         stream.state = transition.after
-        stream.live_since = now if transition.after is StreamState.LIVE else None
         stream.metrics.state(stream.state)
         if stream.state is StreamState.INTERRUPTED:
             stream.metrics.interruptions.inc()
