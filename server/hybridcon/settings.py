@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -283,6 +284,17 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds an accepted WHIP publisher has to deliver its first media "
         "before it is closed (its stage does not go live).",
+    )
+    rooms_provider: Literal["builtin", "janus"] = Field(
+        default="builtin",
+        description="What carries the zoom-style sessions' media: builtin (pass-through "
+        "hubs in this process) or janus (a Janus VideoRoom hybridcon drives).",
+    )
+    room_max_publishers: int = Field(
+        default=6, ge=1, description="Cameras/microphones publishing at once in one room."
+    )
+    room_max_participants: int = Field(
+        default=60, ge=2, description="People admitted to one zoom-style session at once."
     )
     cors_allow_origin: str = Field(
         default="*",
