@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal, Protocol
 
+from hybridcon.core.tokens import Claims
+
 MediaKind = Literal["audio", "video"]
 
 
@@ -81,6 +83,25 @@ class RoomEvent:
 
 
 RoomListener = Callable[[RoomEvent], None]
+
+
+@dataclass(frozen=True, slots=True)
+class MediaAccess:
+    """What one person may do with media in a session now; the session rules decide."""
+
+    room: str  # the room the person is in now: the session's, or a breakout's
+    participant: str  # the token's subject
+    may_publish: bool  # holds the floor (hosts and speakers do by role)
+    host: bool
+
+
+class MediaGate(Protocol):
+    """Asked by the media routes before any negotiation (the sessions capability)."""
+
+    def media_access(self, session: str, claims: Claims) -> MediaAccess:
+        """The person's access, or raise: NotFound (no such session), Forbidden (not
+        admitted, removed, or the session has ended)."""
+        ...
 
 
 class RoomProvider(Protocol):
