@@ -19,7 +19,6 @@ Janus can hold those ports), a short session timeout.
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import shutil
 import signal
@@ -38,12 +37,21 @@ RTP_RANGE = "20000-20099"
 SESSION_TIMEOUT = 30
 
 # Everything Debian's package builds but the VideoRoom plugin and the WebSocket transport.
-_OTHER_PLUGINS = (
-    "audiobridge duktape echotest lua nosip recordplay sip streaming textroom videocall "
-    "voicemail"
-).split()
-_OTHER_TRANSPORTS = "http mqtt nanomsg pfunix rabbitmq".split()
-_EVENT_HANDLERS = "gelfevh mqttevh nanomsgevh rabbitmqevh sampleevh wsevh".split()
+_OTHER_PLUGINS = [
+    "audiobridge",
+    "duktape",
+    "echotest",
+    "lua",
+    "nosip",
+    "recordplay",
+    "sip",
+    "streaming",
+    "textroom",
+    "videocall",
+    "voicemail",
+]
+_OTHER_TRANSPORTS = ["http", "mqtt", "nanomsg", "pfunix", "rabbitmq"]
+_EVENT_HANDLERS = ["gelfevh", "mqttevh", "nanomsgevh", "rabbitmqevh", "sampleevh", "wsevh"]
 
 
 def unavailable() -> str | None:
@@ -59,8 +67,9 @@ def _libs(names: list[str]) -> str:
     return ",".join(f"libjanus_{name}.so" for name in names)
 
 
-def write_config(directory: Path, *, address: str, interface: str, admin_secret: str,
-                 room_key: str) -> None:
+def write_config(
+    directory: Path, *, address: str, interface: str, admin_secret: str, room_key: str
+) -> None:
     """Write the three configuration files Janus reads from ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "janus.jcfg").write_text(
@@ -167,7 +176,7 @@ class JanusProcess:
         )
         with self.log.open("ab") as out:
             # `ip netns exec` execs janus in place: the pid is Janus's own.
-            self.process = subprocess.Popen(  # noqa: S603
+            self.process = subprocess.Popen(
                 self.ns.command("janus", "-F", str(self.directory), "-o"),
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -215,17 +224,3 @@ class JanusProcess:
     def _inside_interface(self) -> str:
         # netns.namespace() names the pair's ends "<tag>h" (host) and "<tag>n" (inside).
         return self.ns.host_interface[:-1] + "n"
-
-
-def janus_pids() -> list[int]:
-    """Pids of every ``janus`` process on the machine (for a leak check in a test)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if (entry / "comm").read_text().strip() == "janus":
-                    pids.append(int(entry.name))
-    return pids
-
-
-__all__ = ["JanusProcess", "unavailable", "write_config", "janus_pids", "os"]
