@@ -237,12 +237,14 @@ async def subscribe(
 
 
 async def test_two_publishers_and_a_subscriber_who_sees_both(
-    rooms: tuple[JanusRooms, Heard], peers: Peers, media: GeneratedMedia
+    rooms: tuple[JanusRooms, Heard], peers: Peers, media: GeneratedMedia, janus: JanusProcess
 ) -> None:
     provider, heard = rooms
     room = unique("workshop")
+    # Idempotent, also when two calls cross: one room, one watch handle of hybridcon's.
+    await asyncio.gather(provider.ensure_room(spec(room)), provider.ensure_room(spec(room)))
     await provider.ensure_room(spec(room))
-    await provider.ensure_room(spec(room))  # idempotent
+    assert await participants(janus, room) == ["hybridcon"]
 
     await publish(provider, peers, media, room, "alice")
     await publish(provider, peers, media, room, "bob")
@@ -390,6 +392,21 @@ async def test_a_join_without_the_room_s_token_is_refused(
             with pytest.raises(Forbidden, match="Janus refused join: 433 UNAUTHORIZED"):
                 await handle.message(body)
 
+    # Only holders of the VideoRoom's admin_key make rooms.
+    stranger = JanusRooms(
+        janus.url,
+        room_key="not-the-room-key-of-this-janus",
+        admin_url=janus.admin_url,
+        admin_secret=janus.admin_secret,
+    )
+    await stranger.start()
+    try:
+        with pytest.raises(Forbidden, match="Janus refused create: 433 UNAUTHORIZED"):
+            await stranger.ensure_room(spec(unique("theirs")))
+        assert stranger.feeds("theirs") == []
+    finally:
+        await stranger.stop()
+
     # Janus's own token_auth: a session without a stored token is refused too.
     connection = JanusConnection(janus.url)
     await connection.connect()
@@ -535,3 +552,11 @@ async def room_exists(server: JanusProcess, room: str) -> bool:
         handle = await session.attach()
         reply = await handle.message({"request": "exists", "room": room_number(room)})
         return bool(reply.data["exists"])
+
+
+async def participants(server: JanusProcess, room: str) -> list[str]:
+    """Who Janus has in the room (display names)."""
+    async with janus_session(server) as session:
+        handle = await session.attach()
+        reply = await handle.message({"request": "listparticipants", "room": room_number(room)})
+        return sorted(str(p.get("display")) for p in reply.data["participants"])

@@ -371,12 +371,18 @@ class JanusRooms:
         self._usable()
         room = self._rooms.get(spec.room)
         if room is None:
+            # Registered before it is made, so a second call waits on the same lock.
             room = _Room(spec, room_number(spec.room), self._secret(spec.room))
-        async with room.lock:
-            if room.watch is not None and self._rooms.get(spec.room) is room:
-                return
-            await self._make(room)
             self._rooms[spec.room] = room
+        async with room.lock:
+            if room.watch is not None:
+                return
+            try:
+                await self._make(room)
+            except HybridconError:
+                if room.watch is None and self._rooms.get(spec.room) is room:
+                    del self._rooms[spec.room]  # not made: nothing to make again later
+                raise
 
     async def _make(self, room: _Room) -> None:
         """Create the room (or find it) and join its watch handle."""
