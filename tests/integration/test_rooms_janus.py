@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import shutil
+import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -498,6 +499,24 @@ async def test_started_while_janus_is_down(own_janus: JanusProcess) -> None:
     finally:
         await provider.stop()
     assert not await room_exists(own_janus, "early"), "stop() destroys the rooms"
+
+
+async def test_no_janus_at_the_url_is_a_clear_error() -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"ws://127.0.0.1:{port}"
+    connection = JanusConnection(url, timeout=2)
+    with pytest.raises(Unavailable, match=rf"the video server \(Janus\) is not reachable at {url}"):
+        await connection.connect()
+    provider = JanusRooms(url, room_key="a-room-key-long-enough", timeout=2, backoff_max=0.2)
+    await provider.start()
+    try:
+        assert not provider.ready
+        with pytest.raises(Unavailable, match=r"^the video server \(Janus\) is not reachable$"):
+            await provider.subscribe("room", "alice", "bob")
+    finally:
+        await provider.stop()
 
 
 def test_from_settings(tmp_path: Path) -> None:

@@ -272,8 +272,9 @@ class JanusRooms:
         while not self._stopping:
             try:
                 await self._connect()
-            except HybridconError as exc:
-                log.warning("janus_unreachable", url=self.url, error=exc.message, retry_in=backoff)
+            except Exception as exc:  # anything: the supervisor must keep trying
+                error = exc.message if isinstance(exc, HybridconError) else repr(exc)
+                log.warning("janus_unreachable", url=self.url, error=error, retry_in=backoff)
                 await self._disconnect()
                 if not down_reported:
                     down_reported = True
