@@ -419,6 +419,31 @@ async def test_a_join_without_the_room_s_token_is_refused(
         await connection.close()
 
 
+async def test_another_hybridcon_finds_the_room_and_its_feeds(
+    rooms: tuple[JanusRooms, Heard], peers: Peers, media: GeneratedMedia, janus: JanusProcess
+) -> None:
+    """A restarted hybridcon, or another node with the same room key: the room's number and
+    secret are derived, so it takes the room over as it is in Janus."""
+    provider, _heard = rooms
+    room = unique("shared")
+    await provider.ensure_room(spec(room))
+    await publish(provider, peers, media, room, "alice")
+
+    other = provider_for(janus)
+    await other.start()
+    try:
+        await other.ensure_room(spec(room))  # exists in Janus: no error
+        assert [f.participant for f in other.feeds(room)] == ["alice"]
+        _pc, watch, _ = await subscribe(other, peers, room, "bob", "alice")
+        await asyncio.wait_for(watch.frame_seen.wait(), 10)
+        await other.mute(room, "alice", "video", True)  # the derived secret is accepted
+        await eventually(lambda: provider.feeds(room)[0].video_muted, what="seen by the first")
+    finally:
+        await other.stop()
+    # stop() ends every room the provider runs (RoomProvider's contract), made by it or not.
+    assert not await room_exists(janus, room)
+
+
 async def test_bad_input_gets_a_clear_error(
     rooms: tuple[JanusRooms, Heard], peers: Peers, media: GeneratedMedia
 ) -> None:
