@@ -219,7 +219,7 @@ class JanusRooms:
             admin_secret = read_secret(
                 settings.janus_admin_secret_path,
                 create=False,
-                what="Janus's admin_secret (janus.jcfg), needed with janus_admin_url,",
+                what="Janus's admin_secret (janus.jcfg; needed with janus_admin_url)",
             )
         return cls(
             settings.janus_url,
