@@ -36,8 +36,11 @@ $(VENV)/.dev-installed: requirements/dev.lock pyproject.toml clients/python/pypr
 # test's own, as it cannot be kept to loopback). Installed once when missing; CI machines
 # are Debian and run as root. fonts-noto-color-emoji: the reaction buttons are emoji, and
 # headless Chromium has no other font with them (the screenshots would show empty buttons).
-# poppler-utils: pdftoppm renders the report's PDF in its test.
-SYSTEM_PACKAGES := chromium nginx iproute2 fonts-noto-color-emoji poppler-utils
+# poppler-utils: pdftoppm renders the report's PDF in its test. janus: the `janus` room
+# provider's tests start their own Janus (Debian's 1.1.2) in a network namespace; the
+# package's own service is not used (no systemd in CI; elsewhere it listens on 8088/8188,
+# which the tests avoid).
+SYSTEM_PACKAGES := chromium nginx iproute2 fonts-noto-color-emoji poppler-utils janus
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
