@@ -248,17 +248,15 @@ class JanusRooms:
         await self._tried.wait()
 
     async def stop(self) -> None:
-        """Destroy every room in Janus, end the session, disconnect."""
+        """End the session (Janus then ends its handles: this node's participants' peer
+        connections) and disconnect. The rooms stay in Janus: other nodes, or this one
+        restarted, serve them on (they end with their session, :meth:`destroy_room`)."""
         self._stopping = True
         if self._supervisor is not None:
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._supervisor
             self._supervisor = None
-        if self._ready:
-            for name in list(self._rooms):
-                with contextlib.suppress(HybridconError):
-                    await self.destroy_room(name)
         self._ready = False
         await self._disconnect()
         if self.admin is not None and self._api_token is not None:
