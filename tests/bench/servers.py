@@ -4,20 +4,27 @@
   loopback port (:mod:`tests.bench.hybridcon_process`); its tokens are signed in this
   process with the keyset file it reads.
 * The bare baseline, :mod:`tests.bench.baseline_server`.
+* The peers (:mod:`tests.bench.peers`): Node ``ws``, ``websockets.broadcast`` and
+  ``python-socketio``, relays of the baseline's protocol, started the same way.
 
-Both write their output to a log file (a pipe nobody reads could fill up and stall
+All write their output to a log file (a pipe nobody reads could fill up and stall
 the server) and are stopped with SIGTERM, then SIGKILL after a grace period.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import shutil
 import subprocess
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 import psutil
 from tests.bench.hybridcon_process import (
+    REPO,
     log_tail,
     spawn,
     start_hybridcon_process,
@@ -37,6 +44,8 @@ class Server:
     tokens: list[str] = field(default_factory=list)
     sender_tokens: list[str] = field(default_factory=list)
     pgdata: Path | None = None  # the embedded PostgreSQL's cluster, for its CPU time
+    kind: str = "hybridcon"  # "hybridcon", or one of PEERS
+    wire: str = "hybridcon"  # how the load generator speaks to it (tests.bench.loadgen.WIRES)
 
     @property
     def ps(self) -> psutil.Process:
@@ -129,7 +138,77 @@ def start_baseline(work: Path, *, viewers: int, senders: int, cpu: int | None) -
     except BaseException:
         stop(proc)
         raise
-    server = Server("bare aiohttp baseline", proc, int(found.group(1)), log_path)
+    server = Server("bare aiohttp baseline", proc, int(found.group(1)), log_path, kind="baseline")
     server.tokens = [f"baseline-{i}" for i in range(viewers)]
     server.sender_tokens = [f"baseline-sender-{i}" for i in range(senders)]
+    return server
+
+
+PEERS_DIR = REPO / "tests" / "bench" / "peers"
+PEERS = ("baseline", "ws", "websockets", "socketio")
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+def _node_ws_version() -> str:
+    with contextlib.suppress(OSError, ValueError):
+        found = json.loads((PEERS_DIR / "node_modules" / "ws" / "package.json").read_text())
+        return str(found["version"])
+    return "?"
+
+
+def start_peer(kind: str, work: Path, *, viewers: int, senders: int, cpu: int | None) -> Server:
+    """Start one of :data:`PEERS` (they ignore the tokens' contents).
+
+    Raises:
+        RuntimeError: the peer exited or did not start; for ``ws``, Node or the relay's
+            ``node_modules`` is missing (``make bench-deps``).
+    """
+    if kind == "baseline":
+        return start_baseline(work, viewers=viewers, senders=senders, cpu=cpu)
+    work.mkdir(parents=True, exist_ok=True)
+    log_path = work / f"{kind}.log"
+    wire = "hybridcon"
+    if kind == "ws":
+        node = shutil.which("node") or shutil.which("nodejs")
+        if node is None or not (PEERS_DIR / "node_modules" / "ws").is_dir():
+            raise RuntimeError("the ws peer needs Node and its node_modules: make bench-deps")
+        name = f"Node ws {_node_ws_version()} relay"
+        with open(log_path, "wb") as log:
+            # Pinned before exec, so that every thread Node starts (V8's platform threads,
+            # libuv's pool) is on the core, not only the main one.
+            proc = subprocess.Popen(
+                [node, str(PEERS_DIR / "ws-relay.mjs"), "0"],
+                cwd=PEERS_DIR,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=None if cpu is None else lambda: os.sched_setaffinity(0, {cpu}),
+            )
+    elif kind == "websockets":
+        name = f"websockets {_version('websockets')} broadcast"
+        proc = spawn(
+            ["tests.bench.peers.websockets_relay", "--port", "0"], log_path, env=None, cpu=cpu
+        )
+    elif kind == "socketio":
+        name = f"python-socketio {_version('python-socketio')} (aiohttp)"
+        wire = "socketio"
+        proc = spawn(
+            ["tests.bench.peers.socketio_relay", "--port", "0"], log_path, env=None, cpu=cpu
+        )
+    else:
+        raise ValueError(f"unknown peer {kind!r}: one of {', '.join(PEERS)}")
+    try:
+        found = wait_for_line(proc, log_path, r"listening on (\d+)", name)
+    except BaseException:
+        stop(proc)
+        raise
+    server = Server(name, proc, int(found.group(1)), log_path, kind=kind, wire=wire)
+    server.tokens = [f"{kind}-{i}" for i in range(viewers)]
+    server.sender_tokens = [f"{kind}-sender-{i}" for i in range(senders)]
     return server
