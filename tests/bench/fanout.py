@@ -32,7 +32,13 @@ from typing import Any
 
 import psutil
 from tests.bench.loadgen import BUCKETS, WIRES, percentile, sender_process, viewer_process
-from tests.bench.servers import PEERS, Server, start_hybridcon, start_peer
+from tests.bench.servers import (
+    PEERS,
+    Server,
+    start_hybridcon,
+    start_hybridcon_nodes,
+    start_peer,
+)
 
 TOPIC = "stage:plenary"
 SETUP_TIMEOUT = 300.0
@@ -47,7 +53,10 @@ GOAL_CPU_RATIO = 0.5
 GOAL_KIB_PER_CONN = 30.0
 # Issue 14's goals against the peers: CPU per delivery below every peer at 5,000 x 20, and
 # not above 1.2 x the best peer's at 500 x 10.
-PEER_GOALS = ((GOAL_VIEWERS, GOAL_RATE, 1.0, "below every peer"), (500, 10.0, 1.2, "<= 1.2 x"))
+PEER_GOALS = (
+    (GOAL_VIEWERS, GOAL_RATE, 1.0, "below every peer's"),
+    (500, 10.0, 1.2, "<= 1.2 x the best peer's"),
+)
 
 
 @dataclass
@@ -57,6 +66,7 @@ class RunResult:
     server: str
     viewers: int
     kind: str = "hybridcon"  # or one of tests.bench.servers.PEERS
+    nodes: int = 1  # hybridcon serve processes (over one Valkey when more than 1)
     connected: int = 0
     failed: int = 0
     rate: float = 0.0
@@ -211,12 +221,15 @@ def run_one(
         _log(f"{server.name}: connecting {args.viewers} viewers from {args.procs} processes")
         viewer_tokens = server.tokens[: args.viewers]
         shares = [viewer_tokens[i :: args.procs] for i in range(args.procs)]
+        # Several nodes: the swarms take turns, so the viewers are spread over them.
+        ports = server.viewer_ports or [server.port]
         for i, tokens in enumerate(shares):
             here, there = ctx.Pipe()
             src_ip = f"127.0.{10 + run_index % 200}.{10 + i}"
+            port = ports[i % len(ports)]
             swarm = ctx.Process(
                 target=viewer_process,
-                args=(there, "127.0.0.1", server.port, src_ip, tokens, TOPIC, gen_cpu, server.wire),
+                args=(there, "127.0.0.1", port, src_ip, tokens, TOPIC, gen_cpu, server.wire),
                 name=f"viewers-{i}",
                 daemon=True,
             )
@@ -467,7 +480,8 @@ def report(results: list[RunResult], args: argparse.Namespace) -> str:
             f"- {r.server}: {r.connected}/{r.viewers} viewers subscribed ({r.failed} failed); "
             f"{r.lines_published_in_window}/{r.lines_sent_in_window} lines published in the "
             f"{r.duration:g} s window; p90 {_fmt(r.p90_ms)} ms; sender reply p50 "
-            f"{_fmt(r.reply_p50_ms)} ms; server helpers (PostgreSQL) {r.server_helpers_cpu_s:.2f} "
+            f"{_fmt(r.reply_p50_ms)} ms; server helpers (PostgreSQL"
+            f"{', Valkey' if r.nodes > 1 else ''}) {r.server_helpers_cpu_s:.2f} "
             f"CPU s; server core busy {r.server_core_busy_pct:.0f} % (all processes), generator "
             f"core busy {r.generator_core_busy_pct:.0f} %, generator in the kernel "
             f"{r.generator_system_s / r.duration * 100 if r.duration else 0:.0f} % of its core; "
@@ -513,6 +527,7 @@ def report(results: list[RunResult], args: argparse.Namespace) -> str:
     if base is not None and base.generator_pct > GEN_CPU_LIMIT:
         lines.append(f"  baseline run INVALID: generator at {base.generator_pct:.0f} % of its core")
     lines += peer_report(results, args)
+    lines += nodes_report(results)
     return "\n".join(lines)
 
 
@@ -587,6 +602,46 @@ def peer_report(results: list[RunResult], args: argparse.Namespace) -> list[str]
     return lines
 
 
+def nodes_report(results: list[RunResult]) -> list[str]:
+    """Each multi-node hybridcon row against the one-node row before it (same settings)."""
+    lines: list[str] = []
+    one: RunResult | None = None
+    for r in results:
+        if r.kind != "hybridcon":
+            continue
+        if r.nodes == 1:
+            one = r
+            continue
+        if one is None:
+            continue
+        if not lines:
+            lines += [
+                "",
+                "Several nodes over Valkey against one node of the same run (ratios; the "
+                "nodes' CPU summed, Valkey and PostgreSQL shown apart):",
+                "",
+                "| nodes | CPU per delivery | with helpers | p50 latency | p99 latency "
+                "| loss (nodes / one) |",
+                "|---|---|---|---|---|---|",
+            ]
+        with_helpers = (
+            (r.server_cpu_s + r.server_helpers_cpu_s) / r.received_in_window
+            if r.received_in_window
+            else None
+        )
+        one_helpers = (
+            (one.server_cpu_s + one.server_helpers_cpu_s) / one.received_in_window
+            if one.received_in_window
+            else None
+        )
+        lines.append(
+            f"| {r.server} | {_ratio(r.cpu_per_1000, one.cpu_per_1000)} "
+            f"| {_ratio(with_helpers, one_helpers)} | {_ratio(r.p50_ms, one.p50_ms)} "
+            f"| {_ratio(r.p99_ms, one.p99_ms)} | {r.loss:,} / {one.loss:,} |"
+        )
+    return lines
+
+
 def flush_spec(text: str) -> tuple[float, float, float]:
     """``INTERVAL[/PERIOD[/LOAD_FACTOR]]`` as ``(interval, period, load_factor)``; the
     period and the load factor default to 0.
@@ -624,6 +679,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="servers to run before hybridcon on the same load, comma-separated, from "
         f"{','.join(PEERS)} (default: baseline); with more than the baseline, hybridcon's "
         "CPU per delivery is compared with each and with the best, and the goals are checked",
+    )
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        help="also run each hybridcon server as this many `hybridcon serve` nodes over one "
+        "Valkey (one data directory; all on the server's core with Valkey; the viewers "
+        "spread over them, the senders on the first), against one node in the same run "
+        "(default 1: one node only)",
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the bare baseline")
     parser.add_argument(
@@ -664,7 +728,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.rate = args.rate or (10.0 if quick else GOAL_RATE)
     args.duration = args.duration or (5.0 if quick else 20.0)
     args.warmup = args.warmup if args.warmup is not None else (2.0 if quick else 5.0)
-    args.procs = args.procs or max(1, math.ceil(args.viewers / 1250))
+    if not 1 <= args.nodes <= 8:
+        parser.error("--nodes must be 1..8")
+    # At least one viewer process per node, for one node too (the same generator).
+    args.procs = max(args.procs or max(1, math.ceil(args.viewers / 1250)), args.nodes)
     args.senders = args.senders or max(2, math.ceil(args.rate / 5))
     if args.flush_intervals is None:
         if args.peers:
@@ -730,11 +797,12 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     results: list[RunResult] = []
-    plan: list[tuple[str, tuple[float, float, float] | None, int | None]] = []
-    plan += [(peer, None, None) for peer in args.peer_list]
-    plan += [("hybridcon", f, z) for f in args.flush for z in args.freeze]
+    plan: list[tuple[str, tuple[float, float, float] | None, int | None, int]] = []
+    plan += [(peer, None, None, 1) for peer in args.peer_list]
+    node_counts = [1] if args.nodes == 1 else [1, args.nodes]
+    plan += [("hybridcon", f, z, n) for f in args.flush for z in args.freeze for n in node_counts]
     with tempfile.TemporaryDirectory(prefix="hybridcon-bench-") as tmp:
-        for index, (kind, flush, freeze) in enumerate(plan):
+        for index, (kind, flush, freeze, nodes) in enumerate(plan):
             work = Path(tmp) / f"run{index}"
             work.mkdir()
             _log(
@@ -763,15 +831,26 @@ def main(argv: list[str] | None = None) -> int:
                 os.environ["HYBRIDCON_WS_FLUSH_LOAD_FACTOR"] = repr(factor)
                 if freeze is not None:
                     os.environ["HYBRIDCON_GC_FREEZE_JOINS"] = str(freeze)
-                server = start_hybridcon(
-                    work,
-                    flush_interval=interval,
-                    viewers=args.viewers + args.join_rush,
-                    senders=args.senders,
-                    cpu=args.server_cpu,
-                )
+                if nodes == 1:
+                    server = start_hybridcon(
+                        work,
+                        flush_interval=interval,
+                        viewers=args.viewers + args.join_rush,
+                        senders=args.senders,
+                        cpu=args.server_cpu,
+                    )
+                else:
+                    server = start_hybridcon_nodes(
+                        work,
+                        nodes=nodes,
+                        flush_interval=interval,
+                        viewers=args.viewers + args.join_rush,
+                        senders=args.senders,
+                        cpu=args.server_cpu,
+                    )
                 server.name = (
-                    f"hybridcon flush={interval:g}s period={period:g}s"
+                    ("hybridcon" if nodes == 1 else f"hybridcon {nodes} nodes over Valkey")
+                    + f" flush={interval:g}s period={period:g}s"
                     + (f" load×{factor:g}" if factor else "")
                     + ("" if freeze is None else f" freeze={freeze}")
                 )
@@ -781,6 +860,7 @@ def main(argv: list[str] | None = None) -> int:
                 # the ratios).
                 load = 0.0 if kind != "hybridcon" else args.other_load
                 results.append(run_one(server, args, index, load))
+                results[-1].nodes = nodes
             except Exception as exc:
                 _log(f"{server.name} failed: {exc!r}\n{server.log_tail()}")
                 failed = RunResult(server=server.name, viewers=args.viewers, kind=server.kind)

