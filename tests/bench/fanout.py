@@ -567,12 +567,13 @@ def peer_report(results: list[RunResult], args: argparse.Namespace) -> list[str]
         return lines
     n, m, limit, what = goal
     caveats = [
-        f"{p.server} {'failed' if not p.cpu_per_1000 else 'lost ' + format(p.loss, ',')}"
+        f"{p.server} {'failed (not compared)' if not p.cpu_per_1000 else 'lost ' + format(p.loss, ',')}"
         for p in peers
         if not p.cpu_per_1000 or p.loss
     ]
     invalid = [r.server for r in results if r.generator_pct > GEN_CPU_LIMIT]
-    for h in hybrids:
+    # The goals compare one process with one process; several nodes are shown above only.
+    for h in (r for r in hybrids if r.nodes == 1):
         ratio = (h.cpu_per_1000 or 0.0) / (best.cpu_per_1000 or math.inf)
         above = [p.server for p in measured if (h.cpu_per_1000 or 0.0) >= (p.cpu_per_1000 or 0.0)]
         if limit == 1.0:
