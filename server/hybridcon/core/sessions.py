@@ -189,6 +189,8 @@ class Member:
             "audio_muted": self.audio_muted,
             "video_muted": self.video_muted,
             "group": self.group,
+            "audio": self.publishing_audio,
+            "video": self.publishing_video,
         }
 
     def departure(self, reason: str, now: datetime) -> Departure:
@@ -293,7 +295,10 @@ class Workshop:
             "capacity": self.capacity,
             "max_publishers": self.max_publishers,
             "auto_admit": self.auto_admit,
-            "people": [m.public() for m in self.members.values()],
+            "people": [
+                {**m.public(), "room": room_id(self.session_id, m.group)}
+                for m in self.members.values()
+            ],
             "hands": list(self.hands),
             "spotlight": self.spotlight,
             "breakouts": breakouts,
@@ -385,6 +390,18 @@ class Workshop:
             )
         return admitted
 
+    def check_can_open(self) -> None:
+        """Raise unless the session may open (before its room is made).
+
+        Raises:
+            Closed: the session has ended.
+            Conflict: it is already open.
+        """
+        if self.phase is Phase.ENDED:
+            raise Closed("the session has ended; it cannot open again")
+        if self.phase is Phase.OPEN:
+            raise Conflict("the session is already open")
+
     def open(self, now: datetime, *, auto_admit: bool = False) -> list[Member]:
         """Open the session; the queue is admitted in order while there is room.
 
@@ -395,10 +412,7 @@ class Workshop:
             Closed: the session has ended.
             Conflict: it is already open.
         """
-        if self.phase is Phase.ENDED:
-            raise Closed("the session has ended; it cannot open again")
-        if self.phase is Phase.OPEN:
-            raise Conflict("the session is already open")
+        self.check_can_open()
         self.phase = Phase.OPEN
         self.auto_admit = auto_admit
         return self._admit_waiting(now)
