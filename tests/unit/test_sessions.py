@@ -7,6 +7,8 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hybridcon.core.sessions import (
     Phase,
@@ -279,3 +281,69 @@ def test_ending_closes_everyone_and_nobody_comes_back():
         w.access("h")
     with pytest.raises(Closed):
         w.open(at(70))
+
+
+PEOPLE = ["h", "s", "a", "b", "c", "d"]
+ROLES = {"h": HOST, "s": SPEAKER}
+# Weighted towards what builds up a session, so that the limits are reached often.
+ACTIONS = (
+    ["join"] * 4
+    + ["open", "admit", "leave", "remove", "unfloor", "next", "split", "back", "tick"]
+    + ["admit_all", "floor", "hand"] * 3
+    + ["publish", "mute"]
+)
+STEP = st.tuples(st.sampled_from(ACTIONS), st.sampled_from(PEOPLE), st.integers(0, 400))
+
+
+@given(st.lists(STEP, max_size=60), st.booleans())
+@settings(max_examples=200, deadline=None)
+def test_no_sequence_of_requests_breaks_the_rules(steps, auto_admit):
+    w = workshop(capacity=4, max_publishers=2)
+    rng = random.Random(0)
+    for n, (action, uid, seconds) in enumerate(steps):
+        now = at(n * 10)
+        refused = False
+        try:
+            match action:
+                case "join":
+                    w.join(uid, uid, ROLES.get(uid, PART), now)
+                case "leave":
+                    w.leave(uid, now)
+                    w.refill(now)
+                case "open":
+                    w.open(now, auto_admit=auto_admit)
+                case "admit":
+                    w.admit(uid, now)
+                case "admit_all":
+                    w.admit_all(now)
+                case "remove":
+                    w.remove(uid, now)
+                case "floor" | "unfloor":
+                    w.floor(uid, action == "floor", now)
+                case "hand":
+                    w.hand(uid, seconds % 2 == 0)
+                case "next":
+                    w.next_hand(now)
+                case "split":
+                    w.start_breakouts(now, rng, count=1 + seconds % 3, minutes=1 + seconds % 5)
+                case "back":
+                    w.end_breakouts(now)
+                case "tick":
+                    w.tick(at(n * 10 + seconds))
+                case "publish":
+                    w.publishing(uid, seconds % 2 == 0, seconds % 3 == 0, now)
+                case "mute":
+                    w.mute(None if seconds % 2 else uid, "audio", True, now)
+        except (Closed, Conflict, Forbidden, Invalid, NotFound):
+            refused = True  # with a clear error; the state must still hold together
+        assert not set(w.lobby) & set(w.members)
+        assert not w.removed & (set(w.members) | set(w.lobby))
+        participants = [m for m in w.members.values() if m.role is PART]
+        assert len(participants) <= w.capacity
+        if action == "floor" and not refused:
+            # A grant never takes the holders past the cap (role holders may, alone).
+            assert len(w.floor_holders()) <= w.max_publishers
+        assert all(h in w.members and not w.members[h].holds_floor for h in w.hands)
+        assert len(set(w.hands)) == len(w.hands)
+        if w.breakouts is None:
+            assert all(m.group == 0 for m in w.members.values())

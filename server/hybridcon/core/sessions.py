@@ -22,9 +22,10 @@ The rules, in short (``docs/protocol.md``, "Sessions", says the same for clients
   ``room_max_participants`` setting, or the programme's ``capacity`` if smaller; a host
   admitting past it gets ``conflict``.
 - **Floor.** Hosts and speakers hold it by role; a host gives it to and takes it from
-  participants. At most ``room_max_publishers`` people hold it at once in the main room
-  (role holders count, and are never refused). In a breakout group everybody may
-  publish: groups are discussions, kept at most ``room_max_publishers`` people.
+  participants. At most ``room_max_publishers`` people hold it at once (role holders
+  count, and are never refused; so do holders who are in a breakout group for now).
+  In a breakout group everybody may publish: groups are discussions, kept at most
+  ``room_max_publishers`` people.
 - **Hands.** Raised hands queue in the order raised; a host gives the floor to the next
   hand (which lowers it), or a person lowers their own.
 - **Removal.** A removed person leaves (lobby or room) and cannot come back into that
@@ -233,7 +234,7 @@ class Workshop:
     Args:
         session_id: the programme session's id.
         capacity: people admitted at once (the smaller of the setting and the programme's).
-        max_publishers: people holding the floor at once in the main room; also the
+        max_publishers: people holding the floor at once; also the
             largest breakout group.
 
     Raises:
@@ -536,8 +537,8 @@ class Workshop:
         return changed
 
     def floor_holders(self) -> list[Member]:
-        """Who may publish in the main room now."""
-        return [m for m in self.members.values() if m.group == 0 and m.holds_floor]
+        """Who holds the floor (in a breakout group too: they hold it when they are back)."""
+        return [m for m in self.members.values() if m.holds_floor]
 
     def floor(self, user_id: str, grant: bool, now: datetime) -> Member:
         """A host gives (``grant``) or takes the floor of a participant.
