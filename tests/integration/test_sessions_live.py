@@ -154,6 +154,20 @@ async def test_a_workshop_from_lobby_to_end(client):
     # Chat on the session topic is the chat's (no second copy).
     await p1.ok("chat.send", topic=TOPIC, text="Hallo allemaal")
     assert (await p2.push("chat.message"))["text"] == "Hallo allemaal"
+    # So are polls and questions.
+    poll = await host.ok(
+        "poll.create",
+        topics=[TOPIC],
+        question="Klaar?",
+        kind="single",
+        options=["ja", "nee"],
+        open=True,
+    )
+    assert (await p2.push("poll.opened"))["poll_id"] == poll["poll_id"]
+    voted = await p1.ok("poll.vote", poll_id=poll["poll_id"], choice=poll["options"][0]["id"])
+    assert voted["outcome"] == "counted"
+    asked = await p2.ok("qa.ask", topic=TOPIC, text="Mag ik iets vragen?")
+    assert asked["topic"] == TOPIC
 
     # Hands queue; the host gives the floor to the next; the floor is capped.
     assert (await p1.ok("session.hand", session=SESSION, raised=True))["position"] == 1
