@@ -275,10 +275,15 @@ async def test_a_host_of_another_session_is_refused(client):
         assert reply["code"] == "forbidden" and TOPIC in reply["message"], reply
     reply = await other_host.request("session.remove", session="online-2", user_id="u:nobody")
     assert reply["code"] == "not_found"  # their own session: the person is not in it
-    stream = await other_host.request("session.join", session="plenary-opening")
-    assert stream["code"] in ("invalid", "not_found")
-    with pytest.raises(NotFound):
-        sessions_of(client).media_access("no-such-session", _claims(client, other_host))
+    stream = await other_host.request("session.join", session="openingsshow")
+    assert stream["code"] == "invalid" and "not an online room" in stream["message"]
+    sessions = sessions_of(client)
+    with pytest.raises(NotFound, match="no session"):
+        sessions.media_access("no-such-session", _claims(client, other_host))
+    with pytest.raises(NotFound, match="not an online room"):
+        sessions.media_access("openingsshow", _claims(client, other_host))
+    with pytest.raises(Forbidden, match=TOPIC):
+        sessions.media_access(SESSION, _claims(client, other_host))
     await other_host.close()
 
 

@@ -241,7 +241,10 @@ class Sessions(Capability):
             Forbidden: the token does not cover it; the person has not joined, waits in
                 the lobby, was removed; the session has ended.
         """
-        live = self._session(session)
+        try:
+            live = self._session(session)
+        except Invalid as exc:
+            raise NotFound(exc.message) from None  # a session, but no room to carry media
         session_role(claims, session)
         return live.workshop.access(claims.sub)
 
