@@ -174,7 +174,7 @@ export class RoomMedia extends EventTarget {
       this.syncing = null;
       if (this.again) {
         this.again = false;
-        this.sync(me);
+        this.sync(me).catch(() => {});
       }
     });
     return this.syncing;

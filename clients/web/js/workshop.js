@@ -250,7 +250,6 @@ class Workshop {
   }
 
   applyState(state) {
-    const before = this.state;
     this.state = state;
     const me = this.me();
     if (state.state === "ended" && this.you.state !== "removed") {
@@ -262,7 +261,15 @@ class Workshop {
     if (me && this.room !== null && me.room !== this.room) this.moved(me.room);
     if (me) this.room = me.room;
     this.redraw();
-    if (this.you.state === "admitted" && (!before || before !== state)) this.syncMedia();
+    // Ask for the feeds only when who publishes in the person's room changed.
+    const room = me?.room;
+    const publishing = (state.people || []).filter((p) => p.room === room && (p.audio || p.video))
+      .map((p) => `${p.id}:${p.audio}:${p.video}`).join(",");
+    const signature = `${room}|${publishing}`;
+    if (this.you.state === "admitted" && signature !== this.feedSignature) {
+      this.feedSignature = signature;
+      this.syncMedia();
+    }
   }
 
   me() {
