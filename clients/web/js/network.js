@@ -242,7 +242,9 @@ class Lounge {
           return h("li", { "data-table": tb.table },
             h("span", { class: "who", text: t("network.tables.table", { table: tb.table }) }), " ",
             h("span", { class: "meta", text: full ? t("network.tables.full", { seats: tb.seats }) : t("network.tables.count", { n: tb.people, seats: tb.seats }) }), " ",
-            tb.table === seated ? h("span", { class: "badge", text: t("network.tables.here") }) : h("button", {
+            // A full table offers no seat (the server refuses one anyway: a list a few
+            // seconds old may still show a seat, and the refusal is then said in words).
+            tb.table === seated ? h("span", { class: "badge", text: t("network.tables.here") }) : full ? null : h("button", {
               type: "button", class: "secondary", "data-key": `join:${tb.table}`,
               "aria-label": t("network.tables.join_one", { table: tb.table }), text: t("network.tables.join"),
               onclick: () => this.join(tb.table),

@@ -100,7 +100,7 @@ class Workshop {
     this.camToggle = h("button", { type: "button", class: "secondary", "aria-pressed": "true", "data-k": "workshop.media.camera", onclick: () => this.toggle("video", this.camToggle) });
     this.micToggle = h("button", { type: "button", class: "secondary", "aria-pressed": "true", "data-k": "workshop.media.microphone", onclick: () => this.toggle("audio", this.micToggle) });
     this.shareButton = h("button", { type: "button", id: "ws-share", onclick: () => this.share() });
-    this.mediaHint = h("p", { class: "hint", id: "ws-media-hint" });
+    this.mediaHint = h("p", { class: "hint hide-empty", id: "ws-media-hint" });
     this.mediaNote = h("p", { class: "form-note", id: "ws-media-note", role: "status" });
     this.devices = h("div", { class: "row devices" },
       h("div", {}, h("label", { for: "ws-camera", "data-k": "workshop.media.camera_choice" }), this.cameraSelect),
@@ -164,13 +164,13 @@ class Workshop {
       h("div", { class: "actions" }, this.endButton));
 
     this.room = null;
-    this.roomArea = h("div", { class: "room-area" }, this.mediaPanel, this.roomPanel, this.peoplePanel);
+    this.roomArea = h("div", { class: "room-area" }, this.roomPanel, this.mediaPanel);
     this.takePart = h("div", { class: "take-part" }, this.polls.root, this.qa.root, this.chat.root);
     this.layout = h("div", { class: "workshop" },
       h("h1", { id: "ws-h", text: this.session.title }),
       this.when, this.status, this.problem, this.placeActions, this.note,
       h("div", { class: "stage-layout" },
-        h("div", { class: "watch" }, this.hostPanel, this.roomArea, this.reactions.root),
+        h("div", { class: "watch" }, this.roomArea, this.hostPanel, this.peoplePanel, this.reactions.root),
         this.takePart));
     replace(this.main, this.layout);
   }
