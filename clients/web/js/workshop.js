@@ -592,7 +592,8 @@ class Workshop {
   drawMedia() {
     const on = !!this.media.local;
     const inRoom = this.you.state === "admitted";
-    this.preview.hidden = !on;
+    // While publishing, one's own tile in the room is the preview.
+    this.preview.hidden = !on || this.media.publishing;
     this.devices.hidden = !on;
     this.camToggle.hidden = !on;
     this.micToggle.hidden = !on;
@@ -639,7 +640,7 @@ class Workshop {
   }
 
   personName(id) {
-    if (id === "self") return t("workshop.you");
+    if (id === "self") return t("workshop.you_tile");
     return this.state?.people?.find((p) => p.id === id)?.name || t("workshop.someone");
   }
 
