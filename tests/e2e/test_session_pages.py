@@ -115,8 +115,9 @@ async def test_a_workshop_from_the_lobby_to_the_end(small_node: Node, browser: A
     await bart.get_by_label("Je bericht").press("Enter")
     await expect(host.locator(".chat-log li", has_text="Goeiemiddag allemaal")).to_be_visible()
 
-    # Two random breakout groups, then back.
+    # Two random breakout groups with a timer, then back.
     await host.get_by_label("Aantal groepen").fill("2")
+    await host.get_by_label("Minuten (leeg: geen timer)").fill("5")
     await host.get_by_role("button", name="Groepen starten").click()
     await expect(host.locator("#ws-note")).to_have_text("2 groepen zijn gestart.")
     await expect(ann.locator("#ws-place")).to_have_text(re_group())
@@ -124,9 +125,24 @@ async def test_a_workshop_from_the_lobby_to_the_end(small_node: Node, browser: A
     groups = {await p.locator("#ws-place").text_content() for p in (ann, bart)}
     assert groups == {"Je zit in groep 1.", "Je zit in groep 2."}
     await expect(host.locator(".group-line")).to_have_text("Er lopen 2 groepen.")
+    await expect(ann.locator(".group-timer")).to_have_text(
+        re.compile(r"^Nog [45]:[0-5][0-9] in de groepen$")
+    )
     await host.get_by_role("button", name="Iedereen terughalen").click()
     await expect(ann.locator("#ws-place")).to_have_text("Je bent in de workshop.")
     await expect(bart.locator("#ws-status")).to_have_text("Iedereen is terug in de hoofdzaal.")
+
+    # By hand: Ann to a group of her own, Bart stays in the main room.
+    await host.get_by_label("Aantal groepen").fill("1")
+    await host.get_by_label("Zelf indelen (anders willekeurig)").check()
+    await host.get_by_label("Groep voor Ann Peeters").select_option(label="Groep 1")
+    await host.get_by_label("Groep voor Bart Claes").select_option(label="Hoofdzaal")
+    await host.get_by_role("button", name="Groepen starten").click()
+    await expect(ann.locator("#ws-place")).to_have_text("Je zit in groep 1.")
+    await expect(bart.locator("#ws-place")).to_have_text("Je bent in de workshop.")
+    await expect(bart.locator(".group-line")).to_have_text("Er loopt 1 groep.")
+    await host.get_by_role("button", name="Iedereen terughalen").click()
+    await expect(ann.locator("#ws-place")).to_have_text("Je bent in de workshop.")
 
     await check_page(host, "workshop-host")
     await check_page(ann, "workshop-participant")

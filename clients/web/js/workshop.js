@@ -89,7 +89,11 @@ class Workshop {
     this.problem = h("p", { id: "ws-problem", class: "problem", role: "alert" });
     this.note = h("p", { id: "ws-note", class: "form-note", role: "status" });
     this.when = h("p", { class: "lead" });
-    this.placeActions = h("div", { class: "actions" });
+    // Where the person is (the lobby's place, admitted, removed, …): one live line whose
+    // text is set only when it changes, so a state push does not repeat it to a screen reader.
+    this.place = h("p", { class: "place", id: "ws-place", role: "status" });
+    this.placeButtons = h("div", { class: "actions" });
+    this.placeActions = h("div", { class: "place-row" }, this.place, this.placeButtons);
 
     // Camera and microphone: the preview, the devices, on/off, share.
     this.preview = h("video", { class: "video preview", autoplay: true, playsinline: true, "data-k-label": "workshop.media.preview" });
@@ -236,6 +240,9 @@ class Workshop {
   /** The person's place from a snapshot's `you`: join when out (first load, reconnect). */
   placeFrom(you) {
     if (you.state === "out" && ["joining", "admitted", "lobby"].includes(this.you.state)) {
+      // A reconnect: the server counted the dropped connection as leaving, and ended its
+      // peer connections. Join again (participants through the lobby).
+      if (this.you.state === "admitted") this.leaveMedia();
       this.join(false);
       return;
     }
@@ -521,7 +528,7 @@ class Workshop {
           h("option", { value: "0", text: t("workshop.host.main_room") }),
           Array.from({ length: count }, (_, g) => h("option", { value: String(g + 1), text: t("workshop.group", { n: g + 1 }) })));
         select.value = kept.get(p.id) || String((i % count) + 1);
-        return h("div", { class: "row" }, h("div", {}, h("label", { for: id, text: p.name }), select));
+        return h("div", { class: "row" }, h("div", {}, h("label", { for: id, text: t("workshop.host.group_for", { name: p.name }) }), select));
       }));
   }
 
@@ -581,8 +588,13 @@ class Workshop {
     } else if (you.state === "removed") text = t("workshop.place.removed");
     else if (you.state === "ended") text = t("workshop.place.ended");
     if (state?.media === "down" && you.state === "admitted") text += ` ${t("workshop.media.down")}`;
-    this.placeLine = text;
-    replace(this.placeActions, h("p", { class: "place", id: "ws-place", text }), buttons);
+    if (this.place.textContent !== text) this.place.textContent = text;
+    const keys = buttons.map((b) => b.dataset.key).join(",");
+    if (keys !== this.placeKeys || this.placeLang !== lang()) {
+      this.placeKeys = keys;
+      this.placeLang = lang();
+      replace(this.placeButtons, buttons);
+    }
     const inRoom = you.state === "admitted";
     this.roomArea.hidden = !inRoom && you.state !== "lobby";
     this.roomPanel.hidden = !inRoom;
@@ -634,8 +646,9 @@ class Workshop {
     this.handButton.dataset.key = "hand";
     // Tiles: the spotlight first; captions follow the language.
     for (const [participant, tile] of this.tiles) this.caption(participant, tile);
-    const order = [...this.tiles.entries()].sort(([a], [b]) => (b === state?.spotlight) - (a === state?.spotlight));
-    for (const [, tile] of order) this.grid.append(tile.root);
+    const spot = (id) => (id === "self" ? this.rt.user?.id : id) === state?.spotlight;
+    const order = [...this.tiles.entries()].sort(([a], [b]) => spot(b) - spot(a)).map(([, tile]) => tile.root);
+    if (order.some((root, i) => this.grid.children[i] !== root)) this.grid.append(...order);
     this.gridEmpty.hidden = this.tiles.size > 0;
   }
 
