@@ -257,7 +257,15 @@ async def test_networking_tables_and_roulette(node: Node, browser: Any) -> None:
         await expect(page.locator("#net-status")).to_have_text("Je bent vertrokken.")
         for sock in [*seated, eva]:
             await sock.ws.close()
-    assert page.errors == []
+
+    # The programme links each online workshop to its page.
+    home = await new_page(browser)
+    await home.goto(f"{node.url}/")
+    workshop = home.locator("li.session", has_text="Online workshop 1")
+    await expect(workshop.get_by_role("link", name="Naar de online workshop")).to_have_attribute(
+        "href", "/session/online-1"
+    )
+    assert page.errors == [] and home.errors == []
 
 
 def re_time_left() -> re.Pattern[str]:
