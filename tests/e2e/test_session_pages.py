@@ -233,6 +233,9 @@ async def test_networking_tables_and_roulette(node: Node, browser: Any) -> None:
         eva = await connect(http, node, "Eva Jacobs")
         assert (await eva.request("network.join", table="t2"))["type"] == "result"
         await expect(page.locator("#net-place li", has_text="Eva Jacobs")).to_be_visible()
+        await expect(page.locator('.net-tables li[data-table="t2"]')).to_have_text(
+            "Tafel t2 2 van 6 plaatsen Hier zit je"
+        )
         await check_page(page, "network-table")
 
         # Roulette: the page waits, Eva comes, they are paired; the page reports Eva.

@@ -94,6 +94,7 @@ class Lounge {
   onPush(m) {
     if (m.type === "network.table") {
       this.place = { state: "table", ...m };
+      this.refresh(); // the list's count of this table changed too
     } else if (m.type === "network.paired") {
       this.place = { state: "paired", room: m.room, partner: m.partner, ends_at: m.ends_at };
       this.say("network.notice.paired", { name: m.partner.name });
@@ -251,7 +252,7 @@ class Lounge {
             }));
         }))
         : h("p", { class: "empty", text: t("network.tables.none") }),
-      h("div", { class: "actions" },
+      seated ? null : h("div", { class: "actions" },
         h("button", { type: "button", "data-key": "join-any", text: t("network.tables.join_any"), onclick: () => this.join(null) })));
   }
 
