@@ -110,13 +110,13 @@ class Lounge {
   }
 
   async act(type, fields = {}) {
-    this.note.textContent = "";
+    say(this.note, null);
     try {
       return await this.rt.request(type, fields);
     } catch (error) {
-      this.note.textContent = error.code === "conflict" && type === "network.join"
+      say(this.note, () => error.code === "conflict" && type === "network.join"
         ? t("network.full_table", { table: fields.table || "" })
-        : errorText(error);
+        : errorText(error));
       return null;
     }
   }
@@ -163,7 +163,9 @@ class Lounge {
   }
 
   redraw() {
-    if (this.noticeKey) this.status.textContent = t(...this.noticeKey);
+    const notice = this.noticeKey ? t(...this.noticeKey) : "";
+    if (this.status.textContent !== notice) this.status.textContent = notice;
+    resay(this.note);
     this.status.hidden = !this.status.textContent;
     replace(this.layout,
       h("h1", { text: t("network.title") }),
@@ -283,6 +285,19 @@ class Lounge {
     const left = Math.max(0, Math.round((new Date(this.place.ends_at) - Date.now()) / 1000));
     this.timer.textContent = t("network.roulette.time_left", { time: `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")}` });
   }
+}
+
+/** Set a line from a function of the language, so a language switch redraws it. */
+function say(el, draw) {
+  el.drawText = draw || null;
+  el.textContent = draw ? draw() : "";
+}
+
+/** Redraw a line set with say() in the current language (unchanged text is not reset). */
+function resay(el) {
+  if (!el.drawText) return;
+  const text = el.drawText();
+  if (el.textContent !== text) el.textContent = text;
 }
 
 main().catch((error) => {

@@ -183,12 +183,12 @@ class Workshop {
 
   onTopic(kind, data) {
     if (kind === "error") {
-      this.problem.textContent = data.code === "forbidden" ? t("workshop.forbidden") : errorText(data);
+      say(this.problem, () => data.code === "forbidden" ? t("workshop.forbidden") : errorText(data));
       this.takePart.hidden = true;
       return;
     }
     if (kind === "snapshot") {
-      this.problem.textContent = "";
+      say(this.problem, null);
       this.takePart.hidden = false;
       this.chat.snapshot(data);
       this.polls.snapshot(data);
@@ -299,7 +299,7 @@ class Workshop {
   // --- the person's own actions ---------------------------------------------------------
 
   async join(takeOver) {
-    this.problem.textContent = "";
+    say(this.problem, null);
     try {
       const fields = { session: this.id };
       if (takeOver) fields.take_over = true;
@@ -313,7 +313,7 @@ class Workshop {
       else if (error.code === "conflict" && /another connection/.test(error.message)) this.you = { state: "elsewhere" };
       else {
         this.you = { state: "out" };
-        this.problem.textContent = error.code === "forbidden" ? t("workshop.forbidden") : errorText(error);
+        say(this.problem, () => error.code === "forbidden" ? t("workshop.forbidden") : errorText(error));
       }
     }
     this.redraw();
@@ -324,7 +324,7 @@ class Workshop {
     try {
       await this.rt.request("session.leave", { session: this.id });
     } catch (error) {
-      this.problem.textContent = errorText(error);
+      say(this.problem, () => errorText(error));
     }
     this.you = { state: "out" };
     this.leaveMedia();
@@ -337,17 +337,17 @@ class Workshop {
       const result = await this.rt.request("session.hand", { session: this.id, raised });
       this.say(result.raised ? "workshop.notice.hand_up" : "workshop.notice.hand_down", { n: result.position });
     } catch (error) {
-      this.note.textContent = errorText(error);
+      say(this.note, () => errorText(error));
     }
   }
 
   async startCamera() {
-    this.mediaNote.textContent = "";
+    say(this.mediaNote, null);
     try {
       await this.media.start(this.cameraSelect.value || undefined, this.micSelect.value || undefined);
       await this.fillDevices();
     } catch (error) {
-      this.mediaNote.textContent = t(error.name === "NotAllowedError" ? "workshop.media.denied" : "workshop.media.no_device");
+      say(this.mediaNote, () => t(error.name === "NotAllowedError" ? "workshop.media.denied" : "workshop.media.no_device"));
     }
     this.redraw();
   }
@@ -377,7 +377,7 @@ class Workshop {
   }
 
   async share() {
-    this.mediaNote.textContent = "";
+    say(this.mediaNote, null);
     if (this.media.publishing) {
       this.wantShare = false;
       await this.media.unpublish();
@@ -391,9 +391,9 @@ class Workshop {
       await this.media.publish();
       this.wantShare = true;
       this.showLocal(this.media.local);
-      this.mediaNote.textContent = t("workshop.media.sharing");
+      say(this.mediaNote, () => t("workshop.media.sharing"));
     } catch (error) {
-      this.mediaNote.textContent = this.mediaError(error);
+      say(this.mediaNote, () => this.mediaError(error));
     }
     this.redraw();
   }
@@ -419,7 +419,7 @@ class Workshop {
         await this.media.publish();
         this.showLocal(this.media.local);
       } catch (error) {
-        this.mediaNote.textContent = this.mediaError(error);
+        say(this.mediaNote, () => this.mediaError(error));
       }
     } else {
       this.wantShare = false;
@@ -455,10 +455,10 @@ class Workshop {
   async act(type, fields, doneKey, vars = {}) {
     try {
       const result = await this.rt.request(type, { session: this.id, ...fields });
-      if (doneKey) this.note.textContent = t(doneKey, vars);
+      if (doneKey) say(this.note, () => t(doneKey, vars));
       return result;
     } catch (error) {
-      this.note.textContent = errorText(error);
+      say(this.note, () => errorText(error));
       return null;
     }
   }
@@ -469,13 +469,13 @@ class Workshop {
   }
 
   /** A destructive button asks once more: the first press names what a second does. */
-  confirmFirst(key, text) {
+  confirmFirst(key, draw) {
     if (this.confirming === key) {
       this.confirming = null;
       return true;
     }
     this.confirming = key;
-    this.note.textContent = text;
+    say(this.note, draw);
     clearTimeout(this.confirmTimer);
     this.confirmTimer = setTimeout(() => {
       this.confirming = null;
@@ -486,12 +486,12 @@ class Workshop {
   }
 
   async endSession() {
-    if (!this.confirmFirst("end", t("workshop.host.end_confirm"))) return;
+    if (!this.confirmFirst("end", () => t("workshop.host.end_confirm"))) return;
     await this.act("session.end", {}, "workshop.done.ended");
   }
 
   async removePerson(person) {
-    if (!this.confirmFirst(`remove:${person.id}`, t("workshop.host.remove_confirm", { name: person.name }))) return;
+    if (!this.confirmFirst(`remove:${person.id}`, () => t("workshop.host.remove_confirm", { name: person.name }))) return;
     await this.act("session.remove", { user_id: person.id }, "workshop.done.removed", { name: person.name });
   }
 
@@ -511,7 +511,7 @@ class Workshop {
       fields.count = Number(this.breakoutCount.value) || 1;
     }
     const result = await this.act("session.breakouts", fields, null);
-    if (result) this.note.textContent = t("workshop.done.split", { n: result.groups });
+    if (result) say(this.note, () => t("workshop.done.split", { n: result.groups }));
   }
 
   renderByHand() {
@@ -546,7 +546,9 @@ class Workshop {
     label(this.layout);
     const s = this.session;
     this.when.textContent = `${clock(s.starts_at, lang())}–${clock(s.ends_at, lang())} · ${t("workshop.tagline")}`;
-    if (this.lastNotice) this.status.textContent = t(...this.lastNotice);
+    const notice = this.lastNotice ? t(...this.lastNotice) : "";
+    if (this.status.textContent !== notice) this.status.textContent = notice;
+    for (const el of [this.note, this.mediaNote, this.problem]) resay(el);
     this.status.hidden = !this.status.textContent;
     this.drawPlace();
     this.drawMedia();
@@ -555,7 +557,7 @@ class Workshop {
     this.drawHost();
     this.polls.render();
     this.qa.render();
-    this.chat.applySettings({ slowmode: this.chat.slowmode });
+    this.chat.relabel();
     if (focusKey) {
       const sel = `[data-key="${CSS.escape(focusKey)}"]${focusAction ? `[data-action="${CSS.escape(focusAction)}"]` : ""}`;
       const el = this.main.querySelector(sel);
@@ -689,7 +691,7 @@ class Workshop {
     tile.video.play().catch(() => {
       // Autoplay with sound refused (no click yet): the next click anywhere starts it.
       document.addEventListener("click", () => tile.video.play().catch(() => {}), { once: true });
-      this.note.textContent = t("workshop.room.click_to_play");
+      say(this.note, () => t("workshop.room.click_to_play"));
     });
     this.drawRoom();
   }
@@ -808,6 +810,19 @@ class Workshop {
     this.endButton.hidden = phase === "ended";
     this.endButton.textContent = t(this.confirming === "end" ? "workshop.host.end_sure" : "workshop.host.end");
   }
+}
+
+/** Set a line from a function of the language, so a language switch redraws it. */
+function say(el, draw) {
+  el.drawText = draw || null;
+  el.textContent = draw ? draw() : "";
+}
+
+/** Redraw a line set with say() in the current language (unchanged text is not reset). */
+function resay(el) {
+  if (!el.drawText) return;
+  const text = el.drawText();
+  if (el.textContent !== text) el.textContent = text;
 }
 
 main().catch((error) => {
