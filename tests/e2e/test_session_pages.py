@@ -110,6 +110,13 @@ async def test_a_workshop_from_the_lobby_to_the_end(small_node: Node, browser: A
     ).to_contain_text("heeft het woord")
     await expect(ann.get_by_role("button", name="Hand opsteken")).to_be_hidden()
 
+    # The spotlight on Ann, as everyone sees it; then off.
+    await host.get_by_role("button", name="In de kijker zetten: Ann Peeters").click()
+    ann_row = bart.locator("#ws-people li", has_text="Ann Peeters")
+    await expect(ann_row).to_contain_text("In de kijker")
+    await host.get_by_role("button", name="Uit de kijker halen: Ann Peeters").click()
+    await expect(ann_row).not_to_contain_text("In de kijker")
+
     # Chat on the session's topic, through the stage's chat view.
     await bart.get_by_label("Je bericht").fill("Goeiemiddag allemaal")
     await bart.get_by_label("Je bericht").press("Enter")
