@@ -28,11 +28,14 @@ def test_username_is_expiry_colon_id_and_credential_is_base64_hmac_sha1() -> Non
 def test_a_known_vector() -> None:
     # Fixed inputs, fixed output: a change of scheme (SHA-256, hex, another order)
     # would break every coturn already deployed with this secret.
-    creds = turn_credentials(b"secret", "alice", datetime.fromtimestamp(1_000, UTC), timedelta(seconds=500))
+    creds = turn_credentials(
+        b"secret", "alice", datetime.fromtimestamp(1_000, UTC), timedelta(seconds=500)
+    )
     assert creds.username == "1500:alice"
-    assert creds.credential == base64.b64encode(
-        hmac.new(b"secret", b"1500:alice", hashlib.sha1).digest()
-    ).decode()
+    assert (
+        creds.credential
+        == base64.b64encode(hmac.new(b"secret", b"1500:alice", hashlib.sha1).digest()).decode()
+    )
     assert len(base64.b64decode(creds.credential)) == 20  # SHA-1
 
 

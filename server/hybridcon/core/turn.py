@@ -38,9 +38,7 @@ class TurnCredentials:
     expires_at: datetime
 
 
-def turn_credentials(
-    secret: bytes, user: str, now: datetime, ttl: timedelta
-) -> TurnCredentials:
+def turn_credentials(secret: bytes, user: str, now: datetime, ttl: timedelta) -> TurnCredentials:
     """Mint TURN credentials for ``user`` that coturn accepts until ``now + ttl``.
 
     Args:
@@ -102,8 +100,7 @@ def ice_servers(
             secret configured).
     """
     servers = [
-        {key: value for key, value in server.items() if value is not None}
-        for server in configured
+        {key: value for key, value in server.items() if value is not None} for server in configured
     ]
     if turn_urls and credentials is not None:
         servers.append(

@@ -259,6 +259,16 @@ class Consumer:
         self._wake()
         return True
 
+    def _drop(self) -> None:
+        """Forget what is queued (its kind was muted): none of it may go out now."""
+        self.skipped += len(self._queue)
+        self._queue.clear()
+
+    def _resync(self) -> None:
+        """Resume at the next keyframe (video after an unmute)."""
+        self._drop()
+        self._skipping = True
+
     def _end(self) -> None:
         self._ended = True
         self._wake()
