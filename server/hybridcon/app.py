@@ -20,6 +20,7 @@ from hybridcon.access import AccessControl
 from hybridcon.api import routes
 from hybridcon.api.bodies import MAX_BODY_BYTES
 from hybridcon.api.middleware import request_context
+from hybridcon.api.rooms import ROOM_MEDIA, RoomMedia
 from hybridcon.api.whip import STREAMS
 from hybridcon.bus.local import LocalBus
 from hybridcon.bus.redis import RedisBus
@@ -31,11 +32,16 @@ from hybridcon.errors import ConfigError
 from hybridcon.metrics import Metrics
 from hybridcon.periodic import Periodic
 from hybridcon.realtime import gateway
+from hybridcon.rooms.providers import make_provider, server_ice_servers
 from hybridcon.services import SERVICES, Services
 from hybridcon.settings import Settings
 from hybridcon.store import embedded
 from hybridcon.store.engagement import EngagementWriter
-from hybridcon.store.keyfile import load_or_create_keyset, load_or_create_secret
+from hybridcon.store.keyfile import (
+    load_or_create_keyset,
+    load_or_create_secret,
+    load_or_create_text_secret,
+)
 from hybridcon.store.migrate import migrate
 from hybridcon.store.programme import save_programme
 from hybridcon.store.revocations import RevocationMirror
@@ -210,6 +216,28 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
         yield
         await streams.stop()
 
+    async def room_media(app: web.Application) -> AsyncIterator[None]:
+        # The zoom-style sessions' media. The builtin provider has nothing to connect to,
+        # so /readyz does not wait for it.
+        turn_secret = (
+            await asyncio.to_thread(load_or_create_text_secret, settings.turn_secret_path)
+            if settings.turn_urls
+            else None
+        )
+        provider = make_provider(
+            settings, ice_servers=server_ice_servers(settings, turn_secret, clock)
+        )
+        media = RoomMedia(provider=provider, turn_secret=turn_secret)
+        provider.listen(media.on_event)
+        # The session rules are the gate of every media request (media.gate); they are
+        # wired here when the sessions capability is on the node:
+        #   provider.listen(sessions.on_room_event); sessions.attach_provider(provider);
+        #   media.gate = sessions
+        app[ROOM_MEDIA] = media
+        await provider.start()
+        yield
+        await provider.stop()
+
     async def freeze_start_up(app: web.Application) -> None:
         # After every part has started (on_startup runs the cleanup contexts first): what
         # start-up built lives as long as the node, so full collections need not walk it.
@@ -221,5 +249,6 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
     routes.setup(app)
     gateway.setup(app)
     app.cleanup_ctx.append(livestreams)
+    app.cleanup_ctx.append(room_media)
     app.on_startup.append(freeze_start_up)
     return app

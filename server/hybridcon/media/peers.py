@@ -637,9 +637,7 @@ class Viewer(_Peer):
         for kind, track in self.tracks.items():
             track.codec = codecs.get(kind)
         try:
-            await self.pc.setRemoteDescription(
-                RTCSessionDescription(sdp=answer_sdp, type="answer")
-            )
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
         except _NEGOTIATION_ERRORS as exc:
             raise Invalid(f"cannot take the answer: {exc}") from exc
         self.codecs = {k: c for k, c in codecs.items() if k in self.tracks}
@@ -717,9 +715,7 @@ async def accept_viewer(
     pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers)))
     viewer = Viewer(pc, hub, on_closed)
     try:
-        viewer._add_tracks(
-            kinds, name=name, video_codecs=video_codecs, audio_codecs=audio_codecs
-        )
+        viewer._add_tracks(kinds, name=name, video_codecs=video_codecs, audio_codecs=audio_codecs)
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except _NEGOTIATION_ERRORS as exc:
