@@ -29,10 +29,11 @@ from hybridcon.core.admission import parse_networks
 from hybridcon.core.programme import Programme, parse_programme
 from hybridcon.core.ratelimit import KeyedLimiter
 from hybridcon.errors import ConfigError
+from hybridcon.media.ice import server_ice_servers
 from hybridcon.metrics import Metrics
 from hybridcon.periodic import Periodic
 from hybridcon.realtime import gateway
-from hybridcon.rooms.providers import make_provider, server_ice_servers
+from hybridcon.rooms.providers import make_provider
 from hybridcon.services import SERVICES, Services
 from hybridcon.settings import Settings
 from hybridcon.store import embedded
@@ -180,6 +181,10 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
         services.actor_key = await asyncio.to_thread(
             load_or_create_secret, settings.engagement_key_path
         )
+        if settings.turn_urls:
+            services.turn_secret = await asyncio.to_thread(
+                load_or_create_text_secret, settings.turn_secret_path
+            )
         assert services.revocations is not None
         services.access = access = AccessControl(
             settings=settings,
@@ -219,15 +224,10 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
     async def room_media(app: web.Application) -> AsyncIterator[None]:
         # The zoom-style sessions' media. The builtin provider has nothing to connect to,
         # so /readyz does not wait for it.
-        turn_secret = (
-            await asyncio.to_thread(load_or_create_text_secret, settings.turn_secret_path)
-            if settings.turn_urls
-            else None
-        )
         provider = make_provider(
-            settings, ice_servers=server_ice_servers(settings, turn_secret, clock)
+            settings, ice_servers=server_ice_servers(settings, services.turn_secret, clock)
         )
-        media = RoomMedia(provider=provider, turn_secret=turn_secret)
+        media = RoomMedia(provider=provider)
         provider.listen(media.on_event)
         # The session rules are the gate of every media request (media.gate); they are
         # wired here when the sessions capability is on the node:

@@ -79,10 +79,7 @@ async def _read(track: MediaStreamTrack, got: Received) -> None:
 
 @pytest.fixture
 async def room(make_settings, tmp_path):
-    settings = make_settings(
-        room_max_publishers=2,
-        turn_urls=["turn:turn.example.org:3478?transport=udp"],
-    )
+    settings = make_settings(room_max_publishers=2)
     app = create_app(settings)
     async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
         gate = StandInGate({"anna", "bert", "carla", "dave"}, floor={"anna", "bert", "carla"})
@@ -268,7 +265,7 @@ async def test_sdp_garbage_is_called_that(room, body) -> None:
 
 
 async def test_a_garbage_answer_and_someone_elses_resource(room) -> None:
-    client, media, _gate, _events, tokens, _settings, media_file = room
+    client, _media, _gate, _events, tokens, _settings, media_file = room
     pc, player, resp = await _publish(client, media_file, tokens["anna"])
     try:
         assert resp.status == 201
@@ -297,17 +294,29 @@ async def test_a_garbage_answer_and_someone_elses_resource(room) -> None:
             player.video.stop()
 
 
-async def test_ice_servers_carry_turn_credentials_of_the_persons_own(room) -> None:
-    client, _media, _gate, _events, tokens, settings, _media_file = room
-    resp = await client.get(f"{BASE}/ice", headers=bearer(tokens["anna"]))
-    assert resp.status == 200
-    body = await resp.json()
-    turn = body["ice_servers"][-1]
-    assert turn["urls"] == ["turn:turn.example.org:3478?transport=udp"]
-    expiry, _, user = turn["username"].partition(":")
-    assert int(expiry) == int(datetime.fromisoformat(body["expires_at"]).timestamp())
-    assert user and user != "anna"  # a pseudonym: coturn's logs get no names
-    secret = settings.turn_secret_path.read_bytes().strip()
-    assert credentials_valid(secret, turn["username"], turn["credential"], datetime.now(UTC))
-    other = await (await client.get(f"{BASE}/ice", headers=bearer(tokens["bert"]))).json()
-    assert other["ice_servers"][-1]["username"] != turn["username"]
+async def test_ice_servers_carry_turn_credentials_of_the_persons_own(make_settings) -> None:
+    # No peer connection is made here: the TURN URL is never contacted.
+    settings = make_settings(turn_urls=["turn:turn.example.org:3478?transport=udp"])
+    app = create_app(settings)
+    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+        app[ROOM_MEDIA].gate = StandInGate({"anna", "bert"}, floor=set())
+        tokens = {
+            who: issue(client, Role.VIEWER, scopes=(f"session:{SESSION}",), sub=who)
+            for who in ("anna", "bert", "eva")
+        }
+        resp = await client.get(f"{BASE}/ice", headers=bearer(tokens["anna"]))
+        assert resp.status == 200
+        body = await resp.json()
+        turn = body["ice_servers"][-1]
+        assert turn["urls"] == ["turn:turn.example.org:3478?transport=udp"]
+        expiry, _, user = turn["username"].partition(":")
+        assert int(expiry) == int(datetime.fromisoformat(body["expires_at"]).timestamp())
+        assert user and user != "anna"  # a pseudonym: coturn's logs get no names
+        # The secret coturn is given (the file, created at start) verifies them.
+        secret = settings.turn_secret_path.read_bytes().strip()
+        assert credentials_valid(secret, turn["username"], turn["credential"], datetime.now(UTC))
+        other = await (await client.get(f"{BASE}/ice", headers=bearer(tokens["bert"]))).json()
+        assert other["ice_servers"][-1]["username"] != turn["username"]
+        # Someone the session rules do not admit gets no credentials.
+        resp = await client.get(f"{BASE}/ice", headers=bearer(tokens["eva"]))
+        assert resp.status == 403

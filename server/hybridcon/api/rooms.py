@@ -28,7 +28,7 @@ import structlog
 from aiohttp import web
 
 from hybridcon.api.auth import bearer_claims
-from hybridcon.api.whip import SDP, _body
+from hybridcon.api.whip import SDP, _body, ice_links
 from hybridcon.core.engagement import actor_hash
 from hybridcon.core.programme import Online
 from hybridcon.core.rooms import (
@@ -41,7 +41,7 @@ from hybridcon.core.rooms import (
 )
 from hybridcon.core.tokens import Claims
 from hybridcon.errors import Forbidden, Invalid, NotFound, Unavailable
-from hybridcon.rooms.providers import peer_ice_servers
+from hybridcon.media.ice import peer_ice_servers
 from hybridcon.services import SERVICES
 
 log = structlog.get_logger(__name__)
@@ -63,13 +63,11 @@ class RoomMedia:
 
     Attributes:
         provider: the room provider (started with the app).
-        turn_secret: the secret shared with coturn; None when no TURN URLs are set.
         gate: the session rules, asked before every negotiation; None until the
             sessions capability is wired (every media request then gets 503).
     """
 
     provider: RoomProvider
-    turn_secret: bytes | None = None
     gate: MediaGate | None = None
     owners: dict[str, _Owned] = field(default_factory=dict)
 
@@ -146,7 +144,7 @@ def _ice_servers(request: web.Request, claims: Claims) -> list[dict[str, Any]]:
     services = request.app[SERVICES]
     return peer_ice_servers(
         services.settings,
-        _media(request).turn_secret,
+        services.turn_secret,
         services.clock(),
         actor_hash(services.actor_key, claims.sub),
     )
@@ -155,15 +153,8 @@ def _ice_servers(request: web.Request, claims: Claims) -> list[dict[str, Any]]:
 def _created(request: web.Request, claims: Claims, sdp: str, location: str) -> web.StreamResponse:
     response = web.Response(status=201, text=sdp, content_type=SDP)
     response.headers["Location"] = location
-    for server in _ice_servers(request, claims):
-        for url in server["urls"]:
-            link = f'<{url}>; rel="ice-server"'
-            if server.get("username") and server.get("credential"):
-                link += (
-                    f'; username="{server["username"]}"; credential="{server["credential"]}"'
-                    '; credential-type="password"'
-                )
-            response.headers.add("Link", link)
+    for link in ice_links(request, claims):
+        response.headers.add("Link", link)
     return response
 
 
@@ -204,10 +195,10 @@ def _owned(request: web.Request, claims: Claims, *, feed: str | None) -> tuple[s
 async def ice(request: web.Request) -> web.Response:
     """The caller's ICE servers: STUN, and TURN with credentials of their own that
     expire (``turn_ttl``). Anyone the session rules admit."""
-    claims, _access_now, media = _access(request)
+    claims, _access_now, _media_now = _access(request)
     services = request.app[SERVICES]
     servers = _ice_servers(request, claims)
-    minted = bool(services.settings.turn_urls and media.turn_secret)
+    minted = bool(services.settings.turn_urls and services.turn_secret)
     expires = services.clock() + services.settings.turn_ttl if minted else None
     return web.json_response(
         {
