@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import csv
-import io
 import re
 import signal
 import sys
@@ -31,7 +29,7 @@ from hybridcon import __version__
 from hybridcon.access import AccessControl
 from hybridcon.app import database_dsn, load_programme, open_pool
 from hybridcon.clock import system_clock
-from hybridcon.core.csvcells import safe_cell
+from hybridcon.core.csvcells import csv_document
 from hybridcon.core.durations import parse_duration
 from hybridcon.core.invites import check_programme_scopes, parse_registrations
 from hybridcon.core.keys import Keyset
@@ -535,20 +533,10 @@ def cmd_attendance(args: argparse.Namespace) -> int:
 
 def attendance_csv(rows: Sequence[attendance_store.Attendance]) -> str:
     """The attendance export as CSV, text cells defused against formula injection."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(["ticket_id", "name", "email", "attentive_minutes", "checkins"])
-    for r in rows:
-        writer.writerow(
-            [
-                safe_cell(r.ticket_id),
-                safe_cell(r.name),
-                safe_cell(r.email or ""),
-                r.attentive_minutes,
-                r.checkins,
-            ]
-        )
-    return out.getvalue()
+    return csv_document(
+        ("ticket_id", "name", "email", "attentive_minutes", "checkins"),
+        ((r.ticket_id, r.name, r.email, r.attentive_minutes, r.checkins) for r in rows),
+    )
 
 
 def _add_report_commands(sub: Any, common: Callable[[Any], Any]) -> None:

@@ -414,6 +414,26 @@ async def test_attend_moderate_and_organise(node: Node, browser: Any) -> None:
     await expect(lies_page).to_have_url(f"{node.url}/")
     await expect(lies_page.locator("#conn")).to_have_text("Verbonden")
 
+    # A check-in code for a walk: the phone that scans it is checked in there (the
+    # report's check-ins per workshop and walk) and its programme page says so.
+    await organiser.get_by_label("Plaats").select_option("session:wandeling-01")
+    await organiser.get_by_role("button", name="Maak QR-code").click()
+    walk_link = await organiser.get_by_label("Link achter de QR-code").input_value()
+    # The QR code shows as an image (a data: URL of the server's SVG), not as its alt text.
+    qr = organiser.locator("img.qr")
+    await expect(qr).to_be_visible()
+    assert await qr.evaluate("(img) => img.complete && img.naturalWidth > 0")
+    assert walk_link.startswith(f"{node.url}/hall#code=")
+    walker = await new_page(browser, width=360)
+    await walker.goto(walk_link)
+    await expect(walker).to_have_url(f"{node.url}/")
+    walk_title = node.app[SERVICES].programme.session("wandeling-01").title
+    await expect(walker.get_by_role("status").filter(has_text="ingecheckt")).to_have_text(
+        f"Je bent ingecheckt bij {walk_title}. Dank je!"
+    )
+    await expect(organiser.locator("#hall-h ~ ul")).to_contain_text(f"Check-in: {walk_title}")
+    await check_page(walker, "walk-checked-in")
+
     # The report of what happened so far, downloaded from the dashboard: the HTML page.
     async with organiser.expect_download() as report_info:
         await organiser.get_by_role("button", name="Rapport downloaden (HTML)").click()
@@ -446,7 +466,7 @@ async def test_attend_moderate_and_organise(node: Node, browser: Any) -> None:
     assert rendered_ms < 1000, f"first render with the programme took {rendered_ms:.0f} ms"
     await check_page(home, "home-signed-out")
 
-    for page in (attendee, moderator, organiser, home, phone, lies_page, live_page):
+    for page in (attendee, moderator, organiser, home, phone, lies_page, walker, live_page):
         assert page.errors == []
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from hybridcon.core.tokens import Role
-from support import WsClient, bearer, issue, services_of
+from hybridcon.report import build as report_build
+from support import WsClient, bearer, eventually, issue, services_of
 
 
 async def test_an_organiser_prints_a_link_and_phones_join_and_vote_apart(client):
@@ -12,7 +13,8 @@ async def test_an_organiser_prints_a_link_and_phones_join_and_vote_apart(client)
     assert resp.status == 201
     link = await resp.json()
     assert link["link"].endswith(f"/hall#code={link['code']}")
-    assert link["qr_svg"].startswith("<svg") and "</svg>" in link["qr_svg"]
+    assert link["qr_svg"].startswith('<svg xmlns="http://www.w3.org/2000/svg"')
+    assert link["qr_svg"].endswith("</svg>")
     listed = await (await client.get("/api/v1/halls", headers=organiser)).json()
     assert [entry["code"] for entry in listed["links"]] == [link["code"]]
 
@@ -83,3 +85,62 @@ async def test_a_withdrawn_link_joins_nobody(client):
     assert "no longer valid" in (await resp.json())["error"]["message"]
     again = await client.delete(f"/api/v1/halls/links/{link['link_id']}", headers=organiser)
     assert again.status == 404
+
+
+async def test_workshops_and_walks_get_check_in_links_and_the_report_counts_them(client):
+    organiser = bearer(issue(client, Role.ORGANISER))
+    made = {}
+    for session in ("ws-impact-1", "wandeling-01"):
+        resp = await client.post(f"/api/v1/halls/sessions/{session}/links", headers=organiser)
+        assert resp.status == 201
+        made[session] = await resp.json()
+        assert made[session]["session"] == session and made[session]["stage"] is None
+    # Not for a session that happens online only, nor for one that is not in the programme.
+    resp = await client.post("/api/v1/halls/sessions/online-1/links", headers=organiser)
+    assert resp.status == 400
+    assert "online only" in (await resp.json())["error"]["message"]
+    resp = await client.post("/api/v1/halls/sessions/nergens/links", headers=organiser)
+    assert resp.status == 404
+    resp = await client.post(
+        "/api/v1/halls/sessions/ws-impact-1/links", headers=bearer(issue(client, Role.MODERATOR))
+    )
+    assert resp.status == 403
+    listed = (await (await client.get("/api/v1/halls", headers=organiser)).json())["links"]
+    assert {entry["session"] for entry in listed} == {"ws-impact-1", "wandeling-01"}
+
+    # Two phones scan the walk's code (one of them twice), one the workshop's.
+    services = services_of(client)
+    scans = [
+        ("wandeling-01", "phone-of-an-1"),
+        ("wandeling-01", "phone-of-an-1"),
+        ("wandeling-01", "phone-of-bo-1"),
+        ("ws-impact-1", "phone-of-cas-1"),
+    ]
+    for session, device in scans:
+        resp = await client.post(
+            "/api/v1/halls/join", json={"code": made[session]["code"], "device": device}
+        )
+        joined = await resp.json()
+        assert joined["topic"] == f"session:{session}"
+        claims = services.auth().verify(joined["token"])
+        assert claims.scopes == (f"session:{session}",)
+    # The phone follows its session's topic and no stage.
+    phone = await WsClient.connect(client, joined["token"])
+    await phone.ok("subscribe", topic="session:ws-impact-1")
+    assert (await phone.request("subscribe", topic="stage:impact"))["code"] == "forbidden"
+    await phone.close()
+
+    async def logged() -> bool:
+        n = await services.db().fetchval(
+            "SELECT count(*) FROM engagement_events WHERE kind = 'checkin'"
+        )
+        return bool(n == len(scans))
+
+    await eventually(logged, what="every scan logged")
+    figures = await report_build.build(services.db(), services.programme, start=None, end=None, k=1)
+    table = figures.table("checkins")
+    people, title = table.column("people"), table.column("title")
+    assert {row[0]: (row[title], row[people]) for row in table.rows} == {
+        "session:wandeling-01": (services.programme.session("wandeling-01").title, 2),
+        "session:ws-impact-1": (services.programme.session("ws-impact-1").title, 1),
+    }

@@ -516,3 +516,51 @@ async def test_attendance_export_on_the_command_line(settings):
         )
     finally:
         await conn.close()
+
+
+async def test_a_terminal_sees_a_progress_bar_and_a_pipe_does_not(settings, tmp_path, day):
+    await write(settings, day)
+    env = {
+        **os.environ,
+        "HYBRIDCON_DATA_DIR": str(settings.data_dir),
+        "HYBRIDCON_DATABASE_URL": settings.database_url,
+        "HYBRIDCON_PROGRAMME": str(settings.programme),
+    }
+    # stderr on a pseudo-terminal, as a person running the command sees it.
+    controller, terminal = os.openpty()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *HYBRIDCON,
+            "report",
+            "--out",
+            str(tmp_path / "tty"),
+            "--format",
+            "json",
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+        )
+        os.close(terminal)
+        await asyncio.wait_for(proc.wait(), timeout=120)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: the child's end is closed and everything was read
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(controller)
+    assert proc.returncode == 0, shown.decode(errors="replace")
+    frames = shown.decode().split("\r")
+    bars = [f for f in frames if f.startswith("[")]
+    # One redraw per step, the bar filling up, ending full at the last step.
+    assert len(bars) == 8, frames
+    assert bars[0].startswith("[##...") and "scanning the log" in bars[0]
+    assert bars[-1].startswith("[" + "#" * 20 + "]") and "stream incidents" in bars[-1]
+    assert [b.count("#") for b in bars] == sorted(b.count("#") for b in bars)
+    # The same command with stderr to a pipe (a log, a cron job): no bar at all.
+    piped = ok(run_cli(settings, "report", "--out", str(tmp_path / "pipe"), "--format", "json"))
+    assert "[" not in piped.stderr and "\r" not in piped.stderr

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hybridcon.core.csvcells import FORMULA_TRIGGERS, safe_cell, safe_row
+from hybridcon.core.csvcells import FORMULA_TRIGGERS, csv_document, safe_cell
 
 
 @pytest.mark.parametrize(
@@ -32,14 +32,15 @@ def test_other_text_is_unchanged(value: str) -> None:
     assert safe_cell(value) == value
 
 
-def test_none_is_an_empty_cell_and_rows_are_cell_by_cell() -> None:
-    assert safe_row(["T-1", None, "=1+1", 3]) == ["T-1", "", "'=1+1", "3"]
+def test_a_document_defuses_text_and_keeps_counts_and_empty_cells() -> None:
+    text = csv_document(("id", "name", "n"), [("T-1", None, -3), ("=1+1", "An", 0)])
+    assert text == "id,name,n\r\nT-1,,-3\r\n'=1+1,An,0\r\n"
+    assert csv_document(("a", "b"), [("x;y", "z")], delimiter=";") == 'a;b\r\n"x;y";z\r\n'
 
 
 @given(st.text())
 def test_no_written_cell_starts_with_a_trigger(value: str) -> None:
-    out = io.StringIO()
-    csv.writer(out).writerow(safe_row([value]))
-    (cell,) = next(csv.reader(io.StringIO(out.getvalue())))
+    text = csv_document(("cell",), [(value,)])
+    (cell,) = list(csv.reader(io.StringIO(text, newline="")))[1]
     assert not cell.startswith(FORMULA_TRIGGERS)
     assert cell in {value, "'" + value}

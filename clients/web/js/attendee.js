@@ -8,7 +8,7 @@ import { lang, onLangChange, t } from "./i18n.js";
 import { Player } from "./player.js";
 import { dayPhase, dayProgramme, stageCard, stageLines, stagePath } from "./programme.js";
 import { Realtime } from "./realtime.js";
-import { claims, forget, redeem, redeemErrorKey, token } from "./session.js";
+import { checkedIn, claims, forget, redeem, redeemErrorKey, token } from "./session.js";
 import { connectionBadge, signInForm, startPage } from "./shell.js";
 
 const HEARTBEAT_MS = 30000;
@@ -85,9 +85,11 @@ function overview(programme) {
   const date = new Date(`${programme.event.date}T12:00:00`).toLocaleDateString(
     document.documentElement.lang === "en" ? "en-GB" : "nl-BE",
     { weekday: "long", day: "numeric", month: "long", year: "numeric" });
+  const checkin = claims() ? programme.sessions.find((s) => s.id === checkedIn()) : null;
   return h("div", { class: "overview" },
     h("section", { "aria-labelledby": "now-h" },
       h("h1", { id: "now-h", text: t("programme.title") }),
+      checkin ? h("p", { class: "notice", role: "status", text: t("signin.checked_in", { title: checkin.title }) }) : null,
       h("p", { class: "lead", text: t(`programme.phase.${phase}`, { date, venue: programme.event.venue, city: programme.event.city }) }),
       h("ul", { class: "stage-cards" }, programme.stages.map((s) => stageCard(programme, s)))),
     h("section", { "aria-labelledby": "day-h" },

@@ -3,7 +3,7 @@
 
 import { byId, replace } from "./dom.js";
 import { onLangChange } from "./i18n.js";
-import { redeem, redeemErrorKey, takeFragment } from "./session.js";
+import { checkedIn, redeem, redeemErrorKey, takeFragment } from "./session.js";
 import { signInForm, startPage } from "./shell.js";
 
 async function main() {
@@ -14,8 +14,13 @@ async function main() {
     titleKey: hall ? "signin.hall_title" : "signin.title",
     redeem: (c) => redeem(c, hall ? "hall" : "invite"),
     errorKey: redeemErrorKey,
-    // A hall phone goes straight to its stage; an attendee to the programme.
-    onSignedIn: (data) => location.replace(data.topic ? `/stage/${data.topic.split(":")[1]}` : "/"),
+    // A hall phone goes straight to its stage; a workshop's or walk's check-in and an
+    // attendee to the programme (which confirms the check-in).
+    onSignedIn: (data) => {
+      const [kind, id] = (data.topic || "").split(":");
+      if (kind === "session") checkedIn(id);
+      location.replace(kind === "stage" ? `/stage/${id}` : "/");
+    },
   });
   replace(byId("main"), form.root);
   onLangChange(() => form.redraw());

@@ -189,16 +189,29 @@ class Dashboard {
   }
 
   hallSection() {
-    const stage = h("select", { id: "hall-stage" }, this.programme.stages.filter((s) => s.kind !== "film").map((s) => h("option", { value: s.id, text: s.title })));
+    // A QR code for a stage's hall (vote and ask) or a check-in code for a workshop or a
+    // walk held on site (the scan is the check-in the report counts).
+    const stages = this.programme.stages.filter((s) => s.kind !== "film");
+    const onSite = this.programme.sessions.filter((s) => s.kind === "workshop" || s.kind === "walk");
+    const chosen = this.hallPlace?.value;
+    const place = this.hallPlace = h("select", { id: "hall-place" },
+      h("optgroup", { label: t("org.hall_stages") }, stages.map((s) => h("option", { value: `stage:${s.id}`, text: s.title }))),
+      onSite.length ? h("optgroup", { label: t("org.hall_sessions") }, onSite.map((s) => h("option", { value: `session:${s.id}`, text: s.title }))) : null);
+    if (chosen) place.value = chosen; // the choice survives a redraw
+    const placeTitle = (l) => l.stage
+      ? this.programme.stages.find((s) => s.id === l.stage)?.title || l.stage
+      : `${t("org.checkin_mark")}: ${this.programme.sessions.find((s) => s.id === l.session)?.title || l.session}`;
     return h("section", { class: "panel", "aria-labelledby": "hall-h" },
       h("h2", { id: "hall-h", text: t("org.halls") }),
       h("p", { class: "hint", text: t("org.halls_help") }),
       h("form", { class: "row", onsubmit: async (e) => {
         e.preventDefault();
-        const link = await this.call(() => api("POST", `/api/v1/halls/${encodeURIComponent(stage.value)}/links`, {}), "org.hall_made");
+        const [kind, id] = place.value.split(":");
+        const path = kind === "stage" ? `/api/v1/halls/${encodeURIComponent(id)}/links` : `/api/v1/halls/sessions/${encodeURIComponent(id)}/links`;
+        const link = await this.call(() => api("POST", path, {}), "org.hall_made");
         if (link) { this.lastQr = link; await this.loadHalls(); }
       } },
-        h("div", {}, h("label", { for: "hall-stage", text: t("org.stage") }), stage),
+        h("div", {}, h("label", { for: "hall-place", text: t("org.place") }), place),
         h("div", {}, h("button", { type: "submit", text: t("org.make_hall") }))),
       this.lastQr ? h("figure", {},
         // The server's QR code is an SVG it drew itself from the link: shown as an image
@@ -206,14 +219,15 @@ class Dashboard {
         h("img", { class: "qr", alt: t("org.qr_alt", { link: this.lastQr.link }), src: `data:image/svg+xml;charset=utf-8,${encodeURIComponent(this.lastQr.qr_svg)}` }),
         h("figcaption", {}, secret(this.lastQr.link, t("org.hall_link")))) : null,
       this.halls.length ? h("ul", {}, this.halls.map((l) => h("li", {},
-        `${this.programme.stages.find((s) => s.id === l.stage)?.title || l.stage} · ${l.code}${l.revoked ? ` · ${t("org.revoked_mark")}` : ""} `,
+        `${placeTitle(l)} · ${l.code}${l.revoked ? ` · ${t("org.revoked_mark")}` : ""} `,
         l.revoked ? null : h("button", { type: "button", class: "link", text: t("org.revoke"),
           onclick: async () => { await this.call(() => api("DELETE", `/api/v1/halls/links/${l.link_id}`), "org.revoked"); await this.loadHalls(); } })))) : null);
   }
 
   invitesSection() {
-    const file = h("input", { type: "file", id: "inv-file", accept: ".csv,text/csv", "aria-describedby": "inv-help" });
-    // Kept across redraws (the dashboard redraws when the audit log reloads).
+    // Kept across redraws (the dashboard redraws when the audit log reloads): a file
+    // chosen just before a redraw must still be there when "Inlezen" is pressed.
+    const file = this.invFile || (this.invFile = h("input", { type: "file", id: "inv-file", accept: ".csv,text/csv", "aria-describedby": "inv-help" }));
     const note = this.invNote || (this.invNote = h("p", { class: "form-note", role: "status", id: "inv-note" }));
     const importCsv = async (event) => {
       event.preventDefault();

@@ -5,6 +5,18 @@
 
 const TOKEN_KEY = "hybridcon.token";
 const DEVICE_KEY = "hybridcon.device";
+const CHECKIN_KEY = "hybridcon.checkin";
+
+/**
+ * The on-site session (workshop, walk) this tab checked in to by scanning its code; with
+ * an id, remember it.
+ * @param {string} [id]
+ * @returns {string|null}
+ */
+export function checkedIn(id) {
+  if (id) sessionStorage.setItem(CHECKIN_KEY, id);
+  return sessionStorage.getItem(CHECKIN_KEY);
+}
 
 /**
  * Move a token or code from the fragment into storage and clean the address bar.

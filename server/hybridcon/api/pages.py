@@ -12,6 +12,7 @@ Third-party browser libraries come from ``clients/web/node_modules`` (installed 
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -53,6 +54,7 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
 
 
+@functools.cache  # one base URL per server: the header is made once, not per response
 def content_security_policy(base_url: str) -> str:
     """The CSP of every page.
 

@@ -19,16 +19,15 @@ from aiohttp import web
 
 from hybridcon.api.auth import bearer_claims
 from hybridcon.api.whip import STREAMS
-from hybridcon.core.captions import Cue, webvtt
+from hybridcon.core.captions import Cue, cue_file, webvtt
 from hybridcon.core.streams import StreamState
 from hybridcon.core.urls import check_hls_token, hls_token
 from hybridcon.errors import NotFound
 from hybridcon.services import SERVICES
 
-# <stage>-<YYYYmmddTHHMMSS>-<8 hex>.mkv, as the stage's recorder names its files.
-_NAME = re.compile(r"^([a-z0-9][a-z0-9_-]{0,63})-(\d{8}T\d{6})-([0-9a-f]{8})\.mkv$")
-# The same name with .vtt: the recording's captions, made from the stage's cue file.
-_CAPTIONS = re.compile(r"^([a-z0-9][a-z0-9_-]{0,63})-(\d{8}T\d{6})-([0-9a-f]{8})\.vtt$")
+# <stage>-<YYYYmmddTHHMMSS>-<8 hex>.mkv, as the stage's recorder names its files; the
+# same name with .vtt is the recording's captions, made from the stage's cue file.
+_NAME = re.compile(r"^([a-z0-9][a-z0-9_-]{0,63})-(\d{8}T\d{6})-([0-9a-f]{8})\.(mkv|vtt)$")
 
 
 def _started(stamp: str) -> datetime:
@@ -41,7 +40,7 @@ def _ended(path: Path) -> datetime:
 
 
 def _cues(captions_dir: Path, stage: str) -> list[Cue]:
-    path = captions_dir / f"{stage}.jsonl"
+    path = cue_file(captions_dir, stage)
     if not path.is_file():
         return []
     lines = path.read_text("utf-8").splitlines()
@@ -109,22 +108,21 @@ async def recording_file(request: web.Request) -> web.StreamResponse:
     streams.get(stage)
     check_hls_token(streams.hls_secret, stage, request.match_info["token"], services.clock())
     name = request.match_info["file"]
-    captions = _CAPTIONS.match(name)
-    if captions is not None and captions.group(1) == stage:
+    match = _NAME.match(name)
+    if match is None or match.group(1) != stage:
+        raise NotFound("no such recording")
+    if match.group(4) == "vtt":
         video = services.settings.recordings_dir / stage / (name.removesuffix(".vtt") + ".mkv")
         if not video.is_file():
             raise NotFound("no such recording")
         cues = await asyncio.to_thread(_cues, services.settings.captions_dir, stage)
-        text = webvtt(cues, _started(captions.group(2)), _ended(video))
+        text = webvtt(cues, _started(match.group(2)), _ended(video))
         return web.Response(
             text=text,
             content_type="text/vtt",
             charset="utf-8",
             headers={"Cache-Control": "private, no-cache"},
         )
-    match = _NAME.match(name)
-    if match is None or match.group(1) != stage:
-        raise NotFound("no such recording")
     path = services.settings.recordings_dir / stage / name
     if not path.is_file():
         raise NotFound("no such recording")

@@ -72,6 +72,13 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "POST", "/api/v1/halls/{stage}/links", halls.create_link, "a hall join link", "organiser"
     ),
+    Route(
+        "POST",
+        "/api/v1/halls/sessions/{session}/links",
+        halls.create_session_link,
+        "a check-in link for a workshop or walk",
+        "organiser",
+    ),
     Route("POST", "/api/v1/halls/join", halls.join, "trade a hall link for a token"),
     Route(
         "DELETE",

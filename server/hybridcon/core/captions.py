@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from hybridcon.core.chat import clean_text
 
@@ -19,6 +20,11 @@ MAX_CUE_LENGTH = 300
 # How long a cue stays up when no next cue replaces it sooner, and at least.
 CUE_LONGEST = timedelta(seconds=6)
 CUE_SHORTEST = timedelta(seconds=1)
+
+
+def cue_file(captions_dir: Path, stage: str) -> Path:
+    """Where a stage's cues are kept: one JSON object a line, appended as they come."""
+    return captions_dir / f"{stage}.jsonl"
 
 
 @dataclass(frozen=True, slots=True)

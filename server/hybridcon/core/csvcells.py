@@ -5,13 +5,16 @@ A spreadsheet treats a cell that starts with ``=``, ``+``, ``-`` or ``@`` as a f
 ``=HYPERLINK("https://evil.example","click")`` from a ticketing export would run when an
 organiser opens ``invites export`` in Excel or LibreOffice. OWASP's advice ("CSV
 Injection") is to prefix such cells with a single quote, which spreadsheets show as
-text. Every CSV hybridcon writes for people (invite links, and the report's CSVs when
-they come) goes through :func:`safe_cell`.
+text. Every CSV hybridcon writes for people (invite links, the attendance export, the
+report's tables) is written by :func:`csv_document`, which puts text through
+:func:`safe_cell`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import csv
+import io
+from collections.abc import Iterable, Sequence
 
 # OWASP's list: the formula triggers and the two control characters that can precede one.
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
@@ -32,6 +35,19 @@ def safe_cell(value: object) -> str:
     return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
 
 
-def safe_row(values: Iterable[object]) -> list[str]:
-    """Every cell of a row through :func:`safe_cell`."""
-    return [safe_cell(value) for value in values]
+def csv_document(
+    header: Sequence[str], rows: Iterable[Iterable[object]], *, delimiter: str = ","
+) -> str:
+    """A CSV file's text: the header, then the rows, lines ended by CRLF (RFC 4180).
+
+    Text cells go through :func:`safe_cell`; ``None`` is an empty cell; other values
+    (counts, which may be negative) are written as ``str()``.
+    """
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow(
+            [safe_cell(v) if isinstance(v, str) else "" if v is None else str(v) for v in row]
+        )
+    return out.getvalue()

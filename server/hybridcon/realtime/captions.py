@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from hybridcon.core.captions import Cue, clean_cue
+from hybridcon.core.captions import Cue, clean_cue, cue_file
 from hybridcon.core.tokens import STAFF_ROLES, Role
 from hybridcon.errors import Forbidden, Invalid
 from hybridcon.realtime.command import Capability, RawText, Request, Topic, command
@@ -80,7 +80,7 @@ class Captions(Capability):
             text=clean_cue(request.text),
             ts=self._node.clock(),
         )
-        path = self._node.settings.captions_dir / f"{stage}.jsonl"
+        path = cue_file(self._node.settings.captions_dir, stage)
         async with self._write_lock:
             await asyncio.to_thread(_append, path, cue.to_line())
         fields = {"cue_id": cue.cue_id, "text": cue.text, "ts": cue.ts.isoformat()}

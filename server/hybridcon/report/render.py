@@ -6,15 +6,13 @@ opening it makes no request and printing it (or turning it into a PDF) shows the
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import datetime, timedelta, tzinfo
 from html import escape
 from typing import Any
 
 import orjson
 
-from hybridcon.core.csvcells import safe_cell
+from hybridcon.core.csvcells import csv_document
 from hybridcon.core.report.figures import (
     WATCH_BINS,
     Figures,
@@ -205,14 +203,12 @@ def _series_charts(figures: Figures, tz: tzinfo, lang: str) -> list[str]:
     return out
 
 
-def _csv_value(value: Value) -> str:
-    if isinstance(value, Suppressed) or value is None:
-        return ""
+def _csv_value(value: Value) -> object:
+    if isinstance(value, Suppressed):
+        return None
     if isinstance(value, datetime):
         return value.isoformat()
-    if isinstance(value, str):
-        return safe_cell(value)
-    return str(value)
+    return value
 
 
 def csv_text(table: Table, *, delimiter: str = ",") -> str:
@@ -221,15 +217,21 @@ def csv_text(table: Table, *, delimiter: str = ",") -> str:
     A hidden cell is empty and its row's ``suppressed`` column names the hidden
     columns (R19). Text cells are defused against formula injection.
     """
-    out = io.StringIO()
-    writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
-    writer.writerow([c.key for c in table.columns] + ["suppressed"])
-    for row in table.rows:
-        hidden = [
-            c.key for c, v in zip(table.columns, row, strict=True) if isinstance(v, Suppressed)
-        ]
-        writer.writerow([_csv_value(v) for v in row] + [" ".join(hidden)])
-    return out.getvalue()
+    return csv_document(
+        [c.key for c in table.columns] + ["suppressed"],
+        (
+            [_csv_value(v) for v in row]
+            + [
+                " ".join(
+                    c.key
+                    for c, v in zip(table.columns, row, strict=True)
+                    if isinstance(v, Suppressed)
+                )
+            ]
+            for row in table.rows
+        ),
+        delimiter=delimiter,
+    )
 
 
 def _json_value(value: Value) -> Any:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from hybridcon.core.csvcells import safe_row
+from hybridcon.core.csvcells import csv_document
 from hybridcon.core.invites import (
     InviteState,
     Registration,
@@ -167,23 +165,20 @@ def export_csv(links: Sequence[InviteLink], base_url: str) -> str:
 
     Names and e-mails come from a ticketing export: a ``=HYPERLINK(...)`` there reaches
     the organiser's spreadsheet as text, not as a formula (every cell goes through
-    :func:`~hybridcon.core.csvcells.safe_row`). Links carry the code in the fragment.
+    :func:`~hybridcon.core.csvcells.csv_document`). Links carry the code in the fragment.
     """
     base = base_url.rstrip("/")
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(EXPORT_COLUMNS)
-    for link in links:
-        writer.writerow(
-            safe_row(
-                [
-                    link.ticket_id,
-                    link.name,
-                    link.email,
-                    link.code,
-                    join_link(base, link.code),
-                    "yes" if link.redeemed else "no",
-                ]
+    return csv_document(
+        EXPORT_COLUMNS,
+        (
+            (
+                link.ticket_id,
+                link.name,
+                link.email,
+                link.code,
+                join_link(base, link.code),
+                "yes" if link.redeemed else "no",
             )
-        )
-    return out.getvalue()
+            for link in links
+        ),
+    )
