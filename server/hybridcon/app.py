@@ -2,7 +2,8 @@
 
 Start: database (embedded or configured; migrations under a lock; the programme
 stored), then keys and revocations, then the gateway, then the livestreams (which push
-through the gateway's node and add to its snapshots). Stop, in reverse: sockets close
+through the gateway's node and add to its snapshots), then the room provider of the
+zoom-style sessions. Stop, in reverse: the rooms' peer connections end, sockets close
 with 1012 (reconnect elsewhere), revocation listening stops, the pool closes.
 """
 
