@@ -162,13 +162,14 @@ async def test_publish_watch_mute_unpublish_remove(room) -> None:
         assert {f["participant"] for f in listed["feeds"]} == {"anna", "bert"}
         assert all(f["audio"] and f["video"] for f in listed["feeds"])
 
-        # Carla watches both and decodes video and audio from each.
+        # Carla watches both and decodes video and audio from each; Anna watches Bert.
         anna_sub, from_anna, _ = await _subscribe(client, tokens["carla"], "anna")
         bert_sub, from_bert, _ = await _subscribe(client, tokens["carla"], "bert")
-        peers += [anna_sub, bert_sub]
+        annas_watch, anna_sees_bert, _ = await _subscribe(client, tokens["anna"], "bert")
+        peers += [anna_sub, bert_sub, annas_watch]
         await eventually(
             lambda: (
-                min(from_anna.video, from_bert.video) >= 15
+                min(from_anna.video, from_bert.video, anna_sees_bert.video) >= 15
                 and min(from_anna.audio, from_bert.audio) >= 10
             ),
             timeout=10,
@@ -189,34 +190,40 @@ async def test_publish_watch_mute_unpublish_remove(room) -> None:
         await provider.mute(SESSION, "anna", "audio", False)
         await eventually(lambda: from_anna.audio > audio, timeout=5, what="audio after unmute")
 
+        # Remove Anna (as the session rules do): every connection of hers ends (her
+        # publish and her watching Bert), her watchers' tracks end, and the gate refuses
+        # her from then on.
+        gate.admitted.discard("anna")
+        await provider.remove(SESSION, "anna")
+        await eventually(
+            lambda: {anna_pc.connectionState, annas_watch.connectionState} <= {"closed", "failed"},
+            timeout=10,
+            what="both of Anna's connections ended",
+        )
+        await eventually(
+            lambda: from_anna.ended == {"audio", "video"} == anna_sees_bert.ended,
+            timeout=10,
+            what="the tracks of Anna's feed and of her watching ended",
+        )
+        assert "anna" in _kinds(events, RoomEventKind.GONE)
+        assert {f.participant for f in provider.feeds(SESSION)} == {"bert"}
+        again_pc, _player, resp = await _publish(client, media_file, tokens["anna"])
+        await again_pc.close()
+        assert resp.status == 403
+        assert from_bert.ended == set()  # Carla still watches Bert
+
         # Unpublish Bert (the floor taken): the tracks of his subscribers end.
         await provider.unpublish(SESSION, "bert")
         await eventually(
             lambda: from_bert.ended == {"audio", "video"}, timeout=10, what="Bert's tracks ended"
         )
         assert "bert" in _kinds(events, RoomEventKind.UNPUBLISHED)
-        assert {f.participant for f in provider.feeds(SESSION)} == {"anna"}
+        assert "bert" not in _kinds(events, RoomEventKind.GONE)  # still in the room
+        assert provider.feeds(SESSION) == []
         resp = await client.post(f"{BASE}/feeds/bert", headers=bearer(tokens["carla"]))
         assert resp.status == 404
         assert "not publishing" in (await resp.json())["error"]["message"]
 
-        # Remove Anna (as the session rules do): every connection of hers ends, and the
-        # gate refuses her from then on.
-        gate.admitted.discard("anna")
-        await provider.remove(SESSION, "anna")
-        await eventually(
-            lambda: anna_pc.connectionState in ("closed", "failed"),
-            timeout=10,
-            what="Anna's publishing connection ended",
-        )
-        await eventually(
-            lambda: from_anna.ended == {"audio", "video"}, timeout=10, what="Anna's feed ended"
-        )
-        assert "anna" in _kinds(events, RoomEventKind.GONE)
-        assert provider.feeds(SESSION) == []
-        again_pc, _player, resp = await _publish(client, media_file, tokens["anna"])
-        await again_pc.close()
-        assert resp.status == 403
         assert provider.peers == 0
     finally:
         for pc in peers:
