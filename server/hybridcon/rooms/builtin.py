@@ -168,14 +168,12 @@ class BuiltinRooms:
     # --- rooms -------------------------------------------------------------------------
 
     async def ensure_room(self, spec: RoomSpec) -> None:
-        """Make the room unless it exists; an existing room takes the spec's caps."""
+        """Make the room unless it exists (an existing room keeps the spec it was made
+        with: the session rules make it first, the media routes only make sure)."""
         self._check_running()
-        room = self._rooms.get(spec.room)
-        if room is None:
+        if spec.room not in self._rooms:
             self._rooms[spec.room] = _Room(spec=spec)
             log.info("rooms.room_made", room=spec.room)
-        else:
-            room.spec = spec
 
     async def destroy_room(self, room: str) -> None:
         """End the room and every peer connection in it (idempotent)."""
