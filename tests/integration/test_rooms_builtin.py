@@ -23,10 +23,10 @@ from aiortc.mediastreams import MediaStreamError
 
 from hybridcon.api.rooms import ROOM_MEDIA
 from hybridcon.app import create_app
-from hybridcon.core.rooms import MediaAccess, RoomEvent, RoomEventKind
+from hybridcon.core.rooms import MediaAccess, RoomEvent, RoomEventKind, RoomSpec
 from hybridcon.core.tokens import Claims, Role
 from hybridcon.core.turn import credentials_valid
-from hybridcon.errors import Forbidden
+from hybridcon.errors import Forbidden, NotFound
 from hybridcon.media.peers import gathering_on
 from hybridcon.rooms.builtin import BuiltinRooms
 from media_fixtures import ICE_ADDRESSES, make_media, make_offer, publisher_peer, take_answer
@@ -327,3 +327,64 @@ async def test_ice_servers_carry_turn_credentials_of_the_persons_own(make_settin
         # Someone the session rules do not admit gets no credentials.
         resp = await client.get(f"{BASE}/ice", headers=bearer(tokens["eva"]))
         assert resp.status == 403
+
+
+async def test_the_node_cap_and_a_publisher_leaving_by_itself(make_settings, tmp_path) -> None:
+    settings = make_settings(room_max_peers=2)
+    app = create_app(settings)
+    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+        media = app[ROOM_MEDIA]
+        media.gate = StandInGate({"anna", "bert", "carla"}, floor={"anna"})
+        events: list[RoomEvent] = []
+        media.provider.listen(events.append)
+        token = {
+            who: issue(client, Role.VIEWER, scopes=(f"session:{SESSION}",), sub=who)
+            for who in ("anna", "bert", "carla")
+        }
+        pc, player, resp = await _publish(client, make_media(tmp_path, seconds=9), token["anna"])
+        try:
+            assert resp.status == 201
+            await take_answer(pc, await resp.text())
+            watch, seen, _ = await _subscribe(client, token["bert"], "anna")
+            # Two connections on the node: the third is refused, to come back later.
+            resp = await client.post(f"{BASE}/feeds/anna", headers=bearer(token["carla"]))
+            assert resp.status == 503
+            assert resp.headers["Retry-After"] == "30"
+            assert "the most it takes" in (await resp.json())["error"]["message"]
+            await eventually(lambda: seen.video >= 5, timeout=10, what="Bert sees Anna")
+
+            # Anna closes her page: her publish ends by itself, and so does Bert's view.
+            await pc.close()
+            await eventually(
+                lambda: seen.ended == {"audio", "video"}, timeout=15, what="Bert's tracks ended"
+            )
+            assert _kinds(events, RoomEventKind.UNPUBLISHED) == ["anna"]
+            assert "anna" in _kinds(events, RoomEventKind.GONE)
+            await watch.close()
+        finally:
+            await pc.close()
+            if player.video is not None:
+                player.video.stop()
+
+
+async def test_an_unanswered_offer_is_withdrawn(tmp_path) -> None:
+    provider = BuiltinRooms(max_peers=4, ice_addresses=ICE_ADDRESSES, answer_timeout=0.3)
+    await provider.start()
+    try:
+        await provider.ensure_room(
+            RoomSpec("r", "Werkwinkel", max_publishers=2, max_participants=4)
+        )
+        pc, player = publisher_peer(make_media(tmp_path, seconds=9))
+        answer = await provider.publish("r", "anna", await make_offer(pc))
+        await take_answer(pc, answer.sdp)
+        offer = await provider.subscribe("r", "bert", "anna")
+        assert provider.peers == 2
+        await eventually(lambda: provider.peers == 1, timeout=5, what="the offer withdrawn")
+        with pytest.raises(NotFound, match="went unanswered"):
+            await provider.complete(offer.resource, "v=0\r\n")
+        await pc.close()
+        if player.video is not None:
+            player.video.stop()
+    finally:
+        await provider.stop()
+    assert provider.peers == 0
