@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 UV := $(BIN)/uv
 
-.PHONY: run valkey test lint unit integration bench lock clean check-python system-deps image web-deps
+.PHONY: run valkey test lint unit integration bench bench-peers bench-deps lock clean check-python system-deps image web-deps
 
 check-python:
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hybridcon needs Python 3.11 or newer")'
@@ -36,8 +36,11 @@ $(VENV)/.dev-installed: requirements/dev.lock pyproject.toml clients/python/pypr
 # test's own, as it cannot be kept to loopback). Installed once when missing; CI machines
 # are Debian and run as root. fonts-noto-color-emoji: the reaction buttons are emoji, and
 # headless Chromium has no other font with them (the screenshots would show empty buttons).
-# poppler-utils: pdftoppm renders the report's PDF in its test.
-SYSTEM_PACKAGES := chromium nginx iproute2 fonts-noto-color-emoji poppler-utils
+# poppler-utils: pdftoppm renders the report's PDF in its test. janus: the `janus` room
+# provider's tests start their own Janus (Debian's 1.1.2) in a network namespace; the
+# package's own service is not used (no systemd in CI; elsewhere it listens on 8088/8188,
+# which the tests avoid).
+SYSTEM_PACKAGES := chromium nginx iproute2 fonts-noto-color-emoji poppler-utils janus
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -58,6 +61,19 @@ $(WEB)/node_modules/.installed: $(WEB)/package.json $(WEB)/package-lock.json
 	cd $(WEB) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 	touch $@
 
+# The fan-out benchmark's Node peer (tests/bench/peers/ws-relay.mjs): the ws package, pinned
+# by tests/bench/peers/package-lock.json and fetched from the npm registry; never in the
+# repository. Node and npm are Debian's, installed once when missing.
+PEERS := tests/bench/peers
+bench-deps: $(PEERS)/node_modules/.installed
+$(PEERS)/node_modules/.installed: $(PEERS)/package.json $(PEERS)/package-lock.json
+	@{ command -v node >/dev/null && command -v npm >/dev/null; } || { \
+		echo "installing Debian packages: nodejs npm"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }
+	cd $(PEERS) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
+
 run: $(VENV)/.run-installed web-deps
 	$(BIN)/hybridcon serve --demo-tokens $(ARGS)
 
@@ -76,15 +92,25 @@ lint: $(VENV)/.dev-installed
 unit: $(VENV)/.dev-installed
 	$(BIN)/pytest tests/unit
 
-integration: $(VENV)/.dev-installed web-deps
+integration: $(VENV)/.dev-installed web-deps bench-deps
 	$(BIN)/pytest tests/integration
 
 # pytest exits 5 when it collected nothing; make treats that as a failure, as it should.
-test: lint system-deps web-deps
+test: lint system-deps web-deps bench-deps
 	$(BIN)/pytest
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m tests.bench
+
+# The peer comparison (issue 14): Node ws, websockets.broadcast, python-socketio and the bare
+# aiohttp loop, then hybridcon at its defaults, on the same load in one invocation per size;
+# each prints hybridcon's CPU per delivery against every peer and the best, and the goal
+# of its size. About 5 minutes at 5,000 x 20 and 2 at 500 x 10, on a quiet machine.
+# ARGS are added to both (e.g. ARGS="--duration 30").
+BENCH_PEERS := ws,websockets,socketio,baseline
+bench-peers: $(VENV)/.dev-installed bench-deps
+	$(BIN)/python -m tests.bench --peers $(BENCH_PEERS) -n 5000 -m 20 $(ARGS)
+	$(BIN)/python -m tests.bench --peers $(BENCH_PEERS) -n 500 -m 10 $(ARGS)
 
 # Build the Dockerfile for real with podman on a base made by debootstrap (no registry
 # serves base images here), then start it and fetch /healthz. Slow and needs root: not
@@ -99,4 +125,4 @@ lock: | $(UV)
 	$(UV) pip compile -q clients/python/pyproject.toml --python-version 3.11 --generate-hashes -o requirements/client.lock
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(WEB)/node_modules tests/artifacts
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(WEB)/node_modules $(PEERS)/node_modules tests/artifacts

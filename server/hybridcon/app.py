@@ -34,6 +34,7 @@ from hybridcon.media.ice import server_ice_servers
 from hybridcon.metrics import Metrics
 from hybridcon.periodic import Periodic
 from hybridcon.realtime import gateway
+from hybridcon.realtime.sessions import Sessions
 from hybridcon.rooms.providers import make_provider
 from hybridcon.services import SERVICES, Services
 from hybridcon.settings import Settings
@@ -223,19 +224,24 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
         await streams.stop()
 
     async def room_media(app: web.Application) -> AsyncIterator[None]:
-        # The zoom-style sessions' media. The builtin provider has nothing to connect to,
-        # so /readyz does not wait for it.
-        provider = make_provider(
-            settings, ice_servers=server_ice_servers(settings, services.turn_secret, clock)
+        # The zoom-style sessions' media. /readyz does not wait for the provider: builtin
+        # has nothing to connect to, and with Janus down the sessions answer clear errors
+        # while the rest of the node (livestreams, chat) serves on.
+        provider = await asyncio.to_thread(
+            make_provider,
+            settings,
+            ice_servers=server_ice_servers(settings, services.turn_secret, clock),
         )
         media = RoomMedia(provider=provider)
         provider.listen(media.on_event)
-        # The session rules are the gate of every media request (media.gate); they are
-        # wired here when the sessions capability is on the node:
-        #   provider.listen(sessions.on_room_event); sessions.attach_provider(provider);
-        #   media.gate = sessions
         app[ROOM_MEDIA] = media
         await provider.start()
+        # The session rules drive the provider (ensure, mute, unpublish, remove, destroy)
+        # and hear its reports (attach_provider listens); they are also the gate every
+        # media route asks before negotiating.
+        sessions = app[gateway.GATEWAY].capability(Sessions)
+        sessions.attach_provider(provider)
+        media.gate = sessions
         yield
         await provider.stop()
 

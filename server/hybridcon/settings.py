@@ -319,6 +319,28 @@ class Settings(BaseSettings):
         description="WebRTC peer connections (publishing and subscribing) the builtin room "
         "provider takes on one node; beyond it a publish or subscription gets 503.",
     )
+    janus_url: str = Field(
+        default="ws://127.0.0.1:8188",
+        description="The Janus API's WebSocket URL (rooms_provider janus).",
+    )
+    janus_admin_url: str | None = Field(
+        default=None,
+        description="Janus's admin API WebSocket URL (admin_ws), when Janus has token_auth on: "
+        "hybridcon then mints its own API token there at every connect. Unset: no token.",
+    )
+    janus_admin_secret_file: Path | None = Field(
+        default=None,
+        description="Janus's admin_secret (janus.jcfg), one line; read with janus_admin_url. "
+        "Unset: DATA_DIR/keys/janus-admin.secret.",
+    )
+    janus_room_key_file: Path | None = Field(
+        default=None,
+        description="The VideoRoom plugin's admin_key (janus.plugin.videoroom.jcfg), one line; "
+        "also seeds the rooms' secrets. Unset: DATA_DIR/keys/janus-room.key (made if missing).",
+    )
+    janus_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds one request to Janus may take."
+    )
     cors_allow_origin: str = Field(
         default="*",
         description="Access-Control-Allow-Origin for WHIP/WHEP (browser publishers/players).",
@@ -356,6 +378,13 @@ class Settings(BaseSettings):
                     f"{selector!r} is neither an interface name, an IP address nor a network"
                 )
         return selectors
+
+    @field_validator("janus_url", "janus_admin_url")
+    @classmethod
+    def _websocket_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("ws://", "wss://")):
+            raise ValueError(f"{url!r} is not a ws:// or wss:// URL")
+        return url
 
     @field_validator("log_format")
     @classmethod
@@ -395,6 +424,16 @@ class Settings(BaseSettings):
     def turn_secret_path(self) -> Path:
         """Where the secret shared with coturn lives."""
         return self.turn_secret_file or self.data_dir / "keys" / "turn.secret"
+
+    @property
+    def janus_room_key_path(self) -> Path:
+        """Where the Janus VideoRoom admin_key lives."""
+        return self.janus_room_key_file or self.data_dir / "keys" / "janus-room.key"
+
+    @property
+    def janus_admin_secret_path(self) -> Path:
+        """Where Janus's admin_secret lives."""
+        return self.janus_admin_secret_file or self.data_dir / "keys" / "janus-admin.secret"
 
     @property
     def hls_dir(self) -> Path:

@@ -31,8 +31,14 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from tests.bench.loadgen import BUCKETS, percentile, sender_process, viewer_process
-from tests.bench.servers import Server, start_baseline, start_hybridcon
+from tests.bench.loadgen import BUCKETS, WIRES, percentile, sender_process, viewer_process
+from tests.bench.servers import (
+    PEERS,
+    Server,
+    start_hybridcon,
+    start_hybridcon_nodes,
+    start_peer,
+)
 
 TOPIC = "stage:plenary"
 SETUP_TIMEOUT = 300.0
@@ -45,6 +51,12 @@ GOAL_RATE = 20.0
 GOAL_P99_MS = 250.0
 GOAL_CPU_RATIO = 0.5
 GOAL_KIB_PER_CONN = 30.0
+# Issue 14's goals against the peers: CPU per delivery below every peer at 5,000 x 20, and
+# not above 1.2 x the best peer's at 500 x 10.
+PEER_GOALS = (
+    (GOAL_VIEWERS, GOAL_RATE, 1.0, "below every peer's"),
+    (500, 10.0, 1.2, "<= 1.2 x the best peer's"),
+)
 
 
 @dataclass
@@ -53,6 +65,8 @@ class RunResult:
 
     server: str
     viewers: int
+    kind: str = "hybridcon"  # or one of tests.bench.servers.PEERS
+    nodes: int = 1  # hybridcon serve processes (over one Valkey when more than 1)
     connected: int = 0
     failed: int = 0
     rate: float = 0.0
@@ -191,7 +205,7 @@ def run_one(
     ``load`` of its core meanwhile; return its figures."""
     ctx = multiprocessing.get_context("fork")
     gen_cpu = args.generator_cpu
-    result = RunResult(server=server.name, viewers=args.viewers, rate=args.rate)
+    result = RunResult(server=server.name, viewers=args.viewers, rate=args.rate, kind=server.kind)
     viewer_procs: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
     sender: multiprocessing.process.BaseProcess | None = None
     burner: multiprocessing.process.BaseProcess | None = None
@@ -200,19 +214,22 @@ def run_one(
     stop_burner = ctx.Event()
     try:
         # Memory with no connections, after the server has settled.
-        time.sleep(2.0)
+        time.sleep(args.settle)
         result.rss_idle_bytes = server.rss()
         slab_before = _slab_kib()
 
         _log(f"{server.name}: connecting {args.viewers} viewers from {args.procs} processes")
         viewer_tokens = server.tokens[: args.viewers]
         shares = [viewer_tokens[i :: args.procs] for i in range(args.procs)]
+        # Several nodes: the swarms take turns, so the viewers are spread over them.
+        ports = server.viewer_ports or [server.port]
         for i, tokens in enumerate(shares):
             here, there = ctx.Pipe()
             src_ip = f"127.0.{10 + run_index % 200}.{10 + i}"
+            port = ports[i % len(ports)]
             swarm = ctx.Process(
                 target=viewer_process,
-                args=(there, "127.0.0.1", server.port, src_ip, tokens, TOPIC, gen_cpu),
+                args=(there, "127.0.0.1", port, src_ip, tokens, TOPIC, gen_cpu, server.wire),
                 name=f"viewers-{i}",
                 daemon=True,
             )
@@ -234,7 +251,7 @@ def run_one(
         )
 
         # Memory with every viewer subscribed and idle.
-        time.sleep(3.0)
+        time.sleep(args.settle * 1.5)
         result.rss_connected_bytes = server.rss()
         result.slab_delta_kib = _slab_kib() - slab_before
 
@@ -257,7 +274,7 @@ def run_one(
             target=sender_process,
             args=(
                 there,
-                f"ws://127.0.0.1:{server.port}/ws",
+                f"ws://127.0.0.1:{server.port}{WIRES[server.wire].path}",
                 server.sender_tokens,
                 TOPIC,
                 args.rate,
@@ -265,6 +282,7 @@ def run_one(
                 t0,
                 t1,
                 gen_cpu,
+                server.wire,
             ),
             name="senders",
             daemon=True,
@@ -303,6 +321,7 @@ def run_one(
                     server.tokens[args.viewers : args.viewers + args.join_rush],
                     TOPIC,
                     gen_cpu,
+                    server.wire,
                 ),
                 name="join-rush",
                 daemon=True,
@@ -438,7 +457,7 @@ def report(results: list[RunResult], args: argparse.Namespace) -> str:
             f"| {r.other_load_pct:.0f} | {_fmt(r.p50_ms)} | {_fmt(r.p99_ms)} | {_fmt(r.max_ms)} "
             f"| {_fmt(r.kib_per_conn)} | {_fmt(r.per_read, '.2f')} | {r.generator_pct:.0f} |"
         )
-    base = next((r for r in results if r.server.startswith("bare")), None)
+    base = next((r for r in results if r.kind == "baseline"), None)
     if base is not None:
         lines += [
             "",
@@ -461,7 +480,8 @@ def report(results: list[RunResult], args: argparse.Namespace) -> str:
             f"- {r.server}: {r.connected}/{r.viewers} viewers subscribed ({r.failed} failed); "
             f"{r.lines_published_in_window}/{r.lines_sent_in_window} lines published in the "
             f"{r.duration:g} s window; p90 {_fmt(r.p90_ms)} ms; sender reply p50 "
-            f"{_fmt(r.reply_p50_ms)} ms; server helpers (PostgreSQL) {r.server_helpers_cpu_s:.2f} "
+            f"{_fmt(r.reply_p50_ms)} ms; server helpers (PostgreSQL"
+            f"{', Valkey' if r.nodes > 1 else ''}) {r.server_helpers_cpu_s:.2f} "
             f"CPU s; server core busy {r.server_core_busy_pct:.0f} % (all processes), generator "
             f"core busy {r.generator_core_busy_pct:.0f} %, generator in the kernel "
             f"{r.generator_system_s / r.duration * 100 if r.duration else 0:.0f} % of its core; "
@@ -479,7 +499,7 @@ def report(results: list[RunResult], args: argparse.Namespace) -> str:
             f"this run used {args.viewers} x {args.rate:g})"
         )
     for r in results:
-        if r is base:
+        if r.kind != "hybridcon":
             continue
         valid = r.generator_pct <= GEN_CPU_LIMIT
         held = (
@@ -506,7 +526,121 @@ def report(results: list[RunResult], args: argparse.Namespace) -> str:
         )
     if base is not None and base.generator_pct > GEN_CPU_LIMIT:
         lines.append(f"  baseline run INVALID: generator at {base.generator_pct:.0f} % of its core")
+    lines += peer_report(results, args)
+    lines += nodes_report(results)
     return "\n".join(lines)
+
+
+def peer_report(results: list[RunResult], args: argparse.Namespace) -> list[str]:
+    """hybridcon's CPU per delivery against each peer of the run and the best one, and the
+    issue's goals against the peers (met, or missed by how much)."""
+    peers = [r for r in results if r.kind != "hybridcon"]
+    measured = [r for r in peers if r.cpu_per_1000]
+    hybrids = [r for r in results if r.kind == "hybridcon" and r.cpu_per_1000]
+    if not measured or not hybrids or (len(peers) == 1 and peers[0].kind == "baseline"):
+        return []
+    best = min(measured, key=lambda r: r.cpu_per_1000 or math.inf)
+    lines = [
+        "",
+        "hybridcon's CPU per delivery against each peer of this run, and the best peer "
+        "(< 1: hybridcon spends less per delivery):",
+        "",
+        "| hybridcon | " + " | ".join(p.server for p in measured) + f" | best: {best.server} |",
+        "|---|" + "---|" * (len(measured) + 1),
+    ]
+    for h in hybrids:
+        lines.append(
+            f"| {h.server} | "
+            + " | ".join(_ratio(h.cpu_per_1000, p.cpu_per_1000) for p in measured)
+            + f" | {_ratio(h.cpu_per_1000, best.cpu_per_1000)} |"
+        )
+    lines += ["", "Goals against the peers (informational; measured in this run):"]
+    goal = next(
+        (g for g in PEER_GOALS if args.viewers == g[0] and math.isclose(args.rate, g[1])), None
+    )
+    if goal is None:
+        lines.append(
+            "  (stated for "
+            + " and ".join(f"{n} x {m:g}" for n, m, _, _ in PEER_GOALS)
+            + f"; this run used {args.viewers} x {args.rate:g}: no verdict)"
+        )
+        return lines
+    n, m, limit, what = goal
+    caveats = [
+        f"{p.server} {'failed (not compared)' if not p.cpu_per_1000 else 'lost ' + format(p.loss, ',')}"
+        for p in peers
+        if not p.cpu_per_1000 or p.loss
+    ]
+    invalid = [r.server for r in results if r.generator_pct > GEN_CPU_LIMIT]
+    # The goals compare one process with one process; several nodes are shown above only.
+    for h in (r for r in hybrids if r.nodes == 1):
+        ratio = (h.cpu_per_1000 or 0.0) / (best.cpu_per_1000 or math.inf)
+        above = [p.server for p in measured if (h.cpu_per_1000 or 0.0) >= (p.cpu_per_1000 or 0.0)]
+        if limit == 1.0:
+            met = not above
+            how = (
+                f"{ratio:.2f} x the best peer ({best.server})"
+                if met
+                else f"{ratio:.2f} x the best peer ({best.server}), "
+                f"{(ratio - 1) * 100:.0f} % above it; not below {', '.join(above)}"
+            )
+        else:
+            met = ratio <= limit
+            how = f"{ratio:.2f} x the best peer ({best.server})" + (
+                "" if met else f", {(ratio / limit - 1) * 100:.0f} % over {limit:g} x"
+            )
+        lines.append(
+            f"  {h.server}: CPU per delivery {what} at {n} x {m:g}: "
+            f"{'MET' if met else 'MISSED'}, {how}"
+            + (f" (hybridcon lost {h.loss:,})" if h.loss else "")
+        )
+    if caveats:
+        lines.append(
+            "  caveat: " + "; ".join(caveats) + " (a peer's CPU per delivery counts what arrived)"
+        )
+    if invalid:
+        lines.append(f"  caveat: generator above {GEN_CPU_LIMIT:g} % in: {', '.join(invalid)}")
+    return lines
+
+
+def nodes_report(results: list[RunResult]) -> list[str]:
+    """Each multi-node hybridcon row against the one-node row before it (same settings)."""
+    lines: list[str] = []
+    one: RunResult | None = None
+    for r in results:
+        if r.kind != "hybridcon":
+            continue
+        if r.nodes == 1:
+            one = r
+            continue
+        if one is None:
+            continue
+        if not lines:
+            lines += [
+                "",
+                "Several nodes over Valkey against one node of the same run (ratios; the "
+                "nodes' CPU summed, Valkey and PostgreSQL shown apart):",
+                "",
+                "| nodes | CPU per delivery | with helpers | p50 latency | p99 latency "
+                "| loss (nodes / one) |",
+                "|---|---|---|---|---|---|",
+            ]
+        with_helpers = (
+            (r.server_cpu_s + r.server_helpers_cpu_s) / r.received_in_window
+            if r.received_in_window
+            else None
+        )
+        one_helpers = (
+            (one.server_cpu_s + one.server_helpers_cpu_s) / one.received_in_window
+            if one.received_in_window
+            else None
+        )
+        lines.append(
+            f"| {r.server} | {_ratio(r.cpu_per_1000, one.cpu_per_1000)} "
+            f"| {_ratio(with_helpers, one_helpers)} | {_ratio(r.p50_ms, one.p50_ms)} "
+            f"| {_ratio(r.p99_ms, one.p99_ms)} | {r.loss:,} / {one.loss:,} |"
+        )
+    return lines
 
 
 def flush_spec(text: str) -> tuple[float, float, float]:
@@ -536,12 +670,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, help="seconds of sending before (default 5)")
     parser.add_argument(
         "--flush-intervals",
-        default="0.05/0,0.01/0.12",
         help="hybridcon servers to run, comma-separated: INTERVAL[/PERIOD] sets "
         "HYBRIDCON_WS_FLUSH_INTERVAL and HYBRIDCON_WS_FLUSH_PERIOD (default 0: paced by the "
-        "interval alone); default: the former fixed 0.05 s and the paced default",
+        "interval alone); default: the former fixed 0.05 s and the paced default, or with "
+        "--peers the server's own defaults alone",
+    )
+    parser.add_argument(
+        "--peers",
+        help="servers to run before hybridcon on the same load, comma-separated, from "
+        f"{','.join(PEERS)} (default: baseline); with more than the baseline, hybridcon's "
+        "CPU per delivery is compared with each and with the best, and the goals are checked",
+    )
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        help="also run each hybridcon server as this many `hybridcon serve` nodes over one "
+        "Valkey (one data directory; all on the server's core with Valkey; the viewers "
+        "spread over them, the senders on the first), against one node in the same run "
+        "(default 1: one node only)",
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the bare baseline")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=2.0,
+        help="seconds before the idle RSS is read, and 1.5 x that with the viewers "
+        "subscribed (default 2; the smoke test shortens it)",
+    )
     parser.add_argument("--procs", type=int, help="viewer processes (default: 1 per 1,250)")
     parser.add_argument("--senders", type=int, help="sender connections (default: M / 5)")
     parser.add_argument("--drain-max", type=float, default=30.0, help="seconds to wait after")
@@ -573,8 +729,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.rate = args.rate or (10.0 if quick else GOAL_RATE)
     args.duration = args.duration or (5.0 if quick else 20.0)
     args.warmup = args.warmup if args.warmup is not None else (2.0 if quick else 5.0)
-    args.procs = args.procs or max(1, math.ceil(args.viewers / 1250))
+    if not 1 <= args.nodes <= 8:
+        parser.error("--nodes must be 1..8")
+    # At least one viewer process per node, for one node too (the same generator).
+    args.procs = max(args.procs or max(1, math.ceil(args.viewers / 1250)), args.nodes)
     args.senders = args.senders or max(2, math.ceil(args.rate / 5))
+    if args.flush_intervals is None:
+        if args.peers:
+            from hybridcon.settings import Settings
+
+            fields = Settings.model_fields
+            args.flush_intervals = (
+                f"{fields['ws_flush_interval'].default!r}/{fields['ws_flush_period'].default!r}"
+                f"/{fields['ws_flush_load_factor'].default!r}"
+            )
+        else:
+            args.flush_intervals = "0.05/0,0.01/0.12"
+    args.peer_list = [p.strip() for p in (args.peers or "baseline").split(",") if p.strip()]
+    unknown = [p for p in args.peer_list if p not in PEERS]
+    if unknown:
+        parser.error(f"--peers: unknown {', '.join(unknown)}; from {','.join(PEERS)}")
+    args.peer_list = list(dict.fromkeys(args.peer_list))
+    if args.no_baseline and "baseline" in args.peer_list:
+        args.peer_list.remove("baseline")
     try:
         args.flush = [flush_spec(x) for x in args.flush_intervals.split(",") if x.strip()]
     except ValueError as exc:
@@ -621,24 +798,32 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     results: list[RunResult] = []
-    plan: list[tuple[str, tuple[float, float] | None, int | None]] = []
-    if not args.no_baseline:
-        plan.append(("baseline", None, None))
-    plan += [("hybridcon", f, z) for f in args.flush for z in args.freeze]
+    plan: list[tuple[str, tuple[float, float, float] | None, int | None, int]] = []
+    plan += [(peer, None, None, 1) for peer in args.peer_list]
+    node_counts = [1] if args.nodes == 1 else [1, args.nodes]
+    plan += [("hybridcon", f, z, n) for f in args.flush for z in args.freeze for n in node_counts]
     with tempfile.TemporaryDirectory(prefix="hybridcon-bench-") as tmp:
-        for index, (kind, flush, freeze) in enumerate(plan):
+        for index, (kind, flush, freeze, nodes) in enumerate(plan):
             work = Path(tmp) / f"run{index}"
             work.mkdir()
             _log(
                 f"starting {kind}" + (f" (flush {flush[0]:g} s / {flush[1]:g} s)" if flush else "")
             )
-            if kind == "baseline":
-                server = start_baseline(
-                    work,
-                    viewers=args.viewers + args.join_rush,
-                    senders=args.senders,
-                    cpu=args.server_cpu,
-                )
+            if kind != "hybridcon":
+                try:
+                    server = start_peer(
+                        kind,
+                        work,
+                        viewers=args.viewers + args.join_rush,
+                        senders=args.senders,
+                        cpu=args.server_cpu,
+                    )
+                except Exception as exc:
+                    _log(f"{kind} did not start: {exc}")
+                    failed = RunResult(server=kind, viewers=args.viewers, kind=kind)
+                    failed.notes.append(f"did not start: {exc}")
+                    results.append(failed)
+                    continue
             else:
                 assert flush is not None
                 interval, period, factor = flush
@@ -647,26 +832,39 @@ def main(argv: list[str] | None = None) -> int:
                 os.environ["HYBRIDCON_WS_FLUSH_LOAD_FACTOR"] = repr(factor)
                 if freeze is not None:
                     os.environ["HYBRIDCON_GC_FREEZE_JOINS"] = str(freeze)
-                server = start_hybridcon(
-                    work,
-                    flush_interval=interval,
-                    viewers=args.viewers + args.join_rush,
-                    senders=args.senders,
-                    cpu=args.server_cpu,
-                )
+                if nodes == 1:
+                    server = start_hybridcon(
+                        work,
+                        flush_interval=interval,
+                        viewers=args.viewers + args.join_rush,
+                        senders=args.senders,
+                        cpu=args.server_cpu,
+                    )
+                else:
+                    server = start_hybridcon_nodes(
+                        work,
+                        nodes=nodes,
+                        flush_interval=interval,
+                        viewers=args.viewers + args.join_rush,
+                        senders=args.senders,
+                        cpu=args.server_cpu,
+                    )
                 server.name = (
-                    f"hybridcon flush={interval:g}s period={period:g}s"
+                    ("hybridcon" if nodes == 1 else f"hybridcon {nodes} nodes over Valkey")
+                    + f" flush={interval:g}s period={period:g}s"
                     + (f" load×{factor:g}" if factor else "")
                     + ("" if freeze is None else f" freeze={freeze}")
                 )
             try:
-                # The baseline runs without the added load: its CPU per delivery is the
-                # reference, and contention would inflate it (flattering the ratios).
-                load = 0.0 if kind == "baseline" else args.other_load
+                # The baseline and the peers run without the added load: their CPU per
+                # delivery is the reference, and contention would inflate it (flattering
+                # the ratios).
+                load = 0.0 if kind != "hybridcon" else args.other_load
                 results.append(run_one(server, args, index, load))
+                results[-1].nodes = nodes
             except Exception as exc:
                 _log(f"{server.name} failed: {exc!r}\n{server.log_tail()}")
-                failed = RunResult(server=server.name, viewers=args.viewers)
+                failed = RunResult(server=server.name, viewers=args.viewers, kind=server.kind)
                 failed.notes.append(f"run failed: {exc!r}")
                 results.append(failed)
             finally:

@@ -147,16 +147,20 @@ class HybridconProcess:
 
 
 def start_hybridcon_process(
-    work: Path, *, env: Mapping[str, str], cpu: int | None
+    work: Path, *, env: Mapping[str, str], cpu: int | None, log_name: str = "hybridcon.log"
 ) -> HybridconProcess:
     """Start ``hybridcon serve`` on a fresh data directory under ``work`` and wait until it
     is running.
 
     Args:
         work: the run's folder; the server gets ``work/data`` and logs to
-            ``work/hybridcon.log``.
-        env: the benchmark's own ``HYBRIDCON_*`` settings, over the common ones.
+            ``work/hybridcon.log``. A second node started on the same folder (with
+            ``HYBRIDCON_REDIS_URL`` in ``env`` and its own ``log_name``) shares that data
+            directory, its embedded PostgreSQL and its keys, as ``hybridcon serve`` allows.
+        env: the benchmark's own ``HYBRIDCON_*`` settings, over the common ones (the
+            caller's database, Redis and key settings are never inherited).
         cpu: the core to pin the server to, or None.
+        log_name: the log's file name under ``work``.
 
     Raises:
         RuntimeError: the server exited or did not start in time.
@@ -167,8 +171,14 @@ def start_hybridcon_process(
     data_dir = work / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
+    inherited = {
+        name: value
+        for name, value in os.environ.items()
+        if name
+        not in ("HYBRIDCON_DATABASE_URL", "HYBRIDCON_REDIS_URL", "HYBRIDCON_SIGNING_KEYS_FILE")
+    }
     full_env = {
-        **os.environ,
+        **inherited,
         "HYBRIDCON_DATA_DIR": str(data_dir),
         "HYBRIDCON_HOST": "127.0.0.1",
         "HYBRIDCON_PORT": str(port),
@@ -180,11 +190,9 @@ def start_hybridcon_process(
         "HYBRIDCON_ICE_ADDRESSES": '["lo"]',
         **env,
     }
-    for name in ("HYBRIDCON_DATABASE_URL", "HYBRIDCON_REDIS_URL", "HYBRIDCON_SIGNING_KEYS_FILE"):
-        full_env.pop(name, None)
     settings = Settings(_env_file=None, data_dir=data_dir)
     keyset = load_or_create_keyset(settings.keys_path, datetime.now(UTC))
-    log_path = work / "hybridcon.log"
+    log_path = work / log_name
     proc = spawn(["hybridcon.cli", "serve"], log_path, env=full_env, cpu=cpu)
     try:
         wait_for_line(proc, log_path, r"is running at", "hybridcon serve")

@@ -11,22 +11,33 @@ Senders are :class:`hybridcon_client.HybridconClient` connections (the SDK) send
 shared timer inflates p50, realtime findings). Each line's text starts with
 ``B <time.monotonic()>``: CLOCK_MONOTONIC is the same clock in every process on the
 machine, so a receiver's latency is its own ``time.monotonic()`` minus that number.
+
+Two wires, chosen per server (:data:`WIRES`): ``hybridcon`` (hybridcon's own frames, which
+the bare baseline and the ``ws`` and ``websockets`` peers speak too) and ``socketio``
+(the same requests as Socket.IO events with acks, in Engine.IO v4 framing over a plain
+WebSocket, for the python-socketio peer). Only the viewers' setup, the senders' client
+and the answer to Engine.IO's pings differ: a chat line is a text frame holding
+``"text":"B <time>`` on both, and the viewers' read loop is the same.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import random
 import select
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
 
 from hybridcon_client import HybridconClient, HybridconError
 
@@ -113,8 +124,98 @@ class SetupError(Exception):
     """A viewer could not connect, authenticate or subscribe."""
 
 
+class _SetupFrames:
+    """Blocking frame reads and writes on a viewer's socket while it sets up."""
+
+    def __init__(self, sock: socket.socket, buf: bytes) -> None:
+        self.sock = sock
+        self.buf = buf
+        self.pos = 0
+
+    def send(self, payload: bytes) -> None:
+        self.sock.sendall(client_frame(payload))
+
+    def text(self) -> bytes:
+        """The next text frame's payload (pings answered, other frames skipped)."""
+        while True:
+            frame = next_frame(self.buf, self.pos)
+            if frame is None:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise SetupError("closed during setup")
+                self.buf = self.buf[self.pos :] + chunk
+                self.pos = 0
+                continue
+            opcode, start, end = frame
+            self.pos = end
+            payload = self.buf[start:end]
+            if opcode == 0x8:
+                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+                raise SetupError(f"closed by the server: {code} {payload[2:]!r}")
+            if opcode == 0x9:
+                self.sock.sendall(client_frame(payload, 0xA))
+            elif opcode == 0x1:
+                return payload
+
+    def rest(self) -> bytes:
+        """What was read past the last frame returned."""
+        return self.buf[self.pos :]
+
+
+def _setup_hybridcon(frames: _SetupFrames, token: str, topic: str) -> None:
+    """``auth``, then ``subscribe`` (id 1) and its result."""
+    frames.send(orjson.dumps({"type": "auth", "token": token}))
+    frames.send(orjson.dumps({"id": 1, "type": "subscribe", "topic": topic}))
+    while True:
+        message = orjson.loads(frames.text())
+        if message.get("id") == 1:
+            if message.get("type") != "result":
+                raise SetupError(f"subscribe refused: {message}")
+            return
+
+
+def _setup_socketio(frames: _SetupFrames, token: str, topic: str) -> None:
+    """Engine.IO's open packet (``0{...}``), Socket.IO's CONNECT (``40``, the token as
+    its auth) and its answer, then the ``subscribe`` event with ack 1 (``421[...]``) and
+    its ack (``431[...]``)."""
+    opened = frames.text()
+    if not opened.startswith(b"0"):
+        raise SetupError(f"no Engine.IO open packet: {opened[:80]!r}")
+    frames.send(b"40" + orjson.dumps({"token": token}))
+    while True:
+        packet = frames.text()
+        if packet == b"2":
+            frames.send(b"3")
+        elif packet.startswith(b"40"):
+            break
+        elif packet.startswith(b"44"):
+            raise SetupError(f"connect refused: {packet[:80]!r}")
+    frames.send(b"421" + orjson.dumps(["subscribe", {"topic": topic}]))
+    while True:
+        packet = frames.text()
+        if packet == b"2":
+            frames.send(b"3")
+        elif packet.startswith(b"431"):
+            return
+
+
+@dataclass(frozen=True)
+class Wire:
+    """How the load generator speaks to one kind of server."""
+
+    name: str
+    path: str  # the WebSocket's request target
+    setup: Callable[[_SetupFrames, str, str], None]  # (frames, token, topic): to subscribed
+
+
+WIRES = {
+    "hybridcon": Wire("hybridcon", "/ws", _setup_hybridcon),
+    "socketio": Wire("socketio", "/socket.io/?EIO=4&transport=websocket", _setup_socketio),
+}
+
+
 def _open_viewer(
-    host: str, port: int, src_ip: str, token: str, topic: str
+    host: str, port: int, src_ip: str, token: str, topic: str, wire: Wire
 ) -> tuple[socket.socket, bytes]:
     """Connect, authenticate and subscribe (blocking); returns the socket and unread bytes."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -125,7 +226,7 @@ def _open_viewer(
         key = "dGhlIHNhbXBsZSBub25jZQ=="  # any 16 bytes in base64; the server only echoes it
         sock.sendall(
             (
-                f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                f"GET {wire.path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
                 "Sec-WebSocket-Version: 13\r\n\r\n"
             ).encode()
@@ -139,33 +240,10 @@ def _open_viewer(
         head, _, buf = buf.partition(b"\r\n\r\n")
         if b" 101 " not in head.split(b"\r\n", 1)[0]:
             raise SetupError(f"handshake refused: {head[:80]!r}")
-        sock.sendall(
-            client_frame(orjson.dumps({"type": "auth", "token": token}))
-            + client_frame(orjson.dumps({"id": 1, "type": "subscribe", "topic": topic}))
-        )
-        pos = 0
-        while True:
-            frame = next_frame(buf, pos)
-            if frame is None:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise SetupError("closed before the subscribe reply")
-                buf = buf[pos:] + chunk
-                pos = 0
-                continue
-            opcode, start, end = frame
-            pos = end
-            if opcode == 0x8:
-                code = int.from_bytes(buf[start : start + 2], "big") if end - start >= 2 else None
-                raise SetupError(f"closed by the server: {code} {buf[start + 2 : end]!r}")
-            if opcode != 0x1:
-                continue
-            message = orjson.loads(buf[start:end])
-            if message.get("id") == 1:
-                if message.get("type") != "result":
-                    raise SetupError(f"subscribe refused: {message}")
-                sock.setblocking(False)
-                return sock, buf[pos:]
+        frames = _SetupFrames(sock, buf)
+        wire.setup(frames, token, topic)
+        sock.setblocking(False)
+        return sock, frames.rest()
     except BaseException:
         sock.close()
         raise
@@ -224,6 +302,7 @@ def viewer_process(
     tokens: list[str],
     topic: str,
     cpu: int | None,
+    wire: str = "hybridcon",
 ) -> None:
     """Run one swarm of viewers until told to stop (commands over ``ctl``).
 
@@ -238,7 +317,7 @@ def viewer_process(
     viewers: dict[int, _Viewer] = {}
     for token in tokens:
         try:
-            sock, rest = _open_viewer(host, port, src_ip, token, topic)
+            sock, rest = _open_viewer(host, port, src_ip, token, topic, WIRES[wire])
         except (OSError, SetupError, ValueError) as exc:
             stats.failed += 1
             if len(stats.failures) < 5:
@@ -322,6 +401,9 @@ def viewer_process(
                         mark = buf.find(TEXT_MARK, start, end)
                         if mark < 0:
                             stats.other_frames += 1
+                            if end - start == 1 and buf[start] == 0x32:  # Engine.IO ping "2"
+                                with contextlib.suppress(OSError):
+                                    viewer.sock.send(client_frame(b"3"))
                             continue
                         stats.chat_total += 1
                         if in_window:
@@ -367,6 +449,86 @@ class SenderResult:
     reply_ms: list[float] = field(default_factory=list)
 
 
+class ChatSender(Protocol):
+    """What a sender needs of its connection; :class:`HybridconClient` is one."""
+
+    async def connect(self) -> Any: ...
+
+    async def send_chat(self, topic: str, text: str) -> dict[str, Any]: ...
+
+    async def close(self) -> None: ...
+
+
+class SocketIOSender:
+    """A sender on the ``socketio`` wire: Socket.IO events with acks over one plain
+    WebSocket in Engine.IO v4 framing (``0{...}`` open, ``40`` connect, ``42N[...]`` an
+    event with ack N, ``43N[...]`` the ack, ``2``/``3`` ping and pong)."""
+
+    def __init__(self, url: str, token: str, *, request_timeout: float = 60.0) -> None:
+        self.url = url
+        self.token = token
+        self.timeout = request_timeout
+        self._ws: ClientConnection | None = None
+        self._acks: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._ids = itertools.count(1)
+        self._reader: asyncio.Task[None] | None = None
+
+    async def connect(self) -> SocketIOSender:
+        ws = await ws_connect(self.url, compression=None, ping_interval=None, max_size=None)
+        opened = await ws.recv()
+        if not str(opened).startswith("0"):
+            raise ConnectionError(f"no Engine.IO open packet: {opened!r}")
+        await ws.send("40" + orjson.dumps({"token": self.token}).decode())
+        while True:
+            packet = str(await ws.recv())
+            if packet == "2":
+                await ws.send("3")
+            elif packet.startswith("40"):
+                break
+            elif packet.startswith("44"):
+                raise ConnectionError(f"connect refused: {packet}")
+        self._ws = ws
+        self._reader = asyncio.create_task(self._read(ws))
+        return self
+
+    async def _read(self, ws: ClientConnection) -> None:
+        try:
+            async for raw in ws:
+                packet = str(raw)
+                if packet == "2":
+                    await ws.send("3")
+                elif packet.startswith("43"):
+                    body = packet.index("[")
+                    future = self._acks.pop(int(packet[2:body]), None)
+                    if future is not None and not future.done():
+                        args = orjson.loads(packet[body:])
+                        future.set_result(args[0] if args else {})
+        except Exception:  # the connection's end fails the waiting requests below
+            pass
+        finally:
+            for future in self._acks.values():
+                if not future.done():
+                    future.set_exception(ConnectionError("the Socket.IO connection closed"))
+            self._acks.clear()
+
+    async def send_chat(self, topic: str, text: str) -> dict[str, Any]:
+        if self._ws is None:
+            raise ConnectionError("not connected")
+        ack = next(self._ids)
+        future = asyncio.get_running_loop().create_future()
+        self._acks[ack] = future
+        await self._ws.send(
+            f"42{ack}" + orjson.dumps(["chat.send", {"topic": topic, "text": text}]).decode()
+        )
+        return await asyncio.wait_for(future, self.timeout)
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
+
+
 def sender_process(
     ctl: Connection,
     url: str,
@@ -377,6 +539,7 @@ def sender_process(
     t0: float,
     t1: float,
     cpu: int | None,
+    wire: str = "hybridcon",
 ) -> None:
     """Send chat lines at ``rate`` lines/s in total from ``start_at`` until ``t1``.
 
@@ -385,22 +548,34 @@ def sender_process(
     """
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
-    result = asyncio.run(_send_lines(url, tokens, topic, rate, start_at, t0, t1))
+    result = asyncio.run(_send_lines(url, tokens, topic, rate, start_at, t0, t1, wire))
     ctl.send(("done", result.__dict__))
     ctl.close()
 
 
+def _chat_sender(url: str, token: str, wire: str) -> ChatSender:
+    """The sender's client on ``wire``: the SDK for hybridcon's own frames."""
+    if wire == "socketio":
+        return SocketIOSender(url, token, request_timeout=60.0)
+    return HybridconClient(url, token, reconnect=False, request_timeout=60.0)
+
+
 async def _send_lines(
-    url: str, tokens: list[str], topic: str, rate: float, start_at: float, t0: float, t1: float
+    url: str,
+    tokens: list[str],
+    topic: str,
+    rate: float,
+    start_at: float,
+    t0: float,
+    t1: float,
+    wire: str = "hybridcon",
 ) -> SenderResult:
     result = SenderResult()
-    clients = [
-        HybridconClient(url, token, reconnect=False, request_timeout=60.0) for token in tokens
-    ]
+    clients = [_chat_sender(url, token, wire) for token in tokens]
     await asyncio.gather(*(client.connect() for client in clients))
     each = rate / len(clients)
 
-    async def send_one(client: HybridconClient, sent: float) -> None:
+    async def send_one(client: ChatSender, sent: float) -> None:
         in_window = t0 <= sent < t1
         text = f"B {sent:.6f} {FILLER}"
         try:
@@ -419,7 +594,7 @@ async def _send_lines(
             result.published_in_window += 1
             result.published.append(sent)
 
-    async def one_sender(client: HybridconClient, seed: int) -> None:
+    async def one_sender(client: ChatSender, seed: int) -> None:
         rng = random.Random(seed)  # timing jitter, not security
         tasks: list[asyncio.Task[None]] = []
         due = start_at + rng.expovariate(each)

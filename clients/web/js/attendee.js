@@ -154,6 +154,7 @@ class StageView {
     this.chat.applySettings({ slowmode: this.chat.slowmode });
     if (this.films) this.renderFilms();
     if (this.captions) this.captions.render();
+    if (this.viewerCount !== undefined) this.setViewers(this.viewerCount);
   }
 
   onTopic(kind, data) {
@@ -192,6 +193,7 @@ class StageView {
   }
 
   setViewers(n) {
+    this.viewerCount = n;
     this.viewers.textContent = t("stage.viewers", { n });
   }
 

@@ -361,7 +361,10 @@ async function main() {
       h("p", { text: t(c ? "staff.not_organiser" : "staff.need_link") })));
     return;
   }
-  byId("conn").textContent = t("org.signed_in_as", { name: c.name || c.sub });
+  // Who is signed in, in the page's language (a token without a name shows its role).
+  const signedIn = () => { byId("conn").textContent = t("org.signed_in_as", { name: c.name || t(`role.${c.role}`) }); };
+  signedIn();
+  onLangChange(signedIn);
   const signout = byId("signout");
   signout.hidden = false;
   signout.addEventListener("click", () => { forget(); location.assign("/"); });

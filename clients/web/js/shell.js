@@ -1,7 +1,7 @@
 // What every page shares: its start, the connection badge and the sign-in form.
 
 import { byId, h, replace } from "./dom.js";
-import { applyStatic, languageButton, loadMessages, t } from "./i18n.js";
+import { applyStatic, languageButton, loadMessages, onLangChange, t } from "./i18n.js";
 import { loadProgramme } from "./programme.js";
 import { takeFragment } from "./session.js";
 
@@ -18,7 +18,9 @@ export async function startPage(tagline) {
   applyStatic(document);
   languageButton(byId("lang"));
   byId("event-title").textContent = programme.event.title;
-  byId("event-tagline").textContent = tagline(programme);
+  const drawTagline = () => { byId("event-tagline").textContent = tagline(programme); };
+  drawTagline();
+  onLangChange(drawTagline); // a page's own line ("Moderatie") follows the switch
   return { programme, fragment };
 }
 
@@ -42,6 +44,7 @@ export function connectionBadge(rt, el, onSignedOut) {
     last = event.detail.status;
     draw();
   });
+  onLangChange(draw);
   draw();
   return { redraw: draw };
 }

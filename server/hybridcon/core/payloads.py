@@ -187,3 +187,35 @@ class Checkin(Payload):
 
     kind = EventKind.CHECKIN
     link_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionJoin(Payload):
+    """A person was let into an online workshop (not while waiting in its lobby).
+
+    ``session_role`` is ``host``, ``speaker`` or ``participant`` (the token's ``role`` is
+    added beside it); ``waited_seconds`` is the time spent in the lobby.
+    """
+
+    kind = EventKind.SESSION_JOIN
+    session_role: str
+    waited_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLeave(Payload):
+    """A person's stay in an online workshop ended: the attendance record.
+
+    ``reason``: ``left``, ``disconnected``, ``removed`` or ``ended``. ``seconds`` present,
+    ``floor_seconds`` holding the floor (allowed to publish), ``audio_seconds`` and
+    ``video_seconds`` publishing microphone and camera as the room provider reported it
+    (minus time a host muted it).
+    """
+
+    kind = EventKind.SESSION_LEAVE
+    session_role: str
+    reason: str
+    seconds: int
+    floor_seconds: int
+    audio_seconds: int
+    video_seconds: int

@@ -90,6 +90,11 @@ class Stage(_Model):
     theme: Ident | None = None
     description: str | None = None
 
+    @property
+    def streamed(self) -> bool:
+        """Whether the stage goes out live (a livestream or the radio), not the film room."""
+        return self.kind in (StageKind.STREAM, StageKind.RADIO)
+
 
 LocalTime = Annotated[time, Strict()]
 """A time of day as TOML writes it, without an offset (the event's timezone applies)."""

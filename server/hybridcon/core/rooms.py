@@ -125,7 +125,9 @@ class RoomProvider(Protocol):
         ...
 
     async def stop(self) -> None:
-        """End every peer connection and room; disconnect."""
+        """End this node's peer connections and disconnect. Rooms a media server keeps
+        for several nodes (Janus) stay: they end with their session
+        (:meth:`destroy_room`), not with one node."""
         ...
 
     async def ensure_room(self, spec: RoomSpec) -> None:

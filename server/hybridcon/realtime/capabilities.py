@@ -13,10 +13,12 @@ from hybridcon.realtime.captions import Captions
 from hybridcon.realtime.chat import Chat
 from hybridcon.realtime.command import Capability
 from hybridcon.realtime.live import Live
+from hybridcon.realtime.networking import Networking
 from hybridcon.realtime.polls import Polls
 from hybridcon.realtime.presence import Presence
 from hybridcon.realtime.qa import Qa
 from hybridcon.realtime.reactions import Reactions
+from hybridcon.realtime.sessions import Sessions
 from hybridcon.realtime.topics import Topics
 
 CAPABILITIES: tuple[type[Capability], ...] = (
@@ -27,6 +29,8 @@ CAPABILITIES: tuple[type[Capability], ...] = (
     Presence,
     Captions,
     Live,
+    Sessions,
+    Networking,
 )
 
 EVERY_CAPABILITY: tuple[type[Capability], ...] = (Topics, *CAPABILITIES)

@@ -165,6 +165,10 @@ class Capability:
     async def load(self, topic: str) -> None:
         """Make ``topic``'s state ready for :meth:`snapshot` (may wait for storage)."""
 
+    def closed(self, ctx: Context) -> None:
+        """A connection ended (after it left its topics); no await. A capability that
+        keeps per-connection state (a session's participant) lets go of it here."""
+
     def snapshot(self, ctx: Context, topic: str, moderator: bool) -> dict[str, Any]:
         """This capability's part of a ``subscribe`` snapshot of ``topic``.
 

@@ -163,3 +163,23 @@ class Context:
     async def audit(self, action: str, target: str, detail: Mapping[str, Any]) -> None:
         """Append an audit row for what this connection's person did."""
         await self.node.audit(self.conn.claims, action, target, detail)
+
+    def push(self, topic: str | None, kind: str, fields: Mapping[str, Any]) -> bool:
+        """Push a message to this connection only: unsequenced, not kept for ``since``;
+        ``topic`` None leaves it out of the envelope (a push about no topic).
+
+        For what concerns one person (a session's ``session.admitted``, ``session.floor``):
+        a capability keeps the context of the connection that asked and pushes to it when
+        another person's request changes its state. It reaches this node's connection
+        only; what everyone must see goes to the topic.
+
+        Returns:
+            Whether it was queued (False: the connection is closing).
+
+        Raises:
+            ValueError: ``fields`` carries ``type``, ``topic`` or ``seq``.
+        """
+        if not {"type", "topic", "seq"}.isdisjoint(fields):
+            raise ValueError(f"{kind} fields may not carry the envelope's type, topic or seq")
+        head: dict[str, Any] = {"type": kind} if topic is None else {"type": kind, "topic": topic}
+        return self.conn.send({**head, **fields})

@@ -15,7 +15,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import structlog
@@ -78,6 +78,8 @@ def load_word_filter(paths: list[Path]) -> WordFilter:
     return WordFilter.from_lines(lines)
 
 
+C = TypeVar("C", bound=Capability)
+
 SnapshotHook = Callable[[str, Claims], dict[str, Any]]
 """Parts of a topic's snapshot from outside the capabilities (a stage's ``stream``):
 called with the topic as subscribed (``mod:`` included) and the subscriber's claims."""
@@ -127,6 +129,18 @@ class Gateway:
         # At most one outage line a second in the log (with bursts of 5), however many
         # requests fail on it.
         self._outage_log = TokenBucket.full(1.0, 5.0, time.monotonic())
+
+    def capability(self, cls: type[C]) -> C:
+        """The running instance of a capability class (app.py hands the sessions their
+        room provider this way).
+
+        Raises:
+            LookupError: the gateway does not serve that capability.
+        """
+        for capability in self.capabilities:
+            if isinstance(capability, cls):
+                return capability
+        raise LookupError(f"the gateway does not serve {cls.__name__}")
 
     # --- the topics, as the Topics capability sees them (Subscriptions) ------------------
 
@@ -231,8 +245,9 @@ class Gateway:
         )
         opened = time.monotonic()
         log.info("ws_open", role=conn.claims.role.value)
+        ctx = Context(self.node, conn)
         try:
-            await self._read_loop(ws, conn, Context(self.node, conn))
+            await self._read_loop(ws, conn, ctx)
         finally:
             # Book-keeping first, without awaiting: aiohttp may cancel this handler while
             # the server shuts down, and the leave events must be logged regardless.
@@ -243,6 +258,11 @@ class Gateway:
             for topic in self.hub.drop(conn):
                 if not topic.startswith("mod:"):
                     self.node.engage(Leave(seconds=seconds), topic, conn.claims)
+            for capability in self.capabilities:
+                try:
+                    capability.closed(ctx)
+                except Exception:
+                    log.exception("capability_closed_failed", capability=type(capability).__name__)
             if conn.close_code is None:
                 conn.close(1000, "")
             metrics.ws_connections.dec()

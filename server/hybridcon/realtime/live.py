@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar, Final
 
-from hybridcon.core.programme import StageKind
 from hybridcon.core.report.live import live_view
 from hybridcon.realtime.command import Capability
 from hybridcon.realtime.context import Context, Node
@@ -38,9 +37,7 @@ class Live(Capability):
         self._view: dict[str, Any] | None = None
         self._made = -INTERVAL
         self._lock = asyncio.Lock()
-        self._stages = tuple(
-            s.id for s in node.programme.stages if s.kind in (StageKind.STREAM, StageKind.RADIO)
-        )
+        self._stages = tuple(s.id for s in node.programme.stages if s.streamed)
 
     async def start(self) -> None:
         """Start the once-a-second push."""

@@ -9,6 +9,7 @@ from aiortc import RTCIceServer
 from hybridcon.core.rooms import RoomProvider
 from hybridcon.errors import ConfigError
 from hybridcon.rooms.builtin import BuiltinRooms
+from hybridcon.rooms.janus import JanusRooms
 from hybridcon.settings import Settings
 
 
@@ -17,7 +18,8 @@ def make_provider(
     *,
     ice_servers: Callable[[], list[RTCIceServer]],
 ) -> RoomProvider:
-    """The room provider ``settings.rooms_provider`` names, not started yet.
+    """The room provider ``settings.rooms_provider`` names, not started yet (the janus
+    provider reads its key files here: call it in a thread).
 
     Args:
         settings: the node's settings (``rooms_provider``, caps, ICE).
@@ -25,7 +27,8 @@ def make_provider(
             :func:`hybridcon.media.ice.server_ice_servers`).
 
     Raises:
-        ConfigError: the provider named cannot be made here.
+        ConfigError: the provider cannot be made (janus: a key file is missing or too
+            short).
     """
     if settings.rooms_provider == "builtin":
         return BuiltinRooms(
@@ -33,8 +36,8 @@ def make_provider(
             ice_servers=ice_servers,
             ice_addresses=settings.ice_addresses,
         )
-    # The janus provider's branch goes here (rooms/janus.py): it drives a Janus VideoRoom
-    # and needs its own settings (URL, admin secret), not the ICE servers above.
-    raise ConfigError(
-        f"the room provider {settings.rooms_provider!r} is not available in this build"
-    )
+    if settings.rooms_provider == "janus":
+        # Janus gathers its own candidates and has its own STUN/TURN configuration
+        # (deploy/janus); hybridcon's ICE servers are not its.
+        return JanusRooms.from_settings(settings)
+    raise ConfigError(f"unknown room provider {settings.rooms_provider!r}")

@@ -15,6 +15,7 @@ from datetime import datetime
 import asyncpg
 
 from hybridcon.core.engagement import actor_hash
+from hybridcon.store.engagement import attentive
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,17 +40,16 @@ async def attendance(
     invites = await pool.fetch("SELECT id, ticket_id, name, email FROM invites ORDER BY ticket_id")
     hashes = [actor_hash(key, f"i:{r['id'].hex}") for r in invites]
     rows = await pool.fetch(
-        """
+        f"""
         WITH people AS (SELECT * FROM unnest($1::text[], $2::int[]) AS p(actor, idx))
         SELECT p.idx,
                count(DISTINCT date_trunc('minute', e.ts)) FILTER (
-                   WHERE e.kind = 'heartbeat' AND e.data->>'playing' = 'true'
-                     AND e.data->>'visible' = 'true') AS minutes,
+                   WHERE {attentive("e")}) AS minutes,
                count(*) FILTER (WHERE e.kind = 'checkin') AS checkins
         FROM people p JOIN engagement_events e ON e.actor = p.actor
         WHERE e.ts >= $3 AND e.ts < $4 AND e.kind IN ('heartbeat', 'checkin')
         GROUP BY p.idx
-        """,
+        """,  # noqa: S608 (the attentive condition is a constant)
         hashes,
         list(range(len(hashes))),
         start,

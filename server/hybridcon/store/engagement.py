@@ -598,3 +598,13 @@ class EngagementWriter:
             return open(lock_path, "ab")
         except OSError as exc:
             raise ConfigError(f"cannot use the engagement spool {spool}: {exc}") from None
+
+
+def attentive(row: str = "") -> str:
+    """SQL that is true for an attentive heartbeat (R6 in docs/report-definitions.md): the
+    player playing and the page visible. ``row`` is the engagement row's alias, if any.
+    The report, the live view and the attendance export share this one condition."""
+    p = f"{row}." if row else ""
+    return (
+        f"{p}kind = 'heartbeat' AND {p}data->>'playing' = 'true' AND {p}data->>'visible' = 'true'"
+    )

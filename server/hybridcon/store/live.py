@@ -17,20 +17,20 @@ from hybridcon.core.report.live import (
     StageNow,
 )
 from hybridcon.store.db import Executor
+from hybridcon.store.engagement import attentive
 
-_STAGES = """
+_STAGES = f"""
 SELECT topic,
        count(DISTINCT actor) FILTER (WHERE kind = 'heartbeat') AS present,
-       count(DISTINCT actor) FILTER (WHERE kind = 'heartbeat' AND data->>'playing' = 'true'
-                                     AND data->>'visible' = 'true') AS attentive,
+       count(DISTINCT actor) FILTER (WHERE {attentive()}) AS attentive,
        count(*) FILTER (WHERE kind = 'chat') AS lines
 FROM engagement_events
 WHERE kind IN ('heartbeat', 'chat') AND ts > $1 AND ts <= $2 AND topic LIKE 'stage:%'
   AND data->>'role' = 'viewer'
 GROUP BY topic
-"""
+"""  # noqa: S608 (the attentive condition is a constant)
 
-_POLLS = """
+_POLLS = f"""
 SELECT replace(p.poll_id::text, '-', '') AS poll_id, p.question, p.topics, p.opened_at,
        (SELECT count(DISTINCT actor) FROM engagement_events e
         WHERE e.kind = 'poll_vote' AND e.ts >= coalesce(p.opened_at, '-infinity')
@@ -44,11 +44,10 @@ SELECT replace(p.poll_id::text, '-', '') AS poll_id, p.question, p.topics, p.ope
         WHERE e.kind = 'heartbeat' AND e.topic = ANY(p.topics)
           AND e.ts >= date_trunc('minute', p.opened_at)
           AND e.ts < date_trunc('minute', p.opened_at) + interval '1 minute'
-          AND e.data->>'role' = 'viewer' AND e.data->>'playing' = 'true'
-          AND e.data->>'visible' = 'true') AS attentive
+          AND e.data->>'role' = 'viewer' AND {attentive("e")}) AS attentive
 FROM polls p WHERE p.state = 'open'
 ORDER BY p.opened_at NULLS LAST, p.poll_id
-"""
+"""  # noqa: S608 (the attentive condition is a constant)
 
 _BACKLOG = """
 SELECT (SELECT count(*) FROM chat_messages WHERE held AND deleted_at IS NULL) AS held,

@@ -36,6 +36,7 @@ from hybridcon.core.report.aggregates import (
 )
 from hybridcon.core.report.units import Unit, window_arrays
 from hybridcon.store.db import Conn, Executor
+from hybridcon.store.engagement import attentive
 
 Progress = Callable[[str], None]
 
@@ -67,19 +68,18 @@ STEPS = (
     "stream incidents",
 )
 
-_PM = """
+_PM = f"""
 CREATE TEMP TABLE r_pm ON COMMIT DROP AS
 SELECT topic, actor, date_trunc('minute', ts) AS m,
        bool_or(kind = 'heartbeat') AS hb,
-       bool_or(kind = 'heartbeat' AND data->>'playing' = 'true'
-               AND data->>'visible' = 'true') AS att,
+       bool_or({attentive()}) AS att,
        bool_or(kind = ANY($4::text[])) AS part,
        bool_or(kind = 'checkin') AS checkin
 FROM engagement_events
 WHERE ts >= $1 AND ts < $2 AND actor IS NOT NULL AND topic IS NOT NULL
   AND kind = ANY($3::text[]) AND data->>'role' = 'viewer'
 GROUP BY 1, 2, 3
-"""
+"""  # noqa: S608 (the attentive condition is a constant)
 
 _UNITS = """
 CREATE TEMP TABLE r_units ON COMMIT DROP AS

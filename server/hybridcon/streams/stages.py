@@ -124,7 +124,7 @@ class Streams:
                 metrics=StageMetrics(services.metrics, stage.id),
             )
             for stage in services.programme.stages
-            if stage.kind in (StageKind.STREAM, StageKind.RADIO)
+            if stage.streamed
         }
         # WHEP offers being answered, held against the node's viewer cap.
         self._viewers_reserved = 0

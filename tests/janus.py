@@ -1,0 +1,226 @@
+"""A real Janus (Debian's ``janus`` package) for the ``janus`` room provider's tests.
+
+Janus gathers ICE candidates on every interface but loopback (it always skips loopback,
+``ice_enforce_list`` cannot name ``lo``) and aioice leaves 127.0.0.1 out too, so media
+cannot flow between Janus and aiortc peers over loopback. :class:`JanusProcess` therefore
+runs Janus inside a network namespace of the test's own (``tests/netns.py``): it binds its
+API (WebSocket, admin WebSocket) to the namespace's end of the veth pair and gathers
+its candidates on that interface alone. The test process stays in the host's namespace:
+it reaches the API over the pair, and its aiortc peers gather on the host end
+(``ns.host_address``), so media crosses the pair and nothing else. The namespace's /30 is
+allowed in the ICE guard by the ``test_namespace`` fixture.
+
+Janus's configuration is written per run into a temporary folder (``janus -F``): only
+the VideoRoom plugin and the WebSocket transport, the admin API on, token
+authentication on, a small RTP port range (the namespace is the run's own, so no other
+Janus can hold those ports), a short session timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from netns import Namespace
+
+LIBDIR = Path("/usr/lib/x86_64-linux-gnu/janus")
+API_PORT = 8188
+ADMIN_PORT = 7188
+RTP_RANGE = "20000-20099"
+SESSION_TIMEOUT = 30
+
+# Everything Debian's package builds but the VideoRoom plugin and the WebSocket transport.
+_OTHER_PLUGINS = [
+    "audiobridge",
+    "duktape",
+    "echotest",
+    "lua",
+    "nosip",
+    "recordplay",
+    "sip",
+    "streaming",
+    "textroom",
+    "videocall",
+    "voicemail",
+]
+_OTHER_TRANSPORTS = ["http", "mqtt", "nanomsg", "pfunix", "rabbitmq"]
+_EVENT_HANDLERS = ["gelfevh", "mqttevh", "nanomsgevh", "rabbitmqevh", "sampleevh", "wsevh"]
+
+
+def unavailable() -> str | None:
+    """Why a Janus cannot be started here, or None."""
+    if shutil.which("janus") is None:
+        return "Debian's janus package is not installed (make system-deps installs it with apt)"
+    if not (LIBDIR / "plugins" / "libjanus_videoroom.so").exists():
+        return f"janus is installed but its VideoRoom plugin is not in {LIBDIR}/plugins"
+    return None
+
+
+def _libs(names: list[str]) -> str:
+    return ",".join(f"libjanus_{name}.so" for name in names)
+
+
+def write_config(
+    directory: Path, *, address: str, interface: str, admin_secret: str, room_key: str
+) -> None:
+    """Write the three configuration files Janus reads from ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "janus.jcfg").write_text(
+        f"""general: {{
+  configs_folder = "{directory}"
+  plugins_folder = "{LIBDIR}/plugins"
+  transports_folder = "{LIBDIR}/transports"
+  events_folder = "{LIBDIR}/events"
+  loggers_folder = "{LIBDIR}/loggers"
+  debug_level = 4
+  admin_secret = "{admin_secret}"
+  token_auth = true
+  session_timeout = {SESSION_TIMEOUT}
+}}
+media: {{
+  rtp_port_range = "{RTP_RANGE}"
+}}
+nat: {{
+  ice_enforce_list = "{interface}"
+}}
+plugins: {{
+  disable = "{_libs(_OTHER_PLUGINS)}"
+}}
+transports: {{
+  disable = "{_libs(_OTHER_TRANSPORTS)}"
+}}
+events: {{
+  disable = "{_libs(_EVENT_HANDLERS)}"
+}}
+loggers: {{
+  disable = "libjanus_jsonlog.so"
+}}
+"""
+    )
+    (directory / "janus.transport.websockets.jcfg").write_text(
+        f"""general: {{
+  json = "plain"
+  ws = true
+  ws_ip = "{address}"
+  ws_port = {API_PORT}
+  wss = false
+}}
+admin: {{
+  admin_ws = true
+  admin_ws_ip = "{address}"
+  admin_ws_port = {ADMIN_PORT}
+  admin_wss = false
+}}
+"""
+    )
+    (directory / "janus.plugin.videoroom.jcfg").write_text(
+        f"""general: {{
+  admin_key = "{room_key}"
+}}
+"""
+    )
+
+
+@dataclass
+class JanusProcess:
+    """One Janus in ``ns``; :meth:`start` it, :meth:`kill` it, :meth:`start` it again.
+
+    Attributes:
+        ns: the namespace it runs in.
+        directory: its configuration folder and log.
+        admin_secret: the admin API's secret.
+        room_key: the VideoRoom plugin's ``admin_key`` (needed to create rooms).
+    """
+
+    ns: Namespace
+    directory: Path
+    admin_secret: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    room_key: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The Janus API's WebSocket URL."""
+        return f"ws://{self.ns.address}:{API_PORT}"
+
+    @property
+    def admin_url(self) -> str:
+        """The admin API's WebSocket URL."""
+        return f"ws://{self.ns.address}:{ADMIN_PORT}"
+
+    @property
+    def log(self) -> Path:
+        """Janus's output."""
+        return self.directory / "janus.log"
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start Janus and wait until both its API ports accept connections.
+
+        Raises:
+            RuntimeError: it exited or did not listen in time (the message has its log's tail).
+        """
+        interface = self._inside_interface()
+        write_config(
+            self.directory,
+            address=self.ns.address,
+            interface=interface,
+            admin_secret=self.admin_secret,
+            room_key=self.room_key,
+        )
+        with self.log.open("ab") as out:
+            # `ip netns exec` execs janus in place: the pid is Janus's own.
+            self.process = subprocess.Popen(
+                self.ns.command("janus", "-F", str(self.directory), "-o"),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while not (self._listening(API_PORT) and self._listening(ADMIN_PORT)):
+            if self.process.poll() is not None:
+                raise RuntimeError(f"janus exited with {self.process.returncode}:\n{self.tail()}")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"janus did not listen within {timeout} s:\n{self.tail()}")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: Janus is gone at once, as in a crash."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(5)
+        self.process = None
+
+    def stop(self) -> None:
+        """SIGTERM, and SIGKILL if it has not exited within 5 s."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self.process = None
+
+    def tail(self, lines: int = 40) -> str:
+        """The end of Janus's log."""
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return "(no log)"
+
+    def _listening(self, port: int) -> bool:
+        with socket.socket() as probe:
+            probe.settimeout(0.2)
+            return probe.connect_ex((self.ns.address, port)) == 0
+
+    def _inside_interface(self) -> str:
+        # netns.namespace() names the pair's ends "<tag>h" (host) and "<tag>n" (inside).
+        return self.ns.host_interface[:-1] + "n"
