@@ -30,7 +30,7 @@ from hybridcon.errors import Forbidden, NotFound
 from hybridcon.media.peers import gathering_on
 from hybridcon.rooms.builtin import BuiltinRooms
 from media_fixtures import ICE_ADDRESSES, make_media, make_offer, publisher_peer, take_answer
-from support import bearer, eventually, issue
+from support import WsClient, bearer, eventually, issue
 
 SESSION = "online-1"
 BASE = f"/api/v1/sessions/{SESSION}"
@@ -388,3 +388,72 @@ async def test_an_unanswered_offer_is_withdrawn(tmp_path) -> None:
     finally:
         await provider.stop()
     assert provider.peers == 0
+
+
+async def test_with_the_real_session_rules(make_settings, tmp_path) -> None:
+    """The node as it runs: the sessions capability is the gate and drives the provider.
+    A host opens the workshop over the WebSocket, gives the floor, mutes and removes; the
+    media routes and the provider follow."""
+    app = create_app(make_settings())
+    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+        provider = app[ROOM_MEDIA].provider
+        assert isinstance(provider, BuiltinRooms)
+        people = {}
+        for sub, role in (
+            ("u:host", Role.MODERATOR),
+            ("u:ann", Role.VIEWER),
+            ("u:cas", Role.VIEWER),
+        ):
+            token = issue(client, role, (f"session:{SESSION}",), sub=sub)
+            people[sub] = (token, await WsClient.connect(client, token))
+        host = people["u:host"][1]
+        await host.ok("session.join", session=SESSION)
+        await host.ok("session.open", session=SESSION, auto_admit=True)
+        for sub in ("u:ann", "u:cas"):
+            assert (await people[sub][1].ok("session.join", session=SESSION))["state"] == "admitted"
+        ann, cas = people["u:ann"][0], people["u:cas"][0]
+        media_file = make_media(tmp_path, seconds=9)
+
+        # Admitted, but no floor: the server refuses.
+        pc, player, resp = await _publish(client, media_file, ann)
+        await pc.close()
+        assert (
+            resp.status == 403
+            and "does not have the floor" in (await resp.json())["error"]["message"]
+        )
+        assert provider.peers == 0
+
+        await host.ok("session.floor", session=SESSION, user_id="u:ann", grant=True)
+        pc, player, resp = await _publish(client, media_file, ann)
+        try:
+            assert resp.status == 201, await resp.text()
+            await take_answer(pc, await resp.text())
+            watch, seen, _ = await _subscribe(client, cas, "u:ann")
+            await eventually(lambda: seen.video >= 10 and seen.audio >= 5, timeout=10, what="media")
+
+            # The host mutes Ann's microphone: the provider stops forwarding it.
+            await host.ok("session.mute", session=SESSION, user_id="u:ann", kind="audio")
+            await eventually(
+                lambda: [f.audio_muted for f in provider.feeds(SESSION)] == [True],
+                what="Ann's audio muted in the provider",
+            )
+
+            # The host removes Ann: her connection ends, Cas's view of her ends, and the
+            # routes refuse her from then on.
+            await host.ok("session.remove", session=SESSION, user_id="u:ann")
+            await eventually(
+                lambda: (
+                    pc.connectionState in ("closed", "failed") and seen.ended == {"audio", "video"}
+                ),
+                timeout=10,
+                what="Ann's media ended",
+            )
+            again = await client.get(f"{BASE}/ice", headers=bearer(ann))
+            assert again.status == 403
+            await watch.close()
+        finally:
+            await pc.close()
+            if player.video is not None:
+                player.video.stop()
+            for _token, ws in people.values():
+                await ws.close()
