@@ -1,8 +1,10 @@
 """WebRTC peers of the stage hubs: publishers (WHIP) in, viewers (WHEP) out.
 
-The only module that makes an :class:`~aiortc.RTCPeerConnection`. Both sides are
-answerers: the remote peer offers, aiortc gathers every candidate inside
-``setLocalDescription()`` (no trickle needed), and the answer is complete.
+The only module that makes an :class:`~aiortc.RTCPeerConnection`. For WHIP and WHEP
+hybridcon answers: the remote peer offers, aiortc gathers every candidate inside
+``setLocalDescription()`` (no trickle needed), and the answer is complete. For a room's
+subscription hybridcon offers (:func:`offer_viewer`, complete with every candidate the
+same way) and the participant answers (:meth:`Viewer.complete`).
 
 * A **publisher**'s receivers are marked pass-through before the connection comes up,
   so its tracks yield encoded packets that go straight into the stage's hub.
