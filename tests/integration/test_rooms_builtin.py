@@ -367,16 +367,20 @@ async def test_the_node_cap_and_a_publisher_leaving_by_itself(make_settings, tmp
                 player.video.stop()
 
 
-async def test_an_unanswered_offer_is_withdrawn(tmp_path) -> None:
+async def test_an_early_mute_holds_and_an_unanswered_offer_is_withdrawn(tmp_path) -> None:
     provider = BuiltinRooms(max_peers=4, ice_addresses=ICE_ADDRESSES, answer_timeout=0.3)
     await provider.start()
     try:
         await provider.ensure_room(
             RoomSpec("r", "Werkwinkel", max_publishers=2, max_participants=4)
         )
+        # A host may mute someone before they publish: it holds for their publish.
+        await provider.mute("r", "anna", "audio", True)
         pc, player = publisher_peer(make_media(tmp_path, seconds=9))
         answer = await provider.publish("r", "anna", await make_offer(pc))
         await take_answer(pc, answer.sdp)
+        (feed,) = provider.feeds("r")
+        assert feed.participant == "anna" and feed.audio_muted and not feed.video_muted
         offer = await provider.subscribe("r", "bert", "anna")
         assert provider.peers == 2
         await eventually(lambda: provider.peers == 1, timeout=5, what="the offer withdrawn")
@@ -413,6 +417,9 @@ async def test_with_the_real_session_rules(make_settings, tmp_path) -> None:
             assert (await people[sub][1].ok("session.join", session=SESSION))["state"] == "admitted"
         ann, cas = people["u:ann"][0], people["u:cas"][0]
         media_file = make_media(tmp_path, seconds=9)
+        # Muting everyone's cameras while nobody publishes yet is fine, and undone.
+        await host.ok("session.mute", session=SESSION, kind="video")
+        await host.ok("session.mute", session=SESSION, kind="video", muted=False)
 
         # Admitted, but no floor: the server refuses.
         pc, player, resp = await _publish(client, media_file, ann)

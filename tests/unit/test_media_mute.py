@@ -1,13 +1,13 @@
 """Unit tests for muting one kind of a hub for everyone (StageHub.mute, a room host's
-mute): nothing of that kind reaches any consumer, old or new, while the ingest is still
-drained; unmuted audio resumes at once and video at the next keyframe. The hub is fed
-directly; no peers."""
+mute): nothing of that kind reaches any viewer, old or new, while the ingest is still
+drained and the hub's own readers still see it; unmuted audio resumes at once and video
+at the next keyframe. The hub is fed directly with a fixed clock; no peers."""
 
 from __future__ import annotations
 
 from fractions import Fraction
 
-from hybridcon.media.consumer import Consumer
+from hybridcon.media.consumer import Consumer, Playhead
 from hybridcon.media.hub import StageHub
 from hybridcon.media.packets import Kind, MediaPacket
 
@@ -25,6 +25,11 @@ def packet(kind: Kind, n: int, *, keyframe: bool = False) -> MediaPacket:
     )
 
 
+def viewer(hub: StageHub, kind: Kind, name: str) -> Consumer:
+    """A viewer's consumer (it has a playhead; the packets' arrival keeps it live)."""
+    return hub.consumer(kind, name=name, playhead=Playhead())
+
+
 def drained(consumer: Consumer) -> list[bytes]:
     out = []
     while (item := consumer.get_nowait()) is not None:
@@ -34,7 +39,8 @@ def drained(consumer: Consumer) -> list[bytes]:
 
 def test_a_muted_kind_reaches_nobody_and_the_other_goes_on() -> None:
     hub = StageHub("online-1/anna", clock=lambda: 100.0)
-    video, audio = hub.consumer("video", name="v"), hub.consumer("audio", name="a")
+    video, audio = viewer(hub, "video", "v"), viewer(hub, "audio", "a")
+    watch = hub.consumer("audio", name="first-media")  # the hub's own reader
     hub.feed(packet("video", 0, keyframe=True))
     hub.feed(packet("audio", 0))
     assert drained(video) == [b"video-0"] and drained(audio) == [b"audio-0"]
@@ -46,8 +52,9 @@ def test_a_muted_kind_reaches_nobody_and_the_other_goes_on() -> None:
     hub.feed(packet("video", 1))
     assert drained(audio) == []
     assert drained(video) == [b"video-1"]
+    assert drained(watch) == [b"audio-0", b"audio-1", b"audio-2"]
     # Someone who starts watching now gets no audio either, not even the cached tail.
-    late = hub.consumer("audio", name="late")
+    late = viewer(hub, "audio", "late")
     assert drained(late) == []
     assert hub.stats.audio.packets == 3  # still drained and counted
 
@@ -58,7 +65,7 @@ def test_a_muted_kind_reaches_nobody_and_the_other_goes_on() -> None:
 
 def test_unmuted_video_resumes_at_the_next_keyframe() -> None:
     hub = StageHub("online-1/anna", clock=lambda: 100.0)
-    video = hub.consumer("video", name="v")
+    video = viewer(hub, "video", "v")
     hub.feed(packet("video", 0, keyframe=True))
     drained(video)
     hub.mute("video", True)
@@ -67,7 +74,7 @@ def test_unmuted_video_resumes_at_the_next_keyframe() -> None:
     hub.feed(packet("video", 2, keyframe=True))
     assert drained(video) == []
     # A new viewer while muted is not handed the cached GOP.
-    newcomer = hub.consumer("video", name="new")
+    newcomer = viewer(hub, "video", "new")
     assert drained(newcomer) == []
 
     hub.mute("video", False)

@@ -195,6 +195,12 @@ class Consumer:
             return 0.0
         return max(0.0, (self._queue[0].seconds - position) / playhead.rate)
 
+    @property
+    def viewer(self) -> bool:
+        """Whether this consumer plays to a viewer (it has a playhead): a muted kind is
+        not handed to viewers (:meth:`~hybridcon.media.hub.StageHub.mute`)."""
+        return self.playhead is not None
+
     def close(self) -> None:
         """Stop receiving; a pending :meth:`get` returns None. Idempotent."""
         self._hub._remove(self)

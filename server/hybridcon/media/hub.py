@@ -377,10 +377,11 @@ class StageHub:
                 self._trim_audio_tail(packet)
         else:
             self._audio_tail.append(packet)
-        if packet.kind in self._muted:
-            return
+        muted = packet.kind in self._muted
         lagging = False
         for consumer in list(self._consumers[packet.kind]):
+            if muted and consumer.viewer:
+                continue
             if not consumer._push(packet):
                 lagging = True
                 log.info("media.consumer_lagging", stage=self.stage, consumer=consumer.name)
@@ -436,7 +437,7 @@ class StageHub:
             ingest=ingest,
             playhead=playhead,
         )
-        if kind in self._muted:
+        if kind in self._muted and consumer.viewer:
             # Nothing of a muted kind goes out; it starts at the next keyframe once unmuted.
             consumer._start([], skipping=kind == "video")
         elif kind == "video":
@@ -459,12 +460,14 @@ class StageHub:
         return consumer
 
     def mute(self, kind: Kind, muted: bool) -> None:
-        """Stop (or resume) handing ``kind`` to every consumer; the ingest is still drained.
+        """Stop (or resume) handing ``kind`` to every viewer; the ingest is still drained.
 
         A room's host muting a participant's microphone or camera for everyone: the
-        publisher keeps sending (the hub cannot stop its encoder), nobody receives. On
-        unmute, audio resumes with the next packet and video with the next keyframe,
-        which is requested (a consumer cannot start in the middle of a GOP).
+        publisher keeps sending (the hub cannot stop its encoder), no viewer (a live
+        consumer: one with a playhead) receives. The hub's own readers (a first-media
+        watch, HLS, the recorder, the probe) still get every packet. On unmute, audio
+        resumes with the next packet and video with the next keyframe, which is
+        requested (a consumer cannot start in the middle of a GOP).
 
         Args:
             kind: ``"video"`` or ``"audio"``.
@@ -479,14 +482,16 @@ class StageHub:
         if muted:
             self._muted.add(kind)
             for consumer in self._consumers[kind]:
-                consumer._drop()
+                if consumer.viewer:
+                    consumer._drop()
             log.info("media.kind_muted", stage=self.stage, kind=kind)
             return
         self._muted.discard(kind)
         log.info("media.kind_unmuted", stage=self.stage, kind=kind)
         if kind == "video":
             for consumer in self._consumers[kind]:
-                consumer._resync()
+                if consumer.viewer:
+                    consumer._resync()
             self.request_keyframe()
 
     def muted(self, kind: Kind) -> bool:

@@ -93,6 +93,8 @@ class _Room:
     subscriptions: dict[str, _Subscription] = field(default_factory=dict)
     # Participants whose publish offer is being answered (held against the cap).
     publishing: set[str] = field(default_factory=set)
+    # What a host muted, per participant: kept for their later publishes in the room.
+    muted: dict[str, set[Kind]] = field(default_factory=dict)
 
 
 class BuiltinRooms:
@@ -249,6 +251,8 @@ class BuiltinRooms:
         self._take_peer()
         state.publishing.add(participant)
         feed = _Feed(room, participant, _resource(), StageHub(f"{room}/{participant}"))
+        for kind in state.muted.get(participant, ()):
+            feed.hub.mute(kind, True)  # before any viewer can see a packet
         try:
             previous = state.feeds.get(participant)
             if previous is not None:
@@ -310,21 +314,25 @@ class BuiltinRooms:
             await self._end_feed(feed, by_participant=False)
 
     async def mute(self, room: str, participant: str, kind: MediaKind, muted: bool) -> None:
-        """Stop (or resume) forwarding one kind of the participant's media to everyone.
+        """Stop (or resume) forwarding one kind of the participant's media to everyone,
+        now and in their later publishes in the room (a host may mute someone who is not
+        publishing yet).
 
         Raises:
-            NotFound: no such room, or the participant is not publishing in it.
-            Invalid: the participant does not publish that kind.
+            NotFound: no such room.
+            Invalid: an unknown kind.
         """
         state = self._room(room)
+        checked = as_kind(kind)
+        kinds = state.muted.setdefault(participant, set())
+        if muted:
+            kinds.add(checked)
+        else:
+            kinds.discard(checked)
         feed = state.feeds.get(participant)
-        if feed is None:
-            raise NotFound(f"{participant} is not publishing in room {room}")
-        as_kind(kind)
-        if kind not in feed.kinds:
-            raise Invalid(f"{participant} publishes no {kind} in room {room}")
-        feed.hub.mute(kind, muted)
-        log.info("rooms.muted", room=room, kind=kind, muted=muted)
+        if feed is not None:
+            feed.hub.mute(checked, muted)
+        log.info("rooms.muted", room=room, kind=checked, muted=muted, publishing=feed is not None)
 
     async def _end_feed(self, feed: _Feed, *, by_participant: bool) -> None:
         state = self._rooms.get(feed.room)
