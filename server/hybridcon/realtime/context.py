@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from hybridcon.core.wordfilter import WordFilter
     from hybridcon.realtime.connection import Connection
+    from hybridcon.realtime.signals import Resync, SignalHandler
     from hybridcon.settings import Settings
 
 
@@ -64,6 +65,19 @@ class Node(Protocol):
 
     def broadcast(self, topic: str, kind: str, fields: Mapping[str, Any]) -> None:
         """Push an unsequenced state message (newer state replaces it; not kept)."""
+
+    def broadcast_here(self, topic: str, kind: str, fields: Mapping[str, Any]) -> None:
+        """Push an unsequenced state message to this node's subscribers only (state
+        every node holds alike and pushes to its own clients)."""
+
+    def signal(self, kind: str, data: Mapping[str, Any]) -> None:
+        """Tell the other nodes that the shared state ``data`` names changed."""
+
+    def on_signal(self, kind: str, handler: SignalHandler) -> None:
+        """Handle the other nodes' signals of ``kind`` (see realtime/signals.py)."""
+
+    def on_resync(self, resync: Resync) -> None:
+        """Run ``resync`` (read shared state again) after the bus reconnected."""
 
     def engage(self, payload: Payload, topic: str | None, claims: Claims | None = None) -> None:
         """Log an engagement event; ``claims`` names the person (as a keyed hash)."""

@@ -174,6 +174,7 @@ class Gateway:
 
     async def start(self) -> None:
         """Start the capabilities (polls load, periodic pushes) and the viewer counts."""
+        await self.node.start()  # other nodes' signals, before any state is loaded
         for capability in self.capabilities:
             await capability.start()
         self.node.every(COUNT_INTERVAL, self.hub.push_counts, "presence-counts")

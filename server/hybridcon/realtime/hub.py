@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -48,6 +48,12 @@ class Hub:
         self._people: dict[str, Counter[str]] = {}  # topic -> sub -> connections
         self._counts_sent: dict[str, int] = {}
         self._changed: set[str] = set()
+        # Topics between nodes, not clients (see realtime/signals.py): handed over whole.
+        self._internal: dict[str, Callable[[bytes], None]] = {}
+
+    def on_internal(self, topic: str, receive: Callable[[bytes], None]) -> None:
+        """Hand ``topic``'s messages to ``receive`` (a topic no client subscribes to)."""
+        self._internal[topic] = receive
 
     # --- subscriptions -------------------------------------------------------------------
 
@@ -114,6 +120,9 @@ class Hub:
 
     def _deliver(self, topic: str, payload: bytes) -> None:
         if topic not in self._subscribers:
+            receive = self._internal.get(topic)
+            if receive is not None:
+                receive(payload)
             return
         frames = self._pending.get(topic)
         if frames is None:
@@ -182,6 +191,16 @@ class Hub:
         """
         _check_fields(kind, fields)
         self.bus.publish(topic, orjson.dumps({"type": kind, "topic": topic, **fields}))
+
+    def broadcast_here(self, topic: str, kind: str, fields: Mapping[str, Any]) -> None:
+        """An unsequenced state message to this node's subscribers only: state every
+        node holds alike (poll results), pushed by each node to its own clients.
+
+        Raises:
+            ValueError: ``fields`` carries an envelope key (see :meth:`publish`).
+        """
+        _check_fields(kind, fields)
+        self._deliver(topic, orjson.dumps({"type": kind, "topic": topic, **fields}))
 
     # --- coalesced viewer counts (the node calls push_counts every COUNT_INTERVAL) -----
 

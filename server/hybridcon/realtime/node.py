@@ -22,6 +22,7 @@ from hybridcon.core.tokens import Claims
 from hybridcon.core.wordfilter import WordFilter
 from hybridcon.periodic import Action, Periodic
 from hybridcon.realtime.hub import Hub
+from hybridcon.realtime.signals import SIGNALS, Resync, SignalHandler, Signals
 from hybridcon.services import Services
 from hybridcon.store import audit
 
@@ -38,6 +39,8 @@ class GatewayNode:
         self._word_filter = word_filter
         self.periodic = Periodic()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.signals = Signals(hub.bus)
+        hub.on_internal(SIGNALS, self.signals.received)
 
     @property
     def word_filter(self) -> WordFilter:
@@ -76,6 +79,26 @@ class GatewayNode:
     def broadcast(self, topic: str, kind: str, fields: Mapping[str, Any]) -> None:
         """An unsequenced state push."""
         self._hub.broadcast(topic, kind, fields)
+
+    def broadcast_here(self, topic: str, kind: str, fields: Mapping[str, Any]) -> None:
+        """An unsequenced state push to this node's subscribers only."""
+        self._hub.broadcast_here(topic, kind, fields)
+
+    def signal(self, kind: str, data: Mapping[str, Any]) -> None:
+        """Tell the other nodes that shared state changed (see realtime/signals.py)."""
+        self.signals.send(kind, data)
+
+    def on_signal(self, kind: str, handler: SignalHandler) -> None:
+        """Handle another node's signals of ``kind``."""
+        self.signals.on(kind, handler)
+
+    def on_resync(self, resync: Resync) -> None:
+        """Read shared state again after the bus reconnected."""
+        self.signals.on_resync(resync)
+
+    async def start(self) -> None:
+        """Start receiving other nodes' signals."""
+        await self.signals.start()
 
     def engage(self, payload: Payload, topic: str | None, claims: Claims | None = None) -> None:
         """Log an engagement event; a person's as a keyed hash with their role."""
@@ -120,5 +143,6 @@ class GatewayNode:
     async def stop(self) -> None:
         """Stop the periodic jobs, then wait (5 s at most) for the background tasks."""
         await self.periodic.stop()
+        await self.signals.stop()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)

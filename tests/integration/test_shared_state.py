@@ -1,0 +1,111 @@
+"""State that must agree across nodes (issue 13): two nodes over one real Valkey and one
+PostgreSQL, clients on both. Poll tallies, Q&A upvotes, chat moderation and viewer
+counts are the same whichever node a person is on, and a restarted Redis is ridden out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from test_redis_bus import bus_of, two_nodes, valkey  # noqa: F401  (fixtures)
+
+from hybridcon.core.tokens import Role
+from support import WsClient, eventually, issue
+
+TOPIC = "stage:plenary"
+
+
+async def results_until(ws: WsClient, voters: int, timeout: float = 15.0) -> dict[str, Any]:
+    """The first ``poll.results`` push that counts ``voters`` people."""
+    while True:
+        msg = await ws.push("poll.results", timeout=timeout)
+        if msg["voters"] == voters:
+            return msg
+
+
+async def viewer(client: Any, token: str, topic: str = TOPIC) -> WsClient:
+    ws = await WsClient.connect(client, token)
+    await ws.ok("subscribe", topic=topic)
+    return ws
+
+
+async def test_a_poll_counts_every_vote_once_on_every_node_through_a_redis_restart(
+    two_nodes,  # noqa: F811
+    valkey,  # noqa: F811
+):
+    a, b = two_nodes
+    mod_token = issue(a, Role.MODERATOR, scopes=(TOPIC,))
+    moderator_a = await WsClient.connect(a, mod_token)
+    moderator_b = await WsClient.connect(b, mod_token)
+    poll = await moderator_a.ok(
+        "poll.create",
+        topics=[TOPIC],
+        question="Koffie?",
+        kind="single",
+        options=["ja", "nee"],
+        open=True,
+    )
+    poll_id = poll["poll_id"]
+    here = await viewer(a, issue(a, scopes=(TOPIC,)))
+    there = await viewer(b, issue(a, scopes=(TOPIC,)))
+    # Node B learnt of the poll opened on A: a newcomer's snapshot there shows it.
+    await eventually(lambda: _polls_in(b, poll_id), what="the poll in node B's snapshot")
+
+    # One person, two devices on two nodes: the second, different vote is refused.
+    person = issue(a, scopes=(TOPIC,))
+    on_a = await viewer(a, person)
+    on_b = await viewer(b, person)
+    assert (await on_a.ok("poll.vote", poll_id=poll_id, choice="a"))["outcome"] == "counted"
+
+    async def counted_on_b() -> bool:
+        found = await moderator_b.ok("poll.results", poll_id=poll_id)
+        return bool(found["results"]["voters"] == 1)
+
+    await eventually(counted_on_b, what="node B counting the vote taken on A")
+    refused = await on_b.request("poll.vote", poll_id=poll_id, choice="b")
+    assert refused["type"] == "error" and refused["code"] == "conflict", refused
+    again = await on_b.ok("poll.vote", poll_id=poll_id, choice="a")
+    assert again["outcome"] == "unchanged"
+    other = await viewer(b, issue(a, scopes=(TOPIC,)))
+    assert (await other.ok("poll.vote", poll_id=poll_id, choice="b"))["outcome"] == "counted"
+
+    # Both nodes push the same results: two people, one for each option.
+    pushed_a = await results_until(here, 2)
+    pushed_b = await results_until(there, 2)
+    assert pushed_a == pushed_b
+    assert pushed_b["counts"] == {"a": 1, "b": 1}
+    again_snap = await on_b.ok("subscribe", topic=TOPIC)
+    assert [p["voted"] for p in again_snap["snapshot"]["polls"] if p["poll_id"] == poll_id] == [
+        True
+    ]
+
+    # Redis restarts with nothing kept; a vote taken on A meanwhile reaches B's tally.
+    port = valkey.port
+    valkey.stop()
+    late = await viewer(a, issue(a, scopes=(TOPIC,)))
+    assert (await late.ok("poll.vote", poll_id=poll_id, choice="b"))["outcome"] == "counted"
+    valkey._desired_port = port
+    valkey.start()
+    assert (await results_until(there, 3, timeout=20))["counts"] == {"a": 1, "b": 2}
+    assert (await results_until(here, 3))["counts"] == {"a": 1, "b": 2}
+    split = await moderator_b.ok("poll.results", poll_id=poll_id)
+    assert split["results"]["voters"] == 3
+
+    # Closed on B: the final results A's viewers get count all three.
+    await eventually(lambda: bus_of(b).connected, what="node B connected", timeout=15)
+    await moderator_b.ok("poll.close", poll_id=poll_id)
+    closed = await here.push("poll.closed", timeout=10)
+    assert closed["results"]["voters"] == 3
+    late_vote = await on_a.request("poll.vote", poll_id=poll_id, choice="a")
+    assert late_vote["type"] == "error" and late_vote["code"] == "closed", late_vote
+    for ws in (moderator_a, moderator_b, here, there, on_a, on_b, other, late):
+        await ws.close()
+
+
+async def _polls_in(client: Any, poll_id: str) -> bool:
+    ws = await WsClient.connect(client, issue(client, scopes=(TOPIC,)))
+    try:
+        snap = await ws.ok("subscribe", topic=TOPIC)
+        return [p["poll_id"] for p in snap["snapshot"]["polls"]] == [poll_id]
+    finally:
+        await ws.close()
