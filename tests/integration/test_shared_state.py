@@ -109,3 +109,51 @@ async def _polls_in(client: Any, poll_id: str) -> bool:
         return [p["poll_id"] for p in snap["snapshot"]["polls"]] == [poll_id]
     finally:
         await ws.close()
+
+
+async def updates_until(ws: WsClient, question_id: str, **want: Any) -> dict[str, Any]:
+    """The first ``qa.updated`` push of the question with the fields wanted."""
+    while True:
+        msg = await ws.push("qa.updated", timeout=10)
+        if msg["question_id"] == question_id and all(msg.get(k) == v for k, v in want.items()):
+            return msg
+
+
+async def test_upvotes_and_question_states_agree_across_nodes(two_nodes):  # noqa: F811
+    a, b = two_nodes
+    here = await viewer(a, issue(a, scopes=(TOPIC,)))
+    there = await viewer(b, issue(a, scopes=(TOPIC,)))
+    asker = await WsClient.connect(a, issue(a, scopes=(TOPIC,), name="Ann"))
+    question = await asker.ok("qa.ask", topic=TOPIC, text="Wanneer is de pauze?")
+    qid = question["question_id"]
+    # Asked on A (held for the moderators), approved by a moderator on B.
+    moderator = await WsClient.connect(b, issue(a, Role.MODERATOR, scopes=(TOPIC,)))
+    await moderator.ok("qa.approve", question_id=qid)
+    await here.push("qa.question")
+
+    # One upvote on each node, and the first person again through the other node.
+    person = issue(a, scopes=(TOPIC,))
+    first = await WsClient.connect(a, person)
+    second = await WsClient.connect(b, issue(a, scopes=(TOPIC,)))
+    assert (await first.ok("qa.upvote", question_id=qid))["upvotes"] == 1
+    assert (await second.ok("qa.upvote", question_id=qid))["upvotes"] == 2
+    same = await WsClient.connect(b, person)
+    assert (await same.ok("qa.upvote", question_id=qid))["upvotes"] == 2
+    await updates_until(here, qid, upvotes=2)
+    await updates_until(there, qid, upvotes=2)
+
+    # Answered by the moderator on B: a newcomer on A no longer sees it among the open ones.
+    await moderator.ok("qa.answer", question_id=qid)
+    await updates_until(here, qid, state="answered")
+
+    async def gone_on_a() -> bool:
+        ws = await WsClient.connect(a, issue(a, scopes=(TOPIC,)))
+        try:
+            snap = await ws.ok("subscribe", topic=TOPIC)
+            return qid not in [q["question_id"] for q in snap["snapshot"]["questions"]]
+        finally:
+            await ws.close()
+
+    await eventually(gone_on_a, what="node A knowing the question was answered")
+    for ws in (here, there, asker, first, second, same, moderator):
+        await ws.close()
