@@ -157,3 +157,69 @@ async def test_upvotes_and_question_states_agree_across_nodes(two_nodes):  # noq
     await eventually(gone_on_a, what="node A knowing the question was answered")
     for ws in (here, there, asker, first, second, same, moderator):
         await ws.close()
+
+
+async def snapshot_on(client: Any, token: str, topic: str) -> dict[str, Any]:
+    """What a newcomer subscribing to ``topic`` on this node is shown."""
+    ws = await WsClient.connect(client, token)
+    try:
+        return (await ws.ok("subscribe", topic=topic))["snapshot"]
+    finally:
+        await ws.close()
+
+
+async def test_chat_moderation_holds_on_every_node(two_nodes):  # noqa: F811
+    a, b = two_nodes
+    mod_token = issue(a, Role.MODERATOR, scopes=(TOPIC,))
+    moderator_a = await WsClient.connect(a, mod_token)
+    moderator_b = await WsClient.connect(b, mod_token)
+    await moderator_b.ok("subscribe", topic=f"mod:{TOPIC}")
+    person = await viewer(b, issue(a, scopes=(TOPIC,), name="Piet"))
+
+    # First-line hold switched on at A holds a line sent on B; A's moderators see it.
+    await moderator_a.ok("chat.hold", topic=TOPIC, enabled=True)
+
+    async def held_on_b() -> bool:
+        sent = await person.ok("chat.send", topic=TOPIC, text="mag ik iets vragen?")
+        return bool(sent["held"])
+
+    await eventually(held_on_b, what="node B holding first lines")
+    held = await moderator_b.push("chat.held")
+
+    async def held_on_a() -> bool:
+        snap = await snapshot_on(a, mod_token, f"mod:{TOPIC}")
+        return held["msg_id"] in [line["msg_id"] for line in snap["held"]]
+
+    await eventually(held_on_a, what="the held line in a moderator's snapshot on A")
+
+    # Approved on A: on B it is no longer held, and it is among the recent lines.
+    await moderator_a.ok("chat.approve", topic=TOPIC, msg_id=held["msg_id"])
+
+    async def approved_on_b() -> bool:
+        snap = await snapshot_on(b, mod_token, f"mod:{TOPIC}")
+        recent = await snapshot_on(b, issue(a, scopes=(TOPIC,)), TOPIC)
+        return held["msg_id"] not in [line["msg_id"] for line in snap["held"]] and held[
+            "msg_id"
+        ] in [line["msg_id"] for line in recent["chat"]]
+
+    await eventually(approved_on_b, what="node B knowing the line was approved")
+
+    # A line said on A is in a newcomer's recent lines on B.
+    said = await moderator_a.ok("chat.send", topic=TOPIC, text="welkom allemaal")
+
+    async def recent_on_b() -> bool:
+        snap = await snapshot_on(b, issue(a, scopes=(TOPIC,)), TOPIC)
+        return said["msg_id"] in [line["msg_id"] for line in snap["chat"]]
+
+    await eventually(recent_on_b, what="the line said on A in B's recent lines")
+
+    # Banned on A: refused on B.
+    await moderator_a.ok("chat.ban", topic=TOPIC, user_id=person.user["id"])
+
+    async def refused_on_b() -> bool:
+        reply = await person.request("chat.send", topic=TOPIC, text="nog iets")
+        return reply["type"] == "error" and reply["code"] == "banned"
+
+    await eventually(refused_on_b, what="node B refusing a person banned on A")
+    for ws in (moderator_a, moderator_b, person):
+        await ws.close()

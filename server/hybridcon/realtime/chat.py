@@ -4,6 +4,12 @@ Per topic the node keeps the :class:`~hybridcon.core.chat.ChatRoom` (settings an
 sanctions, loaded from PostgreSQL on first use) and the most recent lines as encoded
 messages for subscribe snapshots. A line is stored before it is published; its sequence
 number is taken at the moment it is published (see :meth:`Chat._publish_line`).
+
+Across nodes: after a line is published, held, approved or deleted, and after a
+sanction or a settings change, the node signals the others, which read the topic's
+recent lines, held lines, settings and sanctions again from PostgreSQL (signals that
+queue up while one read runs cost one more read, not one each). A person's slow-mode
+timer stays on the node that took their lines.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Annotated, Any, ClassVar, Literal
@@ -175,6 +181,44 @@ class Chat(Capability):
         self._recent = node.settings.chat_recent
         self._topics: dict[str, TopicChat] = {}
         self._loading: dict[str, asyncio.Future[TopicChat]] = {}
+        self._stale: set[str] = set()
+
+    async def start(self) -> None:
+        """Listen to the other nodes' chat changes."""
+        self._node.on_signal("chat", self._signalled)
+        self._node.on_resync(self.resync)
+
+    def _signalled(self, data: dict[str, Any]) -> Coroutine[Any, Any, None] | None:
+        topic = str(data["topic"])
+        if topic not in self._topics:
+            return None  # read whole when this node first needs it
+        self._stale.add(topic)
+        return self._refresh(topic)
+
+    async def _refresh(self, topic: str) -> None:
+        if topic not in self._stale:
+            return  # a read after this signal arrived has already taken it in
+        self._stale.discard(topic)
+        chat = self._topics[topic]
+        node = self._node
+        pool = node.db()
+        room = await chat_store.load_room(pool, topic, node.clock())
+        lines = await chat_store.recent(pool, topic, self._recent)
+        held = await chat_store.held(pool, topic, HELD_IN_SNAPSHOT)
+        # Settings and sanctions as stored; slow-mode timers and trust stay this node's.
+        chat.room.slowmode_seconds, chat.room.hold_first = room.slowmode_seconds, room.hold_first
+        chat.room.banned, chat.room.muted_until = room.banned, room.muted_until
+        chat.recent = deque(((line.msg_id, _encode(line)) for line in lines), maxlen=self._recent)
+        chat.held = {line.msg_id: _held(line) for line in held}
+
+    async def resync(self) -> None:
+        """Read every chat topic this node holds again (signals may have been lost)."""
+        for topic in list(self._topics):
+            self._stale.add(topic)
+            await self._refresh(topic)
+
+    def _changed(self, topic: str) -> None:
+        self._node.signal("chat", {"topic": topic})
 
     async def get(self, topic: str) -> TopicChat:
         """The topic's chat, loading it from the database once."""
@@ -295,6 +339,7 @@ class Chat(Capability):
             )
         else:
             await self._record_seq(line, await self._publish_line(chat, line))
+        self._changed(topic)
         ctx.engage(ChatLineSent(msg_id=line.msg_id, length=len(line.text), held=line.held), topic)
         result: dict[str, Any] = {"msg_id": line.msg_id, "held": line.held}
         if line.held:
@@ -320,6 +365,7 @@ class Chat(Capability):
             chat.held.pop(request.msg_id, None)
             node.publish(topic, "chat.deleted", {"msg_id": request.msg_id})
             node.publish(f"mod:{topic}", "chat.deleted", {"msg_id": request.msg_id})
+        self._changed(topic)
         detail = {"msg_id": request.msg_id}
         payload = ChatModerated(action="delete", msg_id=request.msg_id)
         await self._moderated(ctx, "delete", topic, request.msg_id, detail, payload)
@@ -330,6 +376,7 @@ class Chat(Capability):
     ) -> dict[str, Any]:
         """Tell the topic's moderators (``chat.sanction``) and audit; returns the result."""
         self._node.publish(f"mod:{topic}", "chat.sanction", {"action": action, **detail})
+        self._changed(topic)
         user_id = str(detail["user_id"])
         payload = ChatModerated(
             action=action,
@@ -383,6 +430,7 @@ class Chat(Capability):
             raise
         settings = chat.room.settings()
         self._node.publish(topic, "chat.settings", settings)
+        self._changed(topic)
         payload = ChatModerated(action=action, settings=settings)
         await self._moderated(ctx, action, topic, topic, settings, payload)
         return settings
@@ -418,6 +466,7 @@ class Chat(Capability):
             await self._record_seq(line, seq)
             chat.held.pop(line.msg_id, None)
             self._node.publish(f"mod:{topic}", "chat.approved", {"msg_id": line.msg_id})
+        self._changed(topic)
         chat.room.approve(line.author_id)
         detail = {"msg_id": line.msg_id}
         payload = ChatModerated(action="approve", msg_id=line.msg_id)
