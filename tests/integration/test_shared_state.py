@@ -223,3 +223,24 @@ async def test_chat_moderation_holds_on_every_node(two_nodes):  # noqa: F811
     await eventually(refused_on_b, what="node B refusing a person banned on A")
     for ws in (moderator_a, moderator_b, person):
         await ws.close()
+
+
+async def counts_until(ws: WsClient, viewers: int) -> None:
+    while (await ws.push("presence.count", timeout=10))["viewers"] != viewers:
+        pass
+
+
+async def test_viewer_counts_add_up_across_nodes(two_nodes):  # noqa: F811
+    a, b = two_nodes
+    on_a = [await viewer(a, issue(a, scopes=(TOPIC,))) for _ in range(2)]
+    on_b = [await viewer(b, issue(a, scopes=(TOPIC,))) for _ in range(3)]
+    # Everyone, on either node, is told there are five.
+    for ws in (*on_a, *on_b):
+        await counts_until(ws, 5)
+    await on_a[0].close()
+    for ws in (on_a[1], *on_b):
+        await counts_until(ws, 4)
+    beat = await on_b[0].ok("presence.heartbeat", topic=TOPIC, playing=True, visible=True)
+    assert beat["viewers"] == 4
+    for ws in (on_a[1], *on_b):
+        await ws.close()

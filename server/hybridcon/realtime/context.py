@@ -98,6 +98,10 @@ class Node(Protocol):
     def viewers(self, topic: str) -> int:
         """Distinct people subscribed to ``topic`` on this node."""
 
+    def audience(self, topic: str) -> int:
+        """Distinct people subscribed to ``topic`` across nodes (as of the last count
+        exchange, corrected by this node's changes since)."""
+
 
 class Subscriptions(Protocol):
     """The node's topics, for the capability that subscribes connections to them."""

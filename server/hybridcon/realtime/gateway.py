@@ -177,7 +177,7 @@ class Gateway:
         await self.node.start()  # other nodes' signals, before any state is loaded
         for capability in self.capabilities:
             await capability.start()
-        self.node.every(COUNT_INTERVAL, self.hub.push_counts, "presence-counts")
+        self.node.every(COUNT_INTERVAL, self.node.counts.tick, "presence-counts")
 
     async def shutdown(self) -> None:
         """Close every connection with 1012 (reconnect elsewhere) and wait for them."""

@@ -2,8 +2,8 @@
 
 A message is encoded to JSON once and framed once per fan-out; every subscriber gets
 the same bytes. Sequenced messages go through the bus (sequence number and history
-for ``since``); high-rate state (viewer counts) is coalesced: counts are pushed at most
-once per ``COUNT_INTERVAL`` and only when they changed.
+for ``since``). Viewer counts are read from here once per ``COUNT_INTERVAL`` and pushed,
+added up across nodes, by :mod:`hybridcon.realtime.viewers`.
 """
 
 from __future__ import annotations
@@ -46,8 +46,6 @@ class Hub:
         flusher.sources.append(self.flush_topics)
         self._subscribers: dict[str, dict[Connection, None]] = {}
         self._people: dict[str, Counter[str]] = {}  # topic -> sub -> connections
-        self._counts_sent: dict[str, int] = {}
-        self._changed: set[str] = set()
         # Topics between nodes, not clients (see realtime/signals.py): handed over whole.
         self._internal: dict[str, Callable[[bytes], None]] = {}
 
@@ -76,8 +74,6 @@ class Hub:
         conn.topics.add(topic)
         people = self._people.setdefault(topic, Counter())
         people[conn.claims.sub] += 1
-        if people[conn.claims.sub] == 1:
-            self._changed.add(topic)
         return True
 
     def unsubscribe(self, conn: Connection, topic: str) -> bool:
@@ -96,7 +92,6 @@ class Hub:
         people[conn.claims.sub] -= 1
         if people[conn.claims.sub] <= 0:
             del people[conn.claims.sub]
-            self._changed.add(topic)
         if not people:
             del self._people[topic]
         return True
@@ -202,18 +197,12 @@ class Hub:
         _check_fields(kind, fields)
         self._deliver(topic, orjson.dumps({"type": kind, "topic": topic, **fields}))
 
-    # --- coalesced viewer counts (the node calls push_counts every COUNT_INTERVAL) -----
+    # --- viewer counts (read by realtime/viewers.py every COUNT_INTERVAL) -------------
 
-    def push_counts(self) -> None:
-        """Push ``presence.count`` for every topic whose count changed since the last push."""
-        changed, self._changed = self._changed, set()
-        for topic in changed:
-            if topic.startswith("mod:"):
-                continue
-            count = self.viewers(topic)
-            if self._counts_sent.get(topic) == count:
-                continue
-            self._counts_sent[topic] = count
-            if count == 0:
-                del self._counts_sent[topic]
-            self.broadcast(topic, "presence.count", {"viewers": count})
+    def counts(self) -> dict[str, int]:
+        """Distinct people per topic on this node (``mod:`` topics left out)."""
+        return {
+            topic: len(people)
+            for topic, people in self._people.items()
+            if not topic.startswith("mod:")
+        }

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from hybridcon.bus.redis import RedisBus
 from hybridcon.core.engagement import EngagementEvent, actor_hash
 from hybridcon.core.payloads import Payload
 from hybridcon.core.programme import Programme
@@ -23,6 +24,7 @@ from hybridcon.core.wordfilter import WordFilter
 from hybridcon.periodic import Action, Periodic
 from hybridcon.realtime.hub import Hub
 from hybridcon.realtime.signals import SIGNALS, Resync, SignalHandler, Signals
+from hybridcon.realtime.viewers import Counts, LocalCounts, RedisCounts, ViewerCounts
 from hybridcon.services import Services
 from hybridcon.store import audit
 
@@ -41,6 +43,12 @@ class GatewayNode:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.signals = Signals(hub.bus)
         hub.on_internal(SIGNALS, self.signals.received)
+        counts: Counts = (
+            RedisCounts(hub.bus.client, self.signals.node_id)
+            if isinstance(hub.bus, RedisBus)
+            else LocalCounts()
+        )
+        self.counts = ViewerCounts(hub, counts)
 
     @property
     def word_filter(self) -> WordFilter:
@@ -140,9 +148,14 @@ class GatewayNode:
         """Distinct people subscribed to ``topic`` on this node."""
         return self._hub.viewers(topic)
 
+    def audience(self, topic: str) -> int:
+        """Distinct people subscribed to ``topic`` across nodes."""
+        return self.counts.total(topic)
+
     async def stop(self) -> None:
         """Stop the periodic jobs, then wait (5 s at most) for the background tasks."""
         await self.periodic.stop()
         await self.signals.stop()
+        await self.counts.stop()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
