@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiohttp import WSMsgType
 from test_redis_bus import bus_of, two_nodes, valkey  # noqa: F401  (fixtures)
 
 from hybridcon.core.tokens import Role
@@ -187,7 +188,7 @@ async def test_chat_moderation_holds_on_every_node(two_nodes):  # noqa: F811
     held = await moderator_b.push("chat.held")
 
     async def held_on_a() -> bool:
-        snap = await snapshot_on(a, mod_token, f"mod:{TOPIC}")
+        snap = await snapshot_on(a, issue(a, Role.MODERATOR, scopes=(TOPIC,)), f"mod:{TOPIC}")
         return held["msg_id"] in [line["msg_id"] for line in snap["held"]]
 
     await eventually(held_on_a, what="the held line in a moderator's snapshot on A")
@@ -196,7 +197,7 @@ async def test_chat_moderation_holds_on_every_node(two_nodes):  # noqa: F811
     await moderator_a.ok("chat.approve", topic=TOPIC, msg_id=held["msg_id"])
 
     async def approved_on_b() -> bool:
-        snap = await snapshot_on(b, mod_token, f"mod:{TOPIC}")
+        snap = await snapshot_on(b, issue(a, Role.MODERATOR, scopes=(TOPIC,)), f"mod:{TOPIC}")
         recent = await snapshot_on(b, issue(a, scopes=(TOPIC,)), TOPIC)
         return held["msg_id"] not in [line["msg_id"] for line in snap["held"]] and held[
             "msg_id"
@@ -243,4 +244,29 @@ async def test_viewer_counts_add_up_across_nodes(two_nodes):  # noqa: F811
     beat = await on_b[0].ok("presence.heartbeat", topic=TOPIC, playing=True, visible=True)
     assert beat["viewers"] == 4
     for ws in (on_a[1], *on_b):
+        await ws.close()
+
+
+async def test_the_connection_cap_counts_a_persons_connections_on_every_node(
+    two_nodes,  # noqa: F811
+):
+    """``max_connections_per_person`` is 2: a third connection, on the other node,
+    closes the person's oldest with 4008."""
+    a, b = two_nodes
+    token = issue(a, scopes=(TOPIC,))
+    oldest = await WsClient.connect(a, token)
+    await oldest.ok("subscribe", topic=TOPIC)
+    second = await WsClient.connect(a, token)
+    await second.ok("subscribe", topic=TOPIC)
+    third = await WsClient.connect(b, token)
+    await third.ok("subscribe", topic=TOPIC)
+    while True:
+        msg = await oldest.ws.receive(timeout=10)
+        if msg.type is WSMsgType.CLOSE:
+            break
+    assert (msg.data, msg.extra) == (4008, "too many connections for this person")
+    # The other two stay open.
+    assert (await second.ok("subscribe", topic="event"))["reset"] is False
+    assert (await third.ok("subscribe", topic="event"))["reset"] is False
+    for ws in (second, third):
         await ws.close()

@@ -43,10 +43,10 @@ class GatewayNode:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.signals = Signals(hub.bus)
         hub.on_internal(SIGNALS, self.signals.received)
+        # Redis beside the bus, for state the nodes add up there (None on one node).
+        self.redis = hub.bus.client if isinstance(hub.bus, RedisBus) else None
         counts: Counts = (
-            RedisCounts(hub.bus.client, self.signals.node_id)
-            if isinstance(hub.bus, RedisBus)
-            else LocalCounts()
+            RedisCounts(self.redis, self.signals.node_id) if self.redis else LocalCounts()
         )
         self.counts = ViewerCounts(hub, counts)
 
@@ -105,8 +105,9 @@ class GatewayNode:
         self.signals.on_resync(resync)
 
     async def start(self) -> None:
-        """Start receiving other nodes' signals."""
+        """Start receiving other nodes' signals; count among the live nodes at once."""
         await self.signals.start()
+        await self.counts.tick()
 
     def engage(self, payload: Payload, topic: str | None, claims: Claims | None = None) -> None:
         """Log an engagement event; a person's as a keyed hash with their role."""
