@@ -270,3 +270,26 @@ async def test_the_connection_cap_counts_a_persons_connections_on_every_node(
     assert (await third.ok("subscribe", topic="event"))["reset"] is False
     for ws in (second, third):
         await ws.close()
+
+
+async def test_slow_mode_is_per_person_whichever_node_the_lines_go_through(
+    two_nodes,  # noqa: F811
+):
+    a, b = two_nodes
+    moderator = await WsClient.connect(a, issue(a, Role.MODERATOR, scopes=(TOPIC,)))
+    await moderator.ok("chat.slowmode", topic=TOPIC, seconds=30)
+
+    async def slow_on_b() -> bool:
+        snap = await snapshot_on(b, issue(a, scopes=(TOPIC,)), TOPIC)
+        return bool(snap["settings"]["slowmode"] == 30)
+
+    await eventually(slow_on_b, what="node B knowing of slow mode")
+    token = issue(a, scopes=(TOPIC,), name="Snel")
+    on_a = await WsClient.connect(a, token)
+    on_b = await WsClient.connect(b, token)
+    assert (await on_a.ok("chat.send", topic=TOPIC, text="eerste"))["held"] is False
+    refused = await on_b.request("chat.send", topic=TOPIC, text="tweede")
+    assert refused["type"] == "error" and refused["code"] == "rate_limited", refused
+    assert "30 s" in refused["message"]
+    for ws in (moderator, on_a, on_b):
+        await ws.close()

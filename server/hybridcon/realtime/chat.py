@@ -32,7 +32,7 @@ from hybridcon.core.payloads import ChatLine as ChatLineSent
 from hybridcon.core.payloads import ChatModerated
 from hybridcon.core.tokens import STAFF_ROLES
 from hybridcon.core.tokens import Role as TokenRole
-from hybridcon.errors import Forbidden, NotFound
+from hybridcon.errors import Forbidden, NotFound, RateLimited
 from hybridcon.realtime.command import (
     Capability,
     MsgId,
@@ -310,13 +310,22 @@ class Chat(Capability):
         chat = await self.get(topic)
         node = self._node
         now = node.clock()
+        exempt = claims.role in STAFF_ROLES
+        last_sent = chat.room.last_sent.get(claims.sub)
         decision = chat.room.check_send(
-            claims.sub,
-            request.text,
-            now,
-            exempt=claims.role in STAFF_ROLES,
-            word_filter=node.word_filter,
+            claims.sub, request.text, now, exempt=exempt, word_filter=node.word_filter
         )
+        slow = chat.room.slowmode_seconds
+        if slow and not exempt:
+            # Slow mode is per person, whichever node their lines go through: this node
+            # decided on its own lines; the others' are seen in Redis.
+            wait = await node.claim(f"hc:{{{topic}}}:slow:{claims.sub}", slow)
+            if wait > 0:
+                if last_sent is None:
+                    chat.room.last_sent.pop(claims.sub, None)
+                else:
+                    chat.room.last_sent[claims.sub] = last_sent
+                raise RateLimited(f"slow mode: one message every {slow} s", retry_after=wait)
         line = ChatLine(
             msg_id=uuid.uuid4().hex,
             topic=topic,

@@ -79,6 +79,10 @@ class Node(Protocol):
     def on_resync(self, resync: Resync) -> None:
         """Run ``resync`` (read shared state again) after the bus reconnected."""
 
+    async def claim(self, key: str, seconds: float) -> float:
+        """Hold ``key`` for ``seconds`` across nodes; 0 when taken, else the seconds
+        until it is free (always 0 on one node, whose own rules decide)."""
+
     def engage(self, payload: Payload, topic: str | None, claims: Claims | None = None) -> None:
         """Log an engagement event; ``claims`` names the person (as a keyed hash)."""
 

@@ -14,6 +14,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+import structlog
+from redis.exceptions import RedisError
 
 from hybridcon.bus.redis import RedisBus
 from hybridcon.core.engagement import EngagementEvent, actor_hash
@@ -30,6 +32,8 @@ from hybridcon.store import audit
 
 if TYPE_CHECKING:
     from hybridcon.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 
 class GatewayNode:
@@ -103,6 +107,25 @@ class GatewayNode:
     def on_resync(self, resync: Resync) -> None:
         """Read shared state again after the bus reconnected."""
         self.signals.on_resync(resync)
+
+    async def claim(self, key: str, seconds: float) -> float:
+        """Hold ``key`` for ``seconds`` across nodes (a per-person limit).
+
+        Returns:
+            0 when this call took it (always on one node, whose own rules already
+            decided; and while Redis is away), else the seconds until it is free.
+        """
+        if self.redis is None or seconds <= 0:
+            return 0.0
+        try:
+            taken = await self.redis.set(key, b"1", px=max(1, int(seconds * 1000)), nx=True)
+            if taken:
+                return 0.0
+            left = await self.redis.pttl(key)
+        except (RedisError, OSError) as exc:
+            log.warning("shared_limit_not_checked", error=str(exc))
+            return 0.0
+        return max(0.0, left / 1000)
 
     async def start(self) -> None:
         """Start receiving other nodes' signals; count among the live nodes at once."""
