@@ -293,3 +293,33 @@ async def test_slow_mode_is_per_person_whichever_node_the_lines_go_through(
     assert "30 s" in refused["message"]
     for ws in (moderator, on_a, on_b):
         await ws.close()
+
+
+async def test_readiness_follows_redis_while_open_sockets_keep_being_served(
+    two_nodes,  # noqa: F811
+    valkey,  # noqa: F811
+):
+    a, _ = two_nodes
+    ready = await a.get("/readyz")
+    assert ready.status == 200
+    assert (await ready.json())["checks"] == {"node": "ok", "postgres": "ok", "redis": "ok"}
+    here = await viewer(a, issue(a, scopes=(TOPIC,)))
+    port = valkey.port
+    valkey.stop()
+
+    async def unready() -> bool:
+        reply = await a.get("/readyz")
+        body = await reply.json()
+        return reply.status == 503 and body["checks"]["redis"] == "unavailable: disconnected"
+
+    await eventually(unready, what="/readyz saying Redis is away", timeout=10)
+    # A client already here is still answered.
+    assert (await here.request("ping"))["type"] == "result"
+    valkey._desired_port = port
+    valkey.start()
+
+    async def ready_again() -> bool:
+        return (await a.get("/readyz")).status == 200
+
+    await eventually(ready_again, what="/readyz ready again", timeout=15)
+    await here.close()

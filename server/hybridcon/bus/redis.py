@@ -258,10 +258,19 @@ class RedisBus:
     # --- listening -----------------------------------------------------------------------
 
     async def watch(self, topic: str) -> None:
-        """Listen to ``topic`` from now on (once), with its recent history loaded."""
+        """Listen to ``topic`` from now on (once), with its recent history loaded.
+
+        Raises:
+            Unavailable: Redis has been away for ``publish_timeout`` seconds.
+        """
         if topic in self._topics:
             return
-        await self._connected.wait()
+        try:
+            await asyncio.wait_for(self._connected.wait(), self._publish_timeout)
+        except TimeoutError:
+            raise Unavailable(f"{topic} cannot be followed now; please try again") from None
+        if topic in self._topics:  # watched by another request meanwhile
+            return
         state = self._topics[topic] = _Topic(held=[])
         channel = _keys(topic)[2]
         self._by_channel[channel] = topic
