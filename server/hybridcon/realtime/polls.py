@@ -324,6 +324,8 @@ class Polls(Capability):
         node = self._node
         async with live.lock:
             if live.tally.state is not PollState.DRAFT:
+                live.tally = await self._read(live.poll_id)  # as stored, not as heard
+            if live.tally.state is not PollState.DRAFT:
                 raise Invalid(f"the poll is {live.tally.state.value}, not a draft")
             if not await poll_store.set_state(
                 node.db(), uuid.UUID(live.poll_id), PollState.OPEN, now
@@ -343,6 +345,8 @@ class Polls(Capability):
         """Close an open poll; the final results go out (to the audience if shown)."""
         node = self._node
         async with live.lock:
+            if live.tally.state is PollState.DRAFT:
+                live.tally = await self._read(live.poll_id)  # opened through another node?
             if live.tally.state is not PollState.OPEN:
                 raise Invalid(f"the poll is {live.tally.state.value}, not open")
             await self._drain(live)  # votes already queued are still counted
@@ -387,6 +391,10 @@ class Polls(Capability):
             Conflict: a changed answer where the poll allows none.
             Unavailable: the database did not take the batch.
         """
+        if live.tally.state is PollState.DRAFT:
+            # Opened through another node a moment ago (its signal not here yet)?
+            async with live.lock:
+                live.tally = await self._read(live.poll_id)
         live.tally.check(voter, answer)  # fail fast; checked again in the batch
         done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         live.queue.append(_Vote(voter, answer, origin, done))

@@ -264,25 +264,32 @@ class Qa(Capability):
         """One upvote per person; a repeat changes nothing."""
         qa, question = await self.question(request.question_id)
         ctx.check_topic(question.topic)
+        node = self._node
+        sub = ctx.claims.sub
         async with qa.lock:
-            if rules.upvote(question, ctx.claims.sub):
-                node = self._node
-                try:
-                    async with node.db().acquire() as db, db.transaction():
-                        added = await qa_store.add_upvote(
-                            db, question.question_id, ctx.claims.sub, node.clock()
-                        )
+            before = (question.state, set(question.upvoters), question.merged_into)
+            try:
+                async with node.db().acquire() as db, db.transaction():
+                    # As stored now: another node may have approved, answered or
+                    # upvoted it a moment ago (its signal not here yet).
+                    stored = await qa_store.load_question(db, question.question_id)
+                    if stored is not None:
+                        question.state, question.upvoters = stored.state, stored.upvoters
+                        question.merged_into = stored.merged_into
+                    added = rules.upvote(question, sub) and await qa_store.add_upvote(
+                        db, question.question_id, sub, node.clock()
+                    )
+                    if added:
                         # The row stays locked until the push is ordered: an upvote on
                         # another node waits, and is pushed after this one.
                         question.upvoters = await qa_store.upvoters(db, question.question_id)
-                        if added:
-                            await asyncio.gather(*self.publish(question, "qa.updated"))
-                except Exception:
-                    question.upvoters.discard(ctx.claims.sub)  # memory follows storage
-                    raise
-                if added:
-                    self._changed(question)
-                    ctx.engage(Upvote(question_id=question.question_id), question.topic)
+                        await asyncio.gather(*self.publish(question, "qa.updated"))
+            except Exception:
+                question.state, question.upvoters, question.merged_into = before
+                raise
+            if added:
+                self._changed(question)
+                ctx.engage(Upvote(question_id=question.question_id), question.topic)
         return question.update()
 
     @command(QaModerate, role=Role.MODERATOR)
