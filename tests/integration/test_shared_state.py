@@ -323,3 +323,42 @@ async def test_readiness_follows_redis_while_open_sockets_keep_being_served(
 
     await eventually(ready_again, what="/readyz ready again", timeout=15)
     await here.close()
+
+
+async def test_a_moderator_subscribing_during_a_burst_sees_each_held_line_once(
+    two_nodes,  # noqa: F811
+):
+    """Over Redis a push reaches the node a moment after the line was held: a moderator
+    subscribing in that moment must get the line in the snapshot or as a push, never
+    both and never neither."""
+    a, _ = two_nodes
+    moderator = await WsClient.connect(a, issue(a, Role.MODERATOR, scopes=(TOPIC,)))
+    await moderator.ok("chat.hold", topic=TOPIC, enabled=True)
+    senders = [
+        await WsClient.connect(a, issue(a, scopes=(TOPIC,), name=f"S{i}")) for i in range(40)
+    ]
+    # Each sender's first line is held; all are sent at once, as moderators subscribe.
+    for i, sender in enumerate(senders):
+        await sender.ws.send_json({"id": 1, "type": "chat.send", "topic": TOPIC, "text": f"h{i}"})
+    watchers = []
+    snapshots = []
+    for _ in range(8):
+        ws = await WsClient.connect(a, issue(a, Role.MODERATOR, scopes=(TOPIC,)))
+        snap = await ws.ok("subscribe", topic=f"mod:{TOPIC}")
+        watchers.append(ws)
+        snapshots.append([line["msg_id"] for line in snap["snapshot"]["held"]])
+    for sender in senders:
+        while (await sender.ws.receive_json(timeout=10)).get("id") != 1:
+            pass
+    last = await senders[0].ok("chat.send", topic=TOPIC, text="nog eens")  # held too
+    for ws, snapshot in zip(watchers, snapshots, strict=True):
+        pushed = []
+        while True:
+            msg = await ws.push("chat.held", timeout=10)
+            pushed.append(msg["msg_id"])
+            if msg["msg_id"] == last["msg_id"]:
+                break
+        seen = snapshot + pushed
+        assert len(seen) == len(set(seen)) == 41
+    for ws in (moderator, *senders, *watchers):
+        await ws.close()

@@ -5,11 +5,15 @@ sanctions, loaded from PostgreSQL on first use) and the most recent lines as enc
 messages for subscribe snapshots. A line is stored before it is published; its sequence
 number is taken at the moment it is published (see :meth:`Chat._publish_line`).
 
-Across nodes: after a line is published, held, approved or deleted, and after a
-sanction or a settings change, the node signals the others, which read the topic's
-recent lines, held lines, settings and sanctions again from PostgreSQL (signals that
-queue up while one read runs cost one more read, not one each). A person's slow-mode
-timer stays on the node that took their lines.
+The recent lines and the held lines are kept from the pushes themselves, as this node
+delivers them (``chat.message`` and ``chat.deleted`` on the topic; ``chat.held``,
+``chat.approved`` and ``chat.deleted`` on ``mod:<topic>``): a node listens to both
+topics from the moment it loads a topic's chat, so on one node and on many, a snapshot
+holds exactly what was pushed before it, and the pushes after it hold the rest. Settings
+and sanctions are signalled: after a sanction or a settings change the node signals the
+others, which read them again from PostgreSQL (signals that queue up while one read
+runs cost one more read). A person's slow-mode timer stays on the node that took their
+lines (slow mode itself is also claimed per person across nodes, see :meth:`Chat.send`).
 """
 
 from __future__ import annotations
@@ -141,10 +145,14 @@ class TopicChat:
     room: ChatRoom
     recent: deque[tuple[str, bytes]]  # (msg_id, encoded chat.message)
     # Lines waiting for a moderator, oldest first (msg_id -> the mod snapshot's entry).
-    # Kept here, changed in the same step as the push to ``mod:<topic>``, so that a
+    # Changed by the pushes to ``mod:<topic>`` as this node delivers them, so that a
     # moderator's snapshot and the pushes after it never miss or repeat a line.
     held: dict[str, dict[str, Any]] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+_NOT_IN_HELD = frozenset(("type", "topic", "seq", "reason", "matched"))
+"""The fields of a ``chat.held`` push that its snapshot entry leaves out."""
 
 
 def _held(line: ChatLine) -> dict[str, Any]:
@@ -182,11 +190,57 @@ class Chat(Capability):
         self._topics: dict[str, TopicChat] = {}
         self._loading: dict[str, asyncio.Future[TopicChat]] = {}
         self._stale: set[str] = set()
+        # Pushes delivered while a topic's chat is being read (topic -> (topic, message)).
+        self._early: dict[str, list[tuple[str, bytes]]] = {}
+        node.on_delivered(self._delivered)
 
     async def start(self) -> None:
         """Listen to the other nodes' chat changes."""
         self._node.on_signal("chat", self._signalled)
         self._node.on_resync(self.resync)
+
+    async def _read_lines(self, topic: str, chat: TopicChat) -> None:
+        """Read the topic's recent and held lines from PostgreSQL into ``chat``."""
+        pool = self._node.db()
+        lines = await chat_store.recent(pool, topic, self._recent)
+        held = await chat_store.held(pool, topic, HELD_IN_SNAPSHOT)
+        chat.recent = deque(((line.msg_id, _encode(line)) for line in lines), maxlen=self._recent)
+        chat.held = {line.msg_id: _held(line) for line in held}
+
+    def _delivered(self, topic: str, payload: bytes) -> None:
+        """A push this node delivers: keep the recent and held lines in step with it."""
+        if not payload.startswith(b'{"type":"chat.'):
+            return
+        base = topic.removeprefix("mod:")
+        chat = self._topics.get(base)
+        if chat is not None:
+            self._apply(chat, topic, payload)
+            return
+        early = self._early.get(base)
+        if early is not None:
+            early.append((topic, payload))
+
+    def _apply(self, chat: TopicChat, topic: str, payload: bytes) -> None:
+        push = orjson.loads(payload)
+        kind, msg_id = push["type"], push.get("msg_id")
+        if not isinstance(msg_id, str):
+            return
+        if topic.startswith("mod:"):
+            if kind == "chat.held":
+                entry = {k: v for k, v in push.items() if k not in _NOT_IN_HELD}
+                chat.held[msg_id] = {"topic": topic.removeprefix("mod:"), **entry}
+            elif kind in ("chat.approved", "chat.deleted"):
+                chat.held.pop(msg_id, None)
+        elif kind == "chat.message":
+            for i, (known, _) in enumerate(chat.recent):
+                if known == msg_id:  # read from storage while its push was on the way
+                    chat.recent[i] = (msg_id, payload)
+                    return
+            chat.recent.append((msg_id, payload))
+        elif kind == "chat.deleted":
+            chat.recent = deque(
+                (item for item in chat.recent if item[0] != msg_id), maxlen=chat.recent.maxlen
+            )
 
     def _signalled(self, data: dict[str, Any]) -> Coroutine[Any, Any, None] | None:
         topic = str(data["topic"])
@@ -201,21 +255,18 @@ class Chat(Capability):
         self._stale.discard(topic)
         chat = self._topics[topic]
         node = self._node
-        pool = node.db()
-        room = await chat_store.load_room(pool, topic, node.clock())
-        lines = await chat_store.recent(pool, topic, self._recent)
-        held = await chat_store.held(pool, topic, HELD_IN_SNAPSHOT)
+        room = await chat_store.load_room(node.db(), topic, node.clock())
         # Settings and sanctions as stored; slow-mode timers and trust stay this node's.
         chat.room.slowmode_seconds, chat.room.hold_first = room.slowmode_seconds, room.hold_first
         chat.room.banned, chat.room.muted_until = room.banned, room.muted_until
-        chat.recent = deque(((line.msg_id, _encode(line)) for line in lines), maxlen=self._recent)
-        chat.held = {line.msg_id: _held(line) for line in held}
 
     async def resync(self) -> None:
-        """Read every chat topic this node holds again (signals may have been lost)."""
-        for topic in list(self._topics):
+        """Read every chat topic this node holds again: the bus came back, and pushes may
+        have been lost with a Redis that restarted empty."""
+        for topic, chat in list(self._topics.items()):
             self._stale.add(topic)
             await self._refresh(topic)
+            await self._read_lines(topic, chat)
 
     def _changed(self, topic: str) -> None:
         self._node.signal("chat", {"topic": topic})
@@ -232,18 +283,23 @@ class Chat(Capability):
         self._loading[topic] = future
         try:
             node = self._node
+            # From here on every push of the topic reaches this node: what is stored
+            # before the reads below is in them, what is pushed during them is kept
+            # aside and applied after, in order.
+            await node.watch(topic)
+            await node.watch(f"mod:{topic}")
+            self._early[topic] = []
             pool = node.db()
             room = await chat_store.load_room(pool, topic, node.clock())
-            lines = await chat_store.recent(pool, topic, self._recent)
-            recent = deque(((line.msg_id, _encode(line)) for line in lines), maxlen=self._recent)
-            held = await chat_store.held(pool, topic, HELD_IN_SNAPSHOT)
-            loaded = TopicChat(
-                room=room, recent=recent, held={line.msg_id: _held(line) for line in held}
-            )
+            loaded = TopicChat(room=room, recent=deque(maxlen=self._recent))
+            await self._read_lines(topic, loaded)
+            for early_topic, payload in self._early.pop(topic):
+                self._apply(loaded, early_topic, payload)
             self._topics[topic] = loaded
             future.set_result(loaded)
             return loaded
         except BaseException as exc:
+            self._early.pop(topic, None)
             future.set_exception(exc)
             future.exception()  # retrieved: waiters re-raise it, nobody logs it twice
             raise
@@ -268,9 +324,8 @@ class Chat(Capability):
         """Publish a stored line; the caller records its seq afterwards. On one node the
         seq is taken and the message delivered in one step (no await), so seq order is
         delivery order and a subscriber's snapshot and the live stream never straddle a
-        number; the line joins the recent ones as it was delivered."""
-        seq, payload = await self._node.publish(line.topic, "chat.message", line.message())
-        chat.recent.append((line.msg_id, payload))
+        number; the line joins the recent ones as this node delivers it (_delivered)."""
+        seq, _ = await self._node.publish(line.topic, "chat.message", line.message())
         return seq
 
     async def _record_seq(self, line: ChatLine, seq: int) -> None:
@@ -340,7 +395,6 @@ class Chat(Capability):
         # Stored first, without a seq: nothing is published that is not stored.
         await chat_store.insert(node.db(), line)
         if decision.verdict is Verdict.HOLD:
-            chat.held[line.msg_id] = _held(line)
             node.publish(
                 f"mod:{topic}",
                 "chat.held",
@@ -348,7 +402,6 @@ class Chat(Capability):
             )
         else:
             await self._record_seq(line, await self._publish_line(chat, line))
-        self._changed(topic)
         ctx.engage(ChatLineSent(msg_id=line.msg_id, length=len(line.text), held=line.held), topic)
         result: dict[str, Any] = {"msg_id": line.msg_id, "held": line.held}
         if line.held:
@@ -367,14 +420,8 @@ class Chat(Capability):
             )
             if not deleted:
                 raise NotFound(f"no message {request.msg_id!r} in {topic}")
-            chat.recent = deque(
-                (item for item in chat.recent if item[0] != request.msg_id),
-                maxlen=chat.recent.maxlen,
-            )
-            chat.held.pop(request.msg_id, None)
             node.publish(topic, "chat.deleted", {"msg_id": request.msg_id})
             node.publish(f"mod:{topic}", "chat.deleted", {"msg_id": request.msg_id})
-        self._changed(topic)
         detail = {"msg_id": request.msg_id}
         payload = ChatModerated(action="delete", msg_id=request.msg_id)
         await self._moderated(ctx, "delete", topic, request.msg_id, detail, payload)
@@ -473,9 +520,7 @@ class Chat(Capability):
             await chat_store.release(pool, topic, request.msg_id)
             seq = await self._publish_line(chat, replace(line, held=False))
             await self._record_seq(line, seq)
-            chat.held.pop(line.msg_id, None)
             self._node.publish(f"mod:{topic}", "chat.approved", {"msg_id": line.msg_id})
-        self._changed(topic)
         chat.room.approve(line.author_id)
         detail = {"msg_id": line.msg_id}
         payload = ChatModerated(action="approve", msg_id=line.msg_id)

@@ -70,6 +70,13 @@ class Node(Protocol):
         """Push an unsequenced state message to this node's subscribers only (state
         every node holds alike and pushes to its own clients)."""
 
+    async def watch(self, topic: str) -> None:
+        """Make sure this node receives ``topic``'s messages from now on."""
+
+    def on_delivered(self, tap: Callable[[str, bytes], None]) -> None:
+        """Call ``tap(topic, message)`` for every message this node delivers, in the same
+        step as its subscribers get it (state kept from the pushes themselves)."""
+
     def signal(self, kind: str, data: Mapping[str, Any]) -> None:
         """Tell the other nodes that the shared state ``data`` names changed."""
 

@@ -48,6 +48,14 @@ class Hub:
         self._people: dict[str, Counter[str]] = {}  # topic -> sub -> connections
         # Topics between nodes, not clients (see realtime/signals.py): handed over whole.
         self._internal: dict[str, Callable[[bytes], None]] = {}
+        # Who keeps state from the messages as this node delivers them (see on_delivered).
+        self._taps: list[Callable[[str, bytes], None]] = []
+
+    def on_delivered(self, tap: Callable[[str, bytes], None]) -> None:
+        """Call ``tap(topic, message)`` for every message this node delivers, before its
+        subscribers get it, subscribed or not: state kept from the pushes themselves
+        changes in the same step as the pushes reach this node's clients."""
+        self._taps.append(tap)
 
     def on_internal(self, topic: str, receive: Callable[[bytes], None]) -> None:
         """Hand ``topic``'s messages to ``receive`` (a topic no client subscribes to)."""
@@ -114,6 +122,8 @@ class Hub:
     # --- publishing ----------------------------------------------------------------------
 
     def _deliver(self, topic: str, payload: bytes) -> None:
+        for tap in self._taps:
+            tap(topic, payload)
         if topic not in self._subscribers:
             receive = self._internal.get(topic)
             if receive is not None:

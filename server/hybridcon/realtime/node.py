@@ -9,7 +9,7 @@ narrow protocol.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +95,14 @@ class GatewayNode:
     def broadcast_here(self, topic: str, kind: str, fields: Mapping[str, Any]) -> None:
         """An unsequenced state push to this node's subscribers only."""
         self._hub.broadcast_here(topic, kind, fields)
+
+    async def watch(self, topic: str) -> None:
+        """Make sure this node receives ``topic``'s messages from now on."""
+        await self._hub.bus.watch(topic)
+
+    def on_delivered(self, tap: Callable[[str, bytes], None]) -> None:
+        """See every message this node delivers, as it delivers it."""
+        self._hub.on_delivered(tap)
 
     def signal(self, kind: str, data: Mapping[str, Any]) -> None:
         """Tell the other nodes that shared state changed (see realtime/signals.py)."""
