@@ -2,7 +2,8 @@
 
 Start: database (embedded or configured; migrations under a lock; the programme
 stored), then keys and revocations, then the gateway, then the livestreams (which push
-through the gateway's node and add to its snapshots). Stop, in reverse: sockets close
+through the gateway's node and add to its snapshots), then the room provider of the
+zoom-style sessions. Stop, in reverse: the rooms' peer connections end, sockets close
 with 1012 (reconnect elsewhere), revocation listening stops, the pool closes.
 """
 
@@ -20,6 +21,7 @@ from hybridcon.access import AccessControl
 from hybridcon.api import routes
 from hybridcon.api.bodies import MAX_BODY_BYTES
 from hybridcon.api.middleware import request_context
+from hybridcon.api.rooms import ROOM_MEDIA, RoomMedia
 from hybridcon.api.whip import STREAMS
 from hybridcon.bus.local import LocalBus
 from hybridcon.bus.redis import RedisBus
@@ -28,14 +30,21 @@ from hybridcon.core.admission import parse_networks
 from hybridcon.core.programme import Programme, parse_programme
 from hybridcon.core.ratelimit import KeyedLimiter
 from hybridcon.errors import ConfigError
+from hybridcon.media.ice import server_ice_servers
 from hybridcon.metrics import Metrics
 from hybridcon.periodic import Periodic
 from hybridcon.realtime import gateway
+from hybridcon.realtime.sessions import Sessions
+from hybridcon.rooms.providers import make_provider
 from hybridcon.services import SERVICES, Services
 from hybridcon.settings import Settings
 from hybridcon.store import embedded
 from hybridcon.store.engagement import EngagementWriter
-from hybridcon.store.keyfile import load_or_create_keyset, load_or_create_secret
+from hybridcon.store.keyfile import (
+    load_or_create_keyset,
+    load_or_create_secret,
+    load_or_create_text_secret,
+)
 from hybridcon.store.migrate import migrate
 from hybridcon.store.programme import save_programme
 from hybridcon.store.revocations import RevocationMirror
@@ -174,6 +183,10 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
         services.actor_key = await asyncio.to_thread(
             load_or_create_secret, settings.engagement_key_path
         )
+        if settings.turn_urls:
+            services.turn_secret = await asyncio.to_thread(
+                load_or_create_text_secret, settings.turn_secret_path
+            )
         assert services.revocations is not None
         services.access = access = AccessControl(
             settings=settings,
@@ -210,6 +223,28 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
         yield
         await streams.stop()
 
+    async def room_media(app: web.Application) -> AsyncIterator[None]:
+        # The zoom-style sessions' media. /readyz does not wait for the provider: builtin
+        # has nothing to connect to, and with Janus down the sessions answer clear errors
+        # while the rest of the node (livestreams, chat) serves on.
+        provider = await asyncio.to_thread(
+            make_provider,
+            settings,
+            ice_servers=server_ice_servers(settings, services.turn_secret, clock),
+        )
+        media = RoomMedia(provider=provider)
+        provider.listen(media.on_event)
+        app[ROOM_MEDIA] = media
+        await provider.start()
+        # The session rules drive the provider (ensure, mute, unpublish, remove, destroy)
+        # and hear its reports (attach_provider listens); they are also the gate every
+        # media route asks before negotiating.
+        sessions = app[gateway.GATEWAY].capability(Sessions)
+        sessions.attach_provider(provider)
+        media.gate = sessions
+        yield
+        await provider.stop()
+
     async def freeze_start_up(app: web.Application) -> None:
         # After every part has started (on_startup runs the cleanup contexts first): what
         # start-up built lives as long as the node, so full collections need not walk it.
@@ -221,5 +256,6 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
     routes.setup(app)
     gateway.setup(app)
     app.cleanup_ctx.append(livestreams)
+    app.cleanup_ctx.append(room_media)
     app.on_startup.append(freeze_start_up)
     return app

@@ -36,6 +36,8 @@ class Services:
     revocations: RevocationMirror | None = None
     invite_secret: bytes = b""
     actor_key: bytes = b""
+    # The secret shared with coturn (use-auth-secret); None while no TURN URLs are set.
+    turn_secret: bytes | None = None
     engagement: EngagementWriter | None = None
     draining: bool = False
     ready_checks: list[str] = field(default_factory=list)

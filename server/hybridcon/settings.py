@@ -250,6 +250,23 @@ class Settings(BaseSettings):
         'interface names, addresses and networks (`["eth1"]`, `["203.0.113.7", "::1"]`, '
         '`["10.0.0.0/8"]`); loopback only when named. Empty: every address but loopback.',
     )
+    turn_urls: tuple[str, ...] = Field(
+        default=(),
+        description="TURN servers with per-person credentials (coturn `use-auth-secret`), as "
+        'a JSON list of turn:/turns: URLs (`["turn:turn.example.org:3478?transport=udp"]`); '
+        "each peer gets a username and credential of its own that expire after turn_ttl. "
+        "Empty: no minted TURN credentials.",
+    )
+    turn_secret_file: Path | None = Field(
+        default=None,
+        description="The secret shared with coturn (its static-auth-secret), one line of "
+        "text. Unset: DATA_DIR/keys/turn.secret, created when missing.",
+    )
+    turn_ttl: timedelta = Field(
+        default=timedelta(hours=12),
+        description="How long minted TURN credentials stay good (ISO 8601 duration); a "
+        "connection set up before the expiry keeps its relay.",
+    )
     whip_max_publishers: int = Field(
         default=8, ge=1, description="Publishers (stages going live) one node takes."
     )
@@ -296,6 +313,12 @@ class Settings(BaseSettings):
     room_max_participants: int = Field(
         default=60, ge=2, description="People admitted to one zoom-style session at once."
     )
+    room_max_peers: int = Field(
+        default=300,
+        ge=1,
+        description="WebRTC peer connections (publishing and subscribing) the builtin room "
+        "provider takes on one node; beyond it a publish or subscription gets 503.",
+    )
     janus_url: str = Field(
         default="ws://127.0.0.1:8188",
         description="The Janus API's WebSocket URL (rooms_provider janus).",
@@ -337,6 +360,14 @@ class Settings(BaseSettings):
     def _networks(cls, values: tuple[str, ...]) -> tuple[str, ...]:
         parse_networks(values)  # raises ValueError naming the bad entry
         return values
+
+    @field_validator("turn_urls")
+    @classmethod
+    def _turn_urls(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
+        for url in urls:
+            if not url.startswith(("turn:", "turns:")):
+                raise ValueError(f"{url!r} is not a turn: or turns: URL")
+        return urls
 
     @field_validator("ice_addresses")
     @classmethod
@@ -388,6 +419,11 @@ class Settings(BaseSettings):
     def hls_secret_path(self) -> Path:
         """Where the HLS link secret lives."""
         return self.hls_secret_file or self.data_dir / "keys" / "hls.secret"
+
+    @property
+    def turn_secret_path(self) -> Path:
+        """Where the secret shared with coturn lives."""
+        return self.turn_secret_file or self.data_dir / "keys" / "turn.secret"
 
     @property
     def janus_room_key_path(self) -> Path:

@@ -39,7 +39,7 @@ COMPOSE_ENV = {
     "PUBLIC_URL": "https://live.example.org",
     "PUBLIC_IP": "203.0.113.10",
     "TURN_HOST": "turn.example.org",
-    "TURN_PASSWORD": "turn-pw",
+    "TURN_SECRET": "turn-secret-0123456789",
 }
 
 # What `hybridcon serve` may wait for after readiness went 503 (docs/operations.md,
@@ -626,6 +626,7 @@ def test_production_overlay_builds(tmp_path: Path) -> None:
         "invite.secret",
         "engagement.key",
         "hls.secret",
+        "turn.secret",
     }
     assert secrets["hybridcon-connections"] == {"database-url", "redis-url"}
     (settings,) = [d["data"] for d in docs if d["kind"] == "ConfigMap"]

@@ -17,7 +17,8 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """200 when PostgreSQL answers and the node is not draining; 503 otherwise."""
+    """200 when PostgreSQL (and, on several nodes, the Redis bus) answers and the node
+    is not draining; 503 otherwise."""
     services = request.app[SERVICES]
     checks: dict[str, str] = {}
     if services.draining:
@@ -30,6 +31,10 @@ async def readyz(request: web.Request) -> web.Response:
         checks["postgres"] = "ok"
     except Exception as exc:  # any failure means not ready; say which
         checks["postgres"] = f"unavailable: {type(exc).__name__}"
+    if services.settings.redis_url:
+        # Not ready for new clients while the bus is away (their pushes would not reach
+        # the other nodes); the sockets this node serves stay open and resume with it.
+        checks["redis"] = "ok" if services.bus.connected else "unavailable: disconnected"
     ready = all(v == "ok" for v in checks.values())
     return web.json_response(
         {"status": "ready" if ready else "unavailable", "checks": checks},

@@ -22,6 +22,7 @@ from hybridcon.api import (
     pages,
     programme,
     recordings,
+    rooms,
     tokens,
     whip,
 )
@@ -90,6 +91,56 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/report", live.report, "the report as one HTML page", "organiser"),
     Route(
         "GET", "/api/v1/attendance", live.attendance, "identified attendance (audited)", "organiser"
+    ),
+    # Zoom-style sessions' media (the session rules are asked first: admitted, floor).
+    Route(
+        "GET",
+        "/api/v1/sessions/{session}/ice",
+        rooms.ice,
+        "ICE servers with TURN credentials of the caller's own",
+        "participant",
+    ),
+    Route(
+        "GET",
+        "/api/v1/sessions/{session}/feeds",
+        rooms.feeds,
+        "who publishes in the caller's room",
+        "participant",
+    ),
+    Route(
+        "POST",
+        "/api/v1/sessions/{session}/publish",
+        rooms.publish,
+        "publish camera/microphone (SDP offer in, answer out; needs the floor)",
+        "participant",
+    ),
+    Route(
+        "DELETE",
+        "/api/v1/sessions/{session}/publish/{resource}",
+        rooms.unpublish,
+        "stop publishing",
+        "participant",
+    ),
+    Route(
+        "POST",
+        "/api/v1/sessions/{session}/feeds/{participant}",
+        rooms.subscribe,
+        "watch a participant's feed (the server's SDP offer out)",
+        "participant",
+    ),
+    Route(
+        "PATCH",
+        "/api/v1/sessions/{session}/feeds/{participant}/{resource}",
+        rooms.answer,
+        "answer a feed's offer (SDP)",
+        "participant",
+    ),
+    Route(
+        "DELETE",
+        "/api/v1/sessions/{session}/feeds/{participant}/{resource}",
+        rooms.unsubscribe,
+        "stop watching a feed",
+        "participant",
     ),
     Route("GET", "/ws", gateway.handle, "the WebSocket gateway (auth in the first frame)"),
     Route("POST", "/whip/{stage}", whip.whip_post, "publish a stage (WHIP)", "broadcaster"),

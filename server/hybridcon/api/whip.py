@@ -18,9 +18,11 @@ from pathlib import Path
 from aiohttp import web
 
 from hybridcon.api.auth import bearer_claims
-from hybridcon.core.tokens import Role
+from hybridcon.core.engagement import actor_hash
+from hybridcon.core.tokens import Claims, Role
 from hybridcon.core.urls import check_hls_token, hls_url
 from hybridcon.errors import Forbidden, Invalid, TooLarge, Unavailable
+from hybridcon.media.ice import peer_ice_servers
 from hybridcon.services import SERVICES
 from hybridcon.streams.stages import Streams
 
@@ -70,14 +72,25 @@ async def _offer(request: web.Request) -> str:
     return offer
 
 
-def _ice_links(request: web.Request, *, credentials: bool = True) -> list[str]:
+def ice_links(request: web.Request, claims: Claims | None) -> list[str]:
+    """``Link: <url>; rel="ice-server"`` values (RFC 9725 section 4.6): the configured
+    servers and, for a token holder (``claims``), the TURN URLs with credentials minted
+    for them; without claims (a pre-flight) no credential goes out."""
+    services = request.app[SERVICES]
+    user = actor_hash(services.actor_key, claims.sub) if claims is not None else ""
+    servers = peer_ice_servers(
+        services.settings,
+        services.turn_secret if claims is not None else None,
+        services.clock(),
+        user,
+    )
     links = []
-    for server in request.app[SERVICES].settings.ice_servers:
-        for url in server.urls:
+    for server in servers:
+        for url in server["urls"]:
             link = f'<{url}>; rel="ice-server"'
-            if credentials and server.username and server.credential:
+            if claims is not None and server.get("username") and server.get("credential"):
                 link += (
-                    f'; username="{server.username}"; credential="{server.credential}"'
+                    f'; username="{server["username"]}"; credential="{server["credential"]}"'
                     '; credential-type="password"'
                 )
             links.append(link)
@@ -85,7 +98,12 @@ def _ice_links(request: web.Request, *, credentials: bool = True) -> list[str]:
 
 
 def _created(
-    request: web.Request, kind: str, session: str, answer: str, etag: str | None
+    request: web.Request,
+    claims: Claims,
+    kind: str,
+    session: str,
+    answer: str,
+    etag: str | None,
 ) -> web.StreamResponse:
     stage = request.match_info["stage"]
     response = web.Response(status=201, text=answer, content_type=SDP)
@@ -93,7 +111,7 @@ def _created(
     response.headers["Accept-Patch"] = SDPFRAG
     if etag:
         response.headers["ETag"] = etag
-    for link in _ice_links(request):
+    for link in ice_links(request, claims):
         response.headers.add("Link", link)
     return _cors(request, response)
 
@@ -106,7 +124,7 @@ async def options(request: web.Request) -> web.StreamResponse:
     response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, If-Match"
     response.headers["Access-Control-Max-Age"] = "86400"
     # OPTIONS is unauthenticated: TURN credentials only go with a 201 to a token holder.
-    for link in _ice_links(request, credentials=False):
+    for link in ice_links(request, None):
         response.headers.add("Link", link)
     return _cors(request, response)
 
@@ -122,7 +140,7 @@ async def whip_post(request: web.Request) -> web.StreamResponse:
     session, answer, etag = await request.app[STREAMS].publish(
         stage, offer, takeover=takeover, jti=claims.jti
     )
-    return _created(request, "whip", session, answer, etag)
+    return _created(request, claims, "whip", session, answer, etag)
 
 
 async def whip_patch(request: web.Request) -> web.StreamResponse:
@@ -174,7 +192,7 @@ async def whep_post(request: web.Request) -> web.StreamResponse:
             headers={"Retry-After": "60"},
         )
         return _cors(request, response)
-    return _created(request, "whep", session, answer, None)
+    return _created(request, claims, "whep", session, answer, None)
 
 
 async def whip_end(request: web.Request) -> web.StreamResponse:

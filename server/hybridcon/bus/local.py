@@ -14,7 +14,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from hybridcon.bus.protocol import Deliver
+from hybridcon.bus.protocol import Deliver, Reconnected
 
 DEFAULT_HISTORY = 500
 
@@ -59,6 +59,14 @@ class LocalBus:
 
     async def watch(self, topic: str) -> None:
         """Every topic is here already."""
+
+    def on_reconnect(self, callback: Reconnected) -> None:
+        """One process has no connection to lose: never called."""
+
+    @property
+    def connected(self) -> bool:
+        """Always: there is nothing between this node and itself."""
+        return True
 
     def publish_sequenced(
         self, topic: str, head: bytes, tail: bytes

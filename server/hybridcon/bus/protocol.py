@@ -22,6 +22,10 @@ from typing import Protocol
 Deliver = Callable[[str, bytes], None]
 """Called with ``(topic, encoded message)`` for every message published on any topic."""
 
+Reconnected = Callable[[], None]
+"""Called after the bus came back from losing its connection (messages between nodes
+may have been lost meanwhile: state kept on the nodes is reloaded from storage)."""
+
 
 class Bus(Protocol):
     """Sequence numbers, history and delivery per topic."""
@@ -50,6 +54,14 @@ class Bus(Protocol):
 
     def publish(self, topic: str, payload: bytes) -> None:
         """Deliver an unsequenced message (state that newer state replaces; not kept)."""
+
+    def on_reconnect(self, callback: Reconnected) -> None:
+        """Call ``callback`` each time the bus is connected again after a drop (never on
+        a bus that cannot drop)."""
+
+    @property
+    def connected(self) -> bool:
+        """Whether messages can reach the other nodes now (always on a local bus)."""
 
     def last_seq(self, topic: str) -> int:
         """The newest sequence number of ``topic`` delivered on this node."""

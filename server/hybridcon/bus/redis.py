@@ -33,7 +33,7 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError, ResponseError
 
-from hybridcon.bus.protocol import Deliver
+from hybridcon.bus.protocol import Deliver, Reconnected
 from hybridcon.errors import Unavailable
 
 log = structlog.get_logger(__name__)
@@ -105,6 +105,7 @@ class RedisBus:
         self._script: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self._connected = asyncio.Event()
+        self._reconnected: list[Reconnected] = []
         self.reconnects = 0
 
     # --- life cycle ----------------------------------------------------------------------
@@ -112,6 +113,27 @@ class RedisBus:
     def bind(self, deliver: Deliver) -> None:
         """Set where messages are delivered on this node."""
         self._deliver = deliver
+
+    def on_reconnect(self, callback: Reconnected) -> None:
+        """Call ``callback`` after each reconnect, once every watched topic is listened
+        to again and caught up (so nothing published after it is missed)."""
+        self._reconnected.append(callback)
+
+    @property
+    def connected(self) -> bool:
+        """Whether the listener is connected to Redis now."""
+        return self._connected.is_set()
+
+    @property
+    def client(self) -> aioredis.Redis:
+        """The connection pool, for state kept in Redis beside the topics.
+
+        Raises:
+            Unavailable: before :meth:`start`.
+        """
+        if self._redis is None:
+            raise Unavailable("the Redis bus is not started")
+        return self._redis
 
     async def start(self) -> None:
         """Connect, learn whether the server has sharded pub/sub, start the tasks.
@@ -236,10 +258,19 @@ class RedisBus:
     # --- listening -----------------------------------------------------------------------
 
     async def watch(self, topic: str) -> None:
-        """Listen to ``topic`` from now on (once), with its recent history loaded."""
+        """Listen to ``topic`` from now on (once), with its recent history loaded.
+
+        Raises:
+            Unavailable: Redis has been away for ``publish_timeout`` seconds.
+        """
         if topic in self._topics:
             return
-        await self._connected.wait()
+        try:
+            await asyncio.wait_for(self._connected.wait(), self._publish_timeout)
+        except TimeoutError:
+            raise Unavailable(f"{topic} cannot be followed now; please try again") from None
+        if topic in self._topics:  # watched by another request meanwhile
+            return
         state = self._topics[topic] = _Topic(held=[])
         channel = _keys(topic)[2]
         self._by_channel[channel] = topic
@@ -335,6 +366,8 @@ class RedisBus:
                     log.info("redis_bus_reconnected", topics=len(self._topics))
                     for topic, state in list(self._topics.items()):
                         await self._catch_up(topic, state, reload=False)
+                    for callback in self._reconnected:
+                        callback()
                 first, wait = False, RECONNECT_FIRST
                 while True:
                     if self._sharded:

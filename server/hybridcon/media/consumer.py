@@ -195,6 +195,12 @@ class Consumer:
             return 0.0
         return max(0.0, (self._queue[0].seconds - position) / playhead.rate)
 
+    @property
+    def viewer(self) -> bool:
+        """Whether this consumer plays to a viewer (it has a playhead): a muted kind is
+        not handed to viewers (:meth:`~hybridcon.media.hub.StageHub.mute`)."""
+        return self.playhead is not None
+
     def close(self) -> None:
         """Stop receiving; a pending :meth:`get` returns None. Idempotent."""
         self._hub._remove(self)
@@ -258,6 +264,16 @@ class Consumer:
         self._queue.append(packet)
         self._wake()
         return True
+
+    def _drop(self) -> None:
+        """Forget what is queued (its kind was muted): none of it may go out now."""
+        self.skipped += len(self._queue)
+        self._queue.clear()
+
+    def _resync(self) -> None:
+        """Resume at the next keyframe (video after an unmute)."""
+        self._drop()
+        self._skipping = True
 
     def _end(self) -> None:
         self._ended = True

@@ -215,6 +215,7 @@ class StageHub:
         }
         self._ingest: _Ingest | None = None
         self._ingests = 0
+        self._muted: set[Kind] = set()
         self._last_request: float | None = None
         self._deferred: asyncio.TimerHandle | None = None
         self._requests = 0
@@ -376,8 +377,11 @@ class StageHub:
                 self._trim_audio_tail(packet)
         else:
             self._audio_tail.append(packet)
+        muted = packet.kind in self._muted
         lagging = False
         for consumer in list(self._consumers[packet.kind]):
+            if muted and consumer.viewer:
+                continue
             if not consumer._push(packet):
                 lagging = True
                 log.info("media.consumer_lagging", stage=self.stage, consumer=consumer.name)
@@ -433,7 +437,10 @@ class StageHub:
             ingest=ingest,
             playhead=playhead,
         )
-        if kind == "video":
+        if kind in self._muted and consumer.viewer:
+            # Nothing of a muted kind goes out; it starts at the next keyframe once unmuted.
+            consumer._start([], skipping=kind == "video")
+        elif kind == "video":
             cached = self._gop.packets()
             if cached and len(cached) <= consumer.max_packets:
                 consumer._start(cached, skipping=False)
@@ -451,6 +458,45 @@ class StageHub:
             consumer._start(tail[-consumer.max_packets :], skipping=False)
         self._consumers[kind][consumer] = None
         return consumer
+
+    def mute(self, kind: Kind, muted: bool) -> None:
+        """Stop (or resume) handing ``kind`` to every viewer; the ingest is still drained.
+
+        A room's host muting a participant's microphone or camera for everyone: the
+        publisher keeps sending (the hub cannot stop its encoder), no viewer (a live
+        consumer: one with a playhead) receives. The hub's own readers (a first-media
+        watch, HLS, the recorder, the probe) still get every packet. On unmute, audio
+        resumes with the next packet and video with the next keyframe, which is
+        requested (a consumer cannot start in the middle of a GOP).
+
+        Args:
+            kind: ``"video"`` or ``"audio"``.
+            muted: True to stop forwarding, False to resume.
+
+        Raises:
+            Invalid: an unknown kind.
+        """
+        kind = as_kind(kind)
+        if muted == (kind in self._muted):
+            return
+        if muted:
+            self._muted.add(kind)
+            for consumer in self._consumers[kind]:
+                if consumer.viewer:
+                    consumer._drop()
+            log.info("media.kind_muted", stage=self.stage, kind=kind)
+            return
+        self._muted.discard(kind)
+        log.info("media.kind_unmuted", stage=self.stage, kind=kind)
+        if kind == "video":
+            for consumer in self._consumers[kind]:
+                if consumer.viewer:
+                    consumer._resync()
+            self.request_keyframe()
+
+    def muted(self, kind: Kind) -> bool:
+        """Whether ``kind`` is muted (see :meth:`mute`)."""
+        return kind in self._muted
 
     def _remove(self, consumer: Consumer) -> None:
         if consumer in self._consumers[consumer.kind]:

@@ -1,8 +1,10 @@
 """WebRTC peers of the stage hubs: publishers (WHIP) in, viewers (WHEP) out.
 
-The only module that makes an :class:`~aiortc.RTCPeerConnection`. Both sides are
-answerers: the remote peer offers, aiortc gathers every candidate inside
-``setLocalDescription()`` (no trickle needed), and the answer is complete.
+The only module that makes an :class:`~aiortc.RTCPeerConnection`. For WHIP and WHEP
+hybridcon answers: the remote peer offers, aiortc gathers every candidate inside
+``setLocalDescription()`` (no trickle needed), and the answer is complete. For a room's
+subscription hybridcon offers (:func:`offer_viewer`, complete with every candidate the
+same way) and the participant answers (:meth:`Viewer.complete`).
 
 * A **publisher**'s receivers are marked pass-through before the connection comes up,
   so its tracks yield encoded packets that go straight into the stage's hub.
@@ -264,7 +266,12 @@ def _h264_rank(codec: RTCRtpCodecCapability, ingest: str | None) -> tuple[int, i
 def _negotiated(pc: RTCPeerConnection) -> tuple[dict[Kind, str], str | None]:
     """Kind -> the codec each transceiver sends or receives with (the answer's first),
     and the H.264 ``profile-level-id`` of the video one, if H.264."""
-    description = sdp.SessionDescription.parse(pc.localDescription.sdp)
+    return _answer_codecs(pc.localDescription.sdp)
+
+
+def _answer_codecs(answer_sdp: str) -> tuple[dict[Kind, str], str | None]:
+    """What :func:`_negotiated` says, read from an answer's text."""
+    description = sdp.SessionDescription.parse(answer_sdp)
     codecs: dict[Kind, str] = {}
     profile: str | None = None
     for media in description.media:
@@ -598,10 +605,73 @@ class Viewer(_Peer):
         self.hub = hub
         self.codecs: dict[Kind, str] = {}
         self.tracks: dict[Kind, StageTrack] = {}
+        self.offer_sdp = ""
+
+    @property
+    def answered(self) -> bool:
+        """Whether the negotiation is complete (an answer given or taken)."""
+        return self.pc.remoteDescription is not None and self.pc.localDescription is not None
+
+    async def complete(self, answer_sdp: str) -> None:
+        """Take the remote peer's answer to :attr:`offer_sdp` (see :func:`offer_viewer`).
+
+        Raises:
+            Invalid: the answer is not SDP, does not answer the offer, or picks no codec
+                of those offered.
+            Conflict: the offer was answered already, or the connection has ended.
+        """
+        if self.closed:
+            raise Conflict("this connection has ended; ask for a new offer")
+        if self.pc.remoteDescription is not None:
+            raise Conflict("the offer was answered already")
+        try:
+            codecs, _ = _answer_codecs(answer_sdp)
+            description = sdp.SessionDescription.parse(answer_sdp)
+        except Exception as exc:  # aiortc's parser raises whatever it trips on
+            raise Invalid("the answer is not valid SDP") from exc
+        if len(description.media) != len(self.tracks):
+            raise Invalid(
+                f"the answer has {len(description.media)} media sections; "
+                f"the offer had {len(self.tracks)}"
+            )
+        # Before setRemoteDescription(): the senders start right after it, and a track
+        # compares every packet's codec with the one negotiated.
+        for kind, track in self.tracks.items():
+            track.codec = codecs.get(kind)
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
+        except _NEGOTIATION_ERRORS as exc:
+            raise Invalid(f"cannot take the answer: {exc}") from exc
+        self.codecs = {k: c for k, c in codecs.items() if k in self.tracks}
 
     def _before_close(self) -> None:
         for track in self.tracks.values():
             track.stop()
+
+    def _add_tracks(
+        self,
+        kinds: Sequence[Kind],
+        *,
+        name: str,
+        video_codecs: tuple[str, ...],
+        audio_codecs: tuple[str, ...],
+    ) -> None:
+        """One send-only transceiver per kind, playing the hub: the ingest's codec (for
+        H.264 its own profile first) or, with no ingest yet, the codecs given."""
+        hub = self.hub
+        # One playhead for both tracks: audio is paced with video and jumps with it.
+        playhead = Playhead()
+        for kind in kinds:
+            ingest = hub.codecs.get(kind)
+            names = (ingest,) if ingest else (video_codecs if kind == "video" else audio_codecs)
+            track = StageTrack(
+                hub, kind, name=f"{name}:{kind}", on_mismatch=self._lost, playhead=playhead
+            )
+            transceiver = self.pc.addTransceiver(track, direction="sendonly")
+            transceiver.setCodecPreferences(_preferences(kind, names, h264_profile=hub.profile))
+            if kind == "video":
+                passthrough.on_picture_loss(transceiver.sender, hub.request_keyframe)
+            self.tracks[kind] = track
 
 
 async def accept_viewer(
@@ -646,20 +716,8 @@ async def accept_viewer(
     kinds = _offer_kinds(offer_sdp, remote="receive")
     pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers)))
     viewer = Viewer(pc, hub, on_closed)
-    # One playhead for both tracks: audio is paced with video and jumps with it.
-    playhead = Playhead()
     try:
-        for kind in kinds:
-            ingest = hub.codecs.get(kind)
-            names = (ingest,) if ingest else (video_codecs if kind == "video" else audio_codecs)
-            track = StageTrack(
-                hub, kind, name=f"{name}:{kind}", on_mismatch=viewer._lost, playhead=playhead
-            )
-            transceiver = pc.addTransceiver(track, direction="sendonly")
-            transceiver.setCodecPreferences(_preferences(kind, names, h264_profile=hub.profile))
-            if kind == "video":
-                passthrough.on_picture_loss(transceiver.sender, hub.request_keyframe)
-            viewer.tracks[kind] = track
+        viewer._add_tracks(kinds, name=name, video_codecs=video_codecs, audio_codecs=audio_codecs)
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except _NEGOTIATION_ERRORS as exc:
@@ -678,4 +736,64 @@ async def accept_viewer(
         await viewer.close()
         raise
     log.info("media.viewer_accepted", stage=hub.stage, codecs=viewer.codecs)
+    return viewer
+
+
+async def offer_viewer(
+    hub: StageHub,
+    kinds: Sequence[Kind],
+    *,
+    ice_servers: Sequence[RTCIceServer],
+    ice_addresses: Sequence[str] = (),
+    on_closed: Callable[[], None],
+    name: str = "feed",
+    video_codecs: tuple[str, ...] = ("H264", "VP8"),
+    audio_codecs: tuple[str, ...] = ("opus",),
+) -> Viewer:
+    """Offer the hub's packets to a remote peer, not re-encoded (a room's subscription).
+
+    The other way round from :func:`accept_viewer`: hybridcon makes the offer (send-only
+    audio and/or video in the ingest's codecs, every candidate gathered) and the remote
+    peer answers it with :meth:`Viewer.complete`. The viewer's life is tied to the
+    ingest as in :func:`accept_viewer`.
+
+    Args:
+        hub: the hub to play.
+        kinds: what to offer (what the publisher sends).
+        ice_servers: STUN/TURN servers; ``[]`` for none (never a public default).
+        ice_addresses: where to gather host candidates (see :func:`gathering_on`).
+        on_closed: called once when the connection ends by itself, not after
+            :meth:`close`.
+        name: consumer name prefix (logs, stats).
+        video_codecs: video codecs to offer when nothing is published yet.
+        audio_codecs: audio codecs to offer when nothing is published yet.
+
+    Returns:
+        The viewer, its offer in ``offer_sdp``.
+
+    Raises:
+        Invalid: no kind to offer.
+        Unavailable: ``ice_addresses`` match no address of this machine.
+    """
+    passthrough.install()
+    if not kinds:
+        raise Invalid("nothing to offer: the feed has no audio and no video")
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers)))
+    viewer = Viewer(pc, hub, on_closed)
+    try:
+        viewer._add_tracks(
+            [as_kind(k) for k in kinds],
+            name=name,
+            video_codecs=video_codecs,
+            audio_codecs=audio_codecs,
+        )
+        with gathering_on(ice_addresses):
+            await pc.setLocalDescription(await pc.createOffer())
+        viewer.offer_sdp = pc.localDescription.sdp
+        if "video" in viewer.tracks:
+            hub.request_fresh_keyframe()
+    except BaseException:
+        await viewer.close()
+        raise
+    log.info("media.viewer_offered", stage=hub.stage, kinds=list(viewer.tracks))
     return viewer

@@ -4,6 +4,16 @@ Per topic the node keeps the :class:`~hybridcon.core.chat.ChatRoom` (settings an
 sanctions, loaded from PostgreSQL on first use) and the most recent lines as encoded
 messages for subscribe snapshots. A line is stored before it is published; its sequence
 number is taken at the moment it is published (see :meth:`Chat._publish_line`).
+
+The recent lines and the held lines are kept from the pushes themselves, as this node
+delivers them (``chat.message`` and ``chat.deleted`` on the topic; ``chat.held``,
+``chat.approved`` and ``chat.deleted`` on ``mod:<topic>``): a node listens to both
+topics from the moment it loads a topic's chat, so on one node and on many, a snapshot
+holds exactly what was pushed before it, and the pushes after it hold the rest. Settings
+and sanctions are signalled: after a sanction or a settings change the node signals the
+others, which read them again from PostgreSQL (signals that queue up while one read
+runs cost one more read). A person's slow-mode timer stays on the node that took their
+lines (slow mode itself is also claimed per person across nodes, see :meth:`Chat.send`).
 """
 
 from __future__ import annotations
@@ -11,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Annotated, Any, ClassVar, Literal
@@ -26,7 +36,7 @@ from hybridcon.core.payloads import ChatLine as ChatLineSent
 from hybridcon.core.payloads import ChatModerated
 from hybridcon.core.tokens import STAFF_ROLES
 from hybridcon.core.tokens import Role as TokenRole
-from hybridcon.errors import Forbidden, NotFound
+from hybridcon.errors import Forbidden, NotFound, RateLimited
 from hybridcon.realtime.command import (
     Capability,
     MsgId,
@@ -135,10 +145,14 @@ class TopicChat:
     room: ChatRoom
     recent: deque[tuple[str, bytes]]  # (msg_id, encoded chat.message)
     # Lines waiting for a moderator, oldest first (msg_id -> the mod snapshot's entry).
-    # Kept here, changed in the same step as the push to ``mod:<topic>``, so that a
+    # Changed by the pushes to ``mod:<topic>`` as this node delivers them, so that a
     # moderator's snapshot and the pushes after it never miss or repeat a line.
     held: dict[str, dict[str, Any]] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+_NOT_IN_HELD = frozenset(("type", "topic", "seq", "reason", "matched"))
+"""The fields of a ``chat.held`` push that its snapshot entry leaves out."""
 
 
 def _held(line: ChatLine) -> dict[str, Any]:
@@ -175,6 +189,87 @@ class Chat(Capability):
         self._recent = node.settings.chat_recent
         self._topics: dict[str, TopicChat] = {}
         self._loading: dict[str, asyncio.Future[TopicChat]] = {}
+        self._stale: set[str] = set()
+        # Pushes delivered while a topic's chat is being read (topic -> (topic, message)).
+        self._early: dict[str, list[tuple[str, bytes]]] = {}
+        node.on_delivered(self._delivered)
+
+    async def start(self) -> None:
+        """Listen to the other nodes' chat changes."""
+        self._node.on_signal("chat", self._signalled)
+        self._node.on_resync(self.resync)
+
+    async def _read_lines(self, topic: str, chat: TopicChat) -> None:
+        """Read the topic's recent and held lines from PostgreSQL into ``chat``."""
+        pool = self._node.db()
+        lines = await chat_store.recent(pool, topic, self._recent)
+        held = await chat_store.held(pool, topic, HELD_IN_SNAPSHOT)
+        chat.recent = deque(((line.msg_id, _encode(line)) for line in lines), maxlen=self._recent)
+        chat.held = {line.msg_id: _held(line) for line in held}
+
+    def _delivered(self, topic: str, payload: bytes) -> None:
+        """A push this node delivers: keep the recent and held lines in step with it."""
+        if not payload.startswith(b'{"type":"chat.'):
+            return
+        base = topic.removeprefix("mod:")
+        chat = self._topics.get(base)
+        if chat is not None:
+            self._apply(chat, topic, payload)
+            return
+        early = self._early.get(base)
+        if early is not None:
+            early.append((topic, payload))
+
+    def _apply(self, chat: TopicChat, topic: str, payload: bytes) -> None:
+        push = orjson.loads(payload)
+        kind, msg_id = push["type"], push.get("msg_id")
+        if not isinstance(msg_id, str):
+            return
+        if topic.startswith("mod:"):
+            if kind == "chat.held":
+                entry = {k: v for k, v in push.items() if k not in _NOT_IN_HELD}
+                chat.held[msg_id] = {"topic": topic.removeprefix("mod:"), **entry}
+            elif kind in ("chat.approved", "chat.deleted"):
+                chat.held.pop(msg_id, None)
+        elif kind == "chat.message":
+            for i, (known, _) in enumerate(chat.recent):
+                if known == msg_id:  # read from storage while its push was on the way
+                    chat.recent[i] = (msg_id, payload)
+                    return
+            chat.recent.append((msg_id, payload))
+        elif kind == "chat.deleted":
+            chat.recent = deque(
+                (item for item in chat.recent if item[0] != msg_id), maxlen=chat.recent.maxlen
+            )
+
+    def _signalled(self, data: dict[str, Any]) -> Coroutine[Any, Any, None] | None:
+        topic = str(data["topic"])
+        if topic not in self._topics:
+            return None  # read whole when this node first needs it
+        self._stale.add(topic)
+        return self._refresh(topic)
+
+    async def _refresh(self, topic: str) -> None:
+        if topic not in self._stale:
+            return  # a read after this signal arrived has already taken it in
+        self._stale.discard(topic)
+        chat = self._topics[topic]
+        node = self._node
+        room = await chat_store.load_room(node.db(), topic, node.clock())
+        # Settings and sanctions as stored; slow-mode timers and trust stay this node's.
+        chat.room.slowmode_seconds, chat.room.hold_first = room.slowmode_seconds, room.hold_first
+        chat.room.banned, chat.room.muted_until = room.banned, room.muted_until
+
+    async def resync(self) -> None:
+        """Read every chat topic this node holds again: the bus came back, and pushes may
+        have been lost with a Redis that restarted empty."""
+        for topic, chat in list(self._topics.items()):
+            self._stale.add(topic)
+            await self._refresh(topic)
+            await self._read_lines(topic, chat)
+
+    def _changed(self, topic: str) -> None:
+        self._node.signal("chat", {"topic": topic})
 
     async def get(self, topic: str) -> TopicChat:
         """The topic's chat, loading it from the database once."""
@@ -188,18 +283,23 @@ class Chat(Capability):
         self._loading[topic] = future
         try:
             node = self._node
+            # From here on every push of the topic reaches this node: what is stored
+            # before the reads below is in them, what is pushed during them is kept
+            # aside and applied after, in order.
+            await node.watch(topic)
+            await node.watch(f"mod:{topic}")
+            self._early[topic] = []
             pool = node.db()
             room = await chat_store.load_room(pool, topic, node.clock())
-            lines = await chat_store.recent(pool, topic, self._recent)
-            recent = deque(((line.msg_id, _encode(line)) for line in lines), maxlen=self._recent)
-            held = await chat_store.held(pool, topic, HELD_IN_SNAPSHOT)
-            loaded = TopicChat(
-                room=room, recent=recent, held={line.msg_id: _held(line) for line in held}
-            )
+            loaded = TopicChat(room=room, recent=deque(maxlen=self._recent))
+            await self._read_lines(topic, loaded)
+            for early_topic, payload in self._early.pop(topic):
+                self._apply(loaded, early_topic, payload)
             self._topics[topic] = loaded
             future.set_result(loaded)
             return loaded
         except BaseException as exc:
+            self._early.pop(topic, None)
             future.set_exception(exc)
             future.exception()  # retrieved: waiters re-raise it, nobody logs it twice
             raise
@@ -224,9 +324,8 @@ class Chat(Capability):
         """Publish a stored line; the caller records its seq afterwards. On one node the
         seq is taken and the message delivered in one step (no await), so seq order is
         delivery order and a subscriber's snapshot and the live stream never straddle a
-        number; the line joins the recent ones as it was delivered."""
-        seq, payload = await self._node.publish(line.topic, "chat.message", line.message())
-        chat.recent.append((line.msg_id, payload))
+        number; the line joins the recent ones as this node delivers it (_delivered)."""
+        seq, _ = await self._node.publish(line.topic, "chat.message", line.message())
         return seq
 
     async def _record_seq(self, line: ChatLine, seq: int) -> None:
@@ -266,13 +365,22 @@ class Chat(Capability):
         chat = await self.get(topic)
         node = self._node
         now = node.clock()
+        exempt = claims.role in STAFF_ROLES
+        last_sent = chat.room.last_sent.get(claims.sub)
         decision = chat.room.check_send(
-            claims.sub,
-            request.text,
-            now,
-            exempt=claims.role in STAFF_ROLES,
-            word_filter=node.word_filter,
+            claims.sub, request.text, now, exempt=exempt, word_filter=node.word_filter
         )
+        slow = chat.room.slowmode_seconds
+        if slow and not exempt:
+            # Slow mode is per person, whichever node their lines go through: this node
+            # decided on its own lines; the others' are seen in Redis.
+            wait = await node.claim(f"hc:{{{topic}}}:slow:{claims.sub}", slow)
+            if wait > 0:
+                if last_sent is None:
+                    chat.room.last_sent.pop(claims.sub, None)
+                else:
+                    chat.room.last_sent[claims.sub] = last_sent
+                raise RateLimited(f"slow mode: one message every {slow} s", retry_after=wait)
         line = ChatLine(
             msg_id=uuid.uuid4().hex,
             topic=topic,
@@ -287,7 +395,6 @@ class Chat(Capability):
         # Stored first, without a seq: nothing is published that is not stored.
         await chat_store.insert(node.db(), line)
         if decision.verdict is Verdict.HOLD:
-            chat.held[line.msg_id] = _held(line)
             node.publish(
                 f"mod:{topic}",
                 "chat.held",
@@ -313,11 +420,6 @@ class Chat(Capability):
             )
             if not deleted:
                 raise NotFound(f"no message {request.msg_id!r} in {topic}")
-            chat.recent = deque(
-                (item for item in chat.recent if item[0] != request.msg_id),
-                maxlen=chat.recent.maxlen,
-            )
-            chat.held.pop(request.msg_id, None)
             node.publish(topic, "chat.deleted", {"msg_id": request.msg_id})
             node.publish(f"mod:{topic}", "chat.deleted", {"msg_id": request.msg_id})
         detail = {"msg_id": request.msg_id}
@@ -330,6 +432,7 @@ class Chat(Capability):
     ) -> dict[str, Any]:
         """Tell the topic's moderators (``chat.sanction``) and audit; returns the result."""
         self._node.publish(f"mod:{topic}", "chat.sanction", {"action": action, **detail})
+        self._changed(topic)
         user_id = str(detail["user_id"])
         payload = ChatModerated(
             action=action,
@@ -383,6 +486,7 @@ class Chat(Capability):
             raise
         settings = chat.room.settings()
         self._node.publish(topic, "chat.settings", settings)
+        self._changed(topic)
         payload = ChatModerated(action=action, settings=settings)
         await self._moderated(ctx, action, topic, topic, settings, payload)
         return settings
@@ -416,7 +520,6 @@ class Chat(Capability):
             await chat_store.release(pool, topic, request.msg_id)
             seq = await self._publish_line(chat, replace(line, held=False))
             await self._record_seq(line, seq)
-            chat.held.pop(line.msg_id, None)
             self._node.publish(f"mod:{topic}", "chat.approved", {"msg_id": line.msg_id})
         chat.room.approve(line.author_id)
         detail = {"msg_id": line.msg_id}

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from hybridcon.core.wordfilter import WordFilter
     from hybridcon.realtime.connection import Connection
+    from hybridcon.realtime.signals import Resync, SignalHandler
     from hybridcon.settings import Settings
 
 
@@ -65,6 +66,30 @@ class Node(Protocol):
     def broadcast(self, topic: str, kind: str, fields: Mapping[str, Any]) -> None:
         """Push an unsequenced state message (newer state replaces it; not kept)."""
 
+    def broadcast_here(self, topic: str, kind: str, fields: Mapping[str, Any]) -> None:
+        """Push an unsequenced state message to this node's subscribers only (state
+        every node holds alike and pushes to its own clients)."""
+
+    async def watch(self, topic: str) -> None:
+        """Make sure this node receives ``topic``'s messages from now on."""
+
+    def on_delivered(self, tap: Callable[[str, bytes], None]) -> None:
+        """Call ``tap(topic, message)`` for every message this node delivers, in the same
+        step as its subscribers get it (state kept from the pushes themselves)."""
+
+    def signal(self, kind: str, data: Mapping[str, Any]) -> None:
+        """Tell the other nodes that the shared state ``data`` names changed."""
+
+    def on_signal(self, kind: str, handler: SignalHandler) -> None:
+        """Handle the other nodes' signals of ``kind`` (see realtime/signals.py)."""
+
+    def on_resync(self, resync: Resync) -> None:
+        """Run ``resync`` (read shared state again) after the bus reconnected."""
+
+    async def claim(self, key: str, seconds: float) -> float:
+        """Hold ``key`` for ``seconds`` across nodes; 0 when taken, else the seconds
+        until it is free (always 0 on one node, whose own rules decide)."""
+
     def engage(self, payload: Payload, topic: str | None, claims: Claims | None = None) -> None:
         """Log an engagement event; ``claims`` names the person (as a keyed hash)."""
 
@@ -83,6 +108,10 @@ class Node(Protocol):
 
     def viewers(self, topic: str) -> int:
         """Distinct people subscribed to ``topic`` on this node."""
+
+    def audience(self, topic: str) -> int:
+        """Distinct people subscribed to ``topic`` across nodes (as of the last count
+        exchange, corrected by this node's changes since)."""
 
 
 class Subscriptions(Protocol):

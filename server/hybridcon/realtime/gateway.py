@@ -50,6 +50,7 @@ from hybridcon.realtime.context import Context
 from hybridcon.realtime.heap import HeapFreezer
 from hybridcon.realtime.hub import COUNT_INTERVAL, Hub
 from hybridcon.realtime.node import GatewayNode
+from hybridcon.realtime.people import PeopleAcrossNodes
 from hybridcon.realtime.registry import ConnectionRegistry
 from hybridcon.realtime.topics import Topics
 from hybridcon.realtime.wire import close_reason
@@ -117,6 +118,13 @@ class Gateway:
         )
         self.node = GatewayNode(
             services, self.hub, load_word_filter(list(settings.wordfilter_files))
+        )
+        self.people = PeopleAcrossNodes(
+            self.node,
+            self.node.redis,
+            self.node.signals.node_id,
+            settings.max_connections_per_person,
+            self.connections.find,
         )
         self.capabilities = [cls(self.node) for cls in capabilities]
         self.registry = Registry([Topics(self.node, self), *self.capabilities])
@@ -188,9 +196,10 @@ class Gateway:
 
     async def start(self) -> None:
         """Start the capabilities (polls load, periodic pushes) and the viewer counts."""
+        await self.node.start()  # other nodes' signals, before any state is loaded
         for capability in self.capabilities:
             await capability.start()
-        self.node.every(COUNT_INTERVAL, self.hub.push_counts, "presence-counts")
+        self.node.every(COUNT_INTERVAL, self.node.counts.tick, "presence-counts")
 
     async def shutdown(self) -> None:
         """Close every connection with 1012 (reconnect elsewhere) and wait for them."""
@@ -236,6 +245,7 @@ class Gateway:
         metrics.ws_connections.inc()
         for old in self.connections.add(conn):
             old.close(CLOSE_POLICY, "too many connections for this person")
+        self.people.joined(conn)  # and across nodes
         self.heap.joined()
         expiry = asyncio.get_running_loop().call_later(
             max(0.0, (conn.claims.exp - services.clock()).total_seconds()),
@@ -253,6 +263,7 @@ class Gateway:
             # the server shuts down, and the leave events must be logged regardless.
             expiry.cancel()
             self.connections.remove(conn)
+            self.people.left(conn)
             self.heap.left(len(self.connections))
             seconds = round(time.monotonic() - opened)
             for topic in self.hub.drop(conn):

@@ -2,15 +2,15 @@
 
 A message is encoded to JSON once and framed once per fan-out; every subscriber gets
 the same bytes. Sequenced messages go through the bus (sequence number and history
-for ``since``); high-rate state (viewer counts) is coalesced: counts are pushed at most
-once per ``COUNT_INTERVAL`` and only when they changed.
+for ``since``). Viewer counts are read from here once per ``COUNT_INTERVAL`` and pushed,
+added up across nodes, by :mod:`hybridcon.realtime.viewers`.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -46,8 +46,20 @@ class Hub:
         flusher.sources.append(self.flush_topics)
         self._subscribers: dict[str, dict[Connection, None]] = {}
         self._people: dict[str, Counter[str]] = {}  # topic -> sub -> connections
-        self._counts_sent: dict[str, int] = {}
-        self._changed: set[str] = set()
+        # Topics between nodes, not clients (see realtime/signals.py): handed over whole.
+        self._internal: dict[str, Callable[[bytes], None]] = {}
+        # Who keeps state from the messages as this node delivers them (see on_delivered).
+        self._taps: list[Callable[[str, bytes], None]] = []
+
+    def on_delivered(self, tap: Callable[[str, bytes], None]) -> None:
+        """Call ``tap(topic, message)`` for every message this node delivers, before its
+        subscribers get it, subscribed or not: state kept from the pushes themselves
+        changes in the same step as the pushes reach this node's clients."""
+        self._taps.append(tap)
+
+    def on_internal(self, topic: str, receive: Callable[[bytes], None]) -> None:
+        """Hand ``topic``'s messages to ``receive`` (a topic no client subscribes to)."""
+        self._internal[topic] = receive
 
     # --- subscriptions -------------------------------------------------------------------
 
@@ -70,8 +82,6 @@ class Hub:
         conn.topics.add(topic)
         people = self._people.setdefault(topic, Counter())
         people[conn.claims.sub] += 1
-        if people[conn.claims.sub] == 1:
-            self._changed.add(topic)
         return True
 
     def unsubscribe(self, conn: Connection, topic: str) -> bool:
@@ -90,7 +100,6 @@ class Hub:
         people[conn.claims.sub] -= 1
         if people[conn.claims.sub] <= 0:
             del people[conn.claims.sub]
-            self._changed.add(topic)
         if not people:
             del self._people[topic]
         return True
@@ -113,7 +122,12 @@ class Hub:
     # --- publishing ----------------------------------------------------------------------
 
     def _deliver(self, topic: str, payload: bytes) -> None:
+        for tap in self._taps:
+            tap(topic, payload)
         if topic not in self._subscribers:
+            receive = self._internal.get(topic)
+            if receive is not None:
+                receive(payload)
             return
         frames = self._pending.get(topic)
         if frames is None:
@@ -183,18 +197,22 @@ class Hub:
         _check_fields(kind, fields)
         self.bus.publish(topic, orjson.dumps({"type": kind, "topic": topic, **fields}))
 
-    # --- coalesced viewer counts (the node calls push_counts every COUNT_INTERVAL) -----
+    def broadcast_here(self, topic: str, kind: str, fields: Mapping[str, Any]) -> None:
+        """An unsequenced state message to this node's subscribers only: state every
+        node holds alike (poll results), pushed by each node to its own clients.
 
-    def push_counts(self) -> None:
-        """Push ``presence.count`` for every topic whose count changed since the last push."""
-        changed, self._changed = self._changed, set()
-        for topic in changed:
-            if topic.startswith("mod:"):
-                continue
-            count = self.viewers(topic)
-            if self._counts_sent.get(topic) == count:
-                continue
-            self._counts_sent[topic] = count
-            if count == 0:
-                del self._counts_sent[topic]
-            self.broadcast(topic, "presence.count", {"viewers": count})
+        Raises:
+            ValueError: ``fields`` carries an envelope key (see :meth:`publish`).
+        """
+        _check_fields(kind, fields)
+        self._deliver(topic, orjson.dumps({"type": kind, "topic": topic, **fields}))
+
+    # --- viewer counts (read by realtime/viewers.py every COUNT_INTERVAL) -------------
+
+    def counts(self) -> dict[str, int]:
+        """Distinct people per topic on this node (``mod:`` topics left out)."""
+        return {
+            topic: len(people)
+            for topic, people in self._people.items()
+            if not topic.startswith("mod:")
+        }

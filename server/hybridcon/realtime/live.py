@@ -47,7 +47,8 @@ class Live(Capability):
         """Count and push the view, if an organiser follows ``org``."""
         if self._node.viewers(TOPIC) == 0:
             return
-        self._node.broadcast(TOPIC, "live", await self.current())
+        # Each node pushes the view (read from PostgreSQL) to its own organisers.
+        self._node.broadcast_here(TOPIC, "live", await self.current())
 
     async def current(self) -> dict[str, Any]:
         """The live view, made now unless the last one is under a second old.

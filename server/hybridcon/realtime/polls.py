@@ -7,13 +7,19 @@ fails, the batch is taken back out of the tally: memory and PostgreSQL always ag
 Results go out as ``poll.results`` at most four times a second per poll (never once per
 vote): combined on the poll's topics (when the audience may see them) and split per
 origin on ``mod:<topic>``. What people see of a poll is in :mod:`hybridcon.core.poll_views`.
+
+Several nodes take votes for one poll: PostgreSQL decides between them (a ballot
+written where the poll is open; no second one where changes are not allowed), and
+each node, after storing a batch, signals the others, which read those voters' ballots
+again. Each node pushes the results to its own subscribers only, from a tally that
+equals what PostgreSQL holds, so every node pushes the same results.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
@@ -32,7 +38,7 @@ from hybridcon.core.polls import (
     make_spec,
     normalise_choice,
 )
-from hybridcon.errors import HybridconError, Invalid, NotFound, Unavailable
+from hybridcon.errors import Closed, Conflict, HybridconError, Invalid, NotFound, Unavailable
 from hybridcon.realtime.command import (
     ID_PATTERN,
     Capability,
@@ -177,6 +183,86 @@ class Polls(Capability):
             )
         self._node.every(RESULTS_INTERVAL, self.push_results, "poll-results")
         self._node.every(SCHEDULE_INTERVAL, self._open_due, "poll-schedule")
+        self._node.on_signal("poll.ballots", self._ballots_signalled)
+        self._node.on_signal("poll.state", self._state_signalled)
+        self._node.on_resync(self.resync)
+
+    # --- other nodes' changes ------------------------------------------------------------
+
+    async def _read(self, poll_id: str) -> Tally:
+        """The poll as stored: state, every ballot, the wall.
+
+        Raises:
+            NotFound: no such poll.
+        """
+        pool = self._node.db()
+        stored = await poll_store.get(pool, uuid.UUID(poll_id))
+        if stored is None:
+            raise NotFound(f"no poll {poll_id}")
+        tally = Tally(spec=stored.spec, state=stored.state)
+        tally.restore(
+            await poll_store.ballots(pool, stored.poll_id, stored.spec.kind),
+            await poll_store.shown(pool, stored.poll_id),
+        )
+        return tally
+
+    async def _reload(self, live: LivePoll) -> None:
+        """Make ``live`` what PostgreSQL holds (under its lock); results are pushed again."""
+        async with live.lock:
+            live.tally = await self._read(live.poll_id)
+        self._dirty.add(live.poll_id)
+
+    def _ballots_signalled(self, data: dict[str, Any]) -> Coroutine[Any, Any, None]:
+        return self._reread_ballots(str(data["poll_id"]), [str(v) for v in data["voters"]])
+
+    async def _reread_ballots(self, poll_id: str, voters: list[str]) -> None:
+        """Another node stored these voters' ballots: read them again."""
+        live = self.polls.get(poll_id)
+        if live is None:
+            await self.get(poll_id)  # loaded whole, with those ballots
+            return
+        async with live.lock:
+            tally = live.tally
+            stored = await poll_store.ballots_of(
+                self._node.db(), uuid.UUID(poll_id), tally.spec.kind, voters
+            )
+            for voter in voters:
+                found = stored.get(voter)
+                ballot = Ballot(answer=found[0], origin=found[1]) if found else None
+                if tally.ballots.get(voter) != ballot:
+                    tally.put(voter, ballot)
+                shown = found is not None and found[2]
+                if shown and voter not in tally.wall:
+                    tally.wall.append(voter)
+                elif not shown and voter in tally.wall:
+                    tally.wall.remove(voter)
+        self._dirty.add(poll_id)
+
+    def _state_signalled(self, data: dict[str, Any]) -> Coroutine[Any, Any, None]:
+        poll_id = str(data["poll_id"])
+        live = self.polls.get(poll_id)
+        if live is not None and data.get("state"):
+            # At once: the push that follows this signal on the bus (poll.opened or
+            # poll.closed) must find this node's snapshots already agreeing with it.
+            live.tally.state = PollState(data["state"])
+        return self._state_changed(poll_id)
+
+    async def _state_changed(self, poll_id: str) -> None:
+        live = self.polls.get(poll_id)
+        if live is None:
+            await self.get(poll_id)
+        else:
+            await self._reload(live)
+
+    async def resync(self) -> None:
+        """Read every poll this node holds again, and the drafts and open polls it does not
+        know (signals may have been lost while the bus was away)."""
+        for live in list(self.polls.values()):
+            await self._reload(live)
+        pool = self._node.db()
+        for stored in await poll_store.load(pool, states=(PollState.DRAFT, PollState.OPEN)):
+            if stored.poll_id.hex not in self.polls:
+                await self.get(stored.poll_id.hex)
 
     def moderator_results(self, live: LivePoll) -> dict[str, Any]:
         """Results split per origin, with every open answer (and whether it is shown)."""
@@ -195,13 +281,12 @@ class Polls(Capability):
         stored = await poll_store.get(pool, uuid.UUID(poll_id))
         if stored is None:
             raise NotFound(f"no poll {poll_id}")
-        tally = Tally(spec=stored.spec, state=stored.state)
-        tally.restore(
-            await poll_store.ballots(pool, stored.poll_id, stored.spec.kind),
-            await poll_store.shown(pool, stored.poll_id),
-        )
-        live = LivePoll(poll_id=poll_id, tally=tally, created_by=stored.created_by)
-        self.polls[poll_id] = live
+        tally = await self._read(poll_id)
+        live = self.polls.get(poll_id)  # loaded meanwhile by another request
+        if live is None:
+            live = LivePoll(poll_id=poll_id, tally=tally, created_by=stored.created_by)
+            self.polls[poll_id] = live
+            self._dirty.add(poll_id)
         return live
 
     def open_on(self, topic: str) -> list[LivePoll]:
@@ -239,9 +324,16 @@ class Polls(Capability):
         node = self._node
         async with live.lock:
             if live.tally.state is not PollState.DRAFT:
+                live.tally = await self._read(live.poll_id)  # as stored, not as heard
+            if live.tally.state is not PollState.DRAFT:
                 raise Invalid(f"the poll is {live.tally.state.value}, not a draft")
-            await poll_store.set_state(node.db(), uuid.UUID(live.poll_id), PollState.OPEN, now)
+            if not await poll_store.set_state(
+                node.db(), uuid.UUID(live.poll_id), PollState.OPEN, now
+            ):
+                live.tally = await self._read(live.poll_id)  # another node opened it
+                raise Invalid(f"the poll is {live.tally.state.value}, not a draft")
             live.tally.state = PollState.OPEN
+        node.signal("poll.state", {"poll_id": live.poll_id, "state": PollState.OPEN.value})
         audience = live.describe(results=live.tally.audience_sees_results())
         moderators = live.describe(results=True)
         for topic in live.tally.spec.topics:
@@ -253,11 +345,20 @@ class Polls(Capability):
         """Close an open poll; the final results go out (to the audience if shown)."""
         node = self._node
         async with live.lock:
+            if live.tally.state is PollState.DRAFT:
+                live.tally = await self._read(live.poll_id)  # opened through another node?
             if live.tally.state is not PollState.OPEN:
                 raise Invalid(f"the poll is {live.tally.state.value}, not open")
             await self._drain(live)  # votes already queued are still counted
-            await poll_store.set_state(node.db(), uuid.UUID(live.poll_id), PollState.CLOSED, now)
-            live.tally.state = PollState.CLOSED
+            closed = await poll_store.set_state(
+                node.db(), uuid.UUID(live.poll_id), PollState.CLOSED, now
+            )
+            # The final results are what PostgreSQL holds: the votes other nodes stored
+            # before the close, whose signals may not have arrived yet, count too.
+            live.tally = await self._read(live.poll_id)
+            if not closed:  # another node closed it
+                raise Invalid(f"the poll is {live.tally.state.value}, not open")
+        node.signal("poll.state", {"poll_id": live.poll_id, "state": PollState.CLOSED.value})
         # Computed once for every topic of the poll (the split hashes every open answer).
         audience: dict[str, Any] = {"poll_id": live.poll_id}
         if live.tally.audience_sees_results():
@@ -290,6 +391,10 @@ class Polls(Capability):
             Conflict: a changed answer where the poll allows none.
             Unavailable: the database did not take the batch.
         """
+        if live.tally.state is PollState.DRAFT:
+            # Opened through another node a moment ago (its signal not here yet)?
+            async with live.lock:
+                live.tally = await self._read(live.poll_id)
         live.tally.check(voter, answer)  # fail fast; checked again in the batch
         done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         live.queue.append(_Vote(voter, answer, origin, done))
@@ -325,20 +430,31 @@ class Polls(Capability):
         node = self._node
         if changed:
             try:
-                await poll_store.save_ballots(
-                    node.db(), uuid.UUID(live.poll_id), changed, node.clock()
+                written = await poll_store.save_ballots(
+                    node.db(),
+                    uuid.UUID(live.poll_id),
+                    changed,
+                    node.clock(),
+                    allow_change=tally.spec.allow_change,
                 )
             except Exception as exc:
                 log.warning("votes_not_stored", poll_id=live.poll_id, error=str(exc))
-                for voter, old in before.items():
-                    tally.put(voter, old)
-                for vote in batch:
-                    if not vote.done.done():
-                        vote.done.set_exception(
-                            Unavailable("the vote could not be stored; please try again")
-                        )
+                self._take_back(
+                    live,
+                    before,
+                    batch,
+                    Unavailable("the vote could not be stored; please try again"),
+                )
                 return
-            self._dirty.add(live.poll_id)
+            if written is None:  # closed (on another node) before this batch
+                self._take_back(live, before, batch, Closed("this poll is closed"))
+                live.tally = await self._read(live.poll_id)
+                return
+            if len(written) < len(changed):
+                outcomes = await self._decided_elsewhere(live, batch, outcomes, set(written))
+            if written:
+                node.signal("poll.ballots", {"poll_id": live.poll_id, "voters": written})
+                self._dirty.add(live.poll_id)
         for vote, outcome in zip(batch, outcomes, strict=True):
             if vote.done.done():
                 continue
@@ -346,6 +462,47 @@ class Polls(Capability):
                 vote.done.set_exception(outcome)
             else:
                 vote.done.set_result(outcome)
+
+    @staticmethod
+    def _take_back(
+        live: LivePoll, before: dict[str, Ballot | None], batch: list[_Vote], error: HybridconError
+    ) -> None:
+        for voter, old in before.items():
+            live.tally.put(voter, old)
+        for vote in batch:
+            if not vote.done.done():
+                vote.done.set_exception(error)
+
+    async def _decided_elsewhere(
+        self,
+        live: LivePoll,
+        batch: list[_Vote],
+        outcomes: list[Outcome | HybridconError],
+        written: set[str],
+    ) -> list[Outcome | HybridconError]:
+        """Voters whose ballot was not written had one stored through another node (the
+        poll allows no change): they keep it, and each of their votes in the batch is
+        ``unchanged`` when it says the same and refused when it does not."""
+        tally = live.tally
+        others = {vote.voter for vote in batch} - written
+        stored = await poll_store.ballots_of(
+            self._node.db(), uuid.UUID(live.poll_id), tally.spec.kind, list(others)
+        )
+        for voter in others:
+            found = stored.get(voter)
+            tally.put(voter, Ballot(answer=found[0], origin=found[1]) if found else None)
+        decided: list[Outcome | HybridconError] = []
+        for vote, outcome in zip(batch, outcomes, strict=True):
+            found = stored.get(vote.voter)
+            if vote.voter not in others or found is None:
+                decided.append(outcome)
+            elif found[0] == vote.answer:
+                decided.append(Outcome.UNCHANGED)
+            else:
+                decided.append(
+                    Conflict("you already voted in this poll; it does not allow changes")
+                )
+        return decided
 
     def push_results(self) -> None:
         """Push ``poll.results`` for every poll whose counts changed since the last push."""
@@ -359,9 +516,10 @@ class Polls(Capability):
             combined = {"poll_id": poll_id, **live.tally.results()}
             split = {"poll_id": poll_id, **self.moderator_results(live)}
             for topic in live.tally.spec.topics:
+                # Every node pushes to its own subscribers, from the same tally.
                 if shown:
-                    node.broadcast(topic, "poll.results", combined)
-                node.broadcast(f"mod:{topic}", "poll.results", split)
+                    node.broadcast_here(topic, "poll.results", combined)
+                node.broadcast_here(f"mod:{topic}", "poll.results", split)
 
     # --- requests ------------------------------------------------------------------------
 
@@ -390,6 +548,7 @@ class Polls(Capability):
         await poll_store.create(node.db(), poll_id, spec, by=ctx.claims.sub)
         live = LivePoll(poll_id=poll_id.hex, tally=Tally(spec=spec), created_by=ctx.claims.sub)
         self.polls[live.poll_id] = live
+        node.signal("poll.state", {"poll_id": live.poll_id})  # a draft the others can open
         await ctx.audit(
             "poll.create", live.poll_id, {"topics": list(spec.topics), "kind": spec.kind.value}
         )
@@ -451,6 +610,7 @@ class Polls(Capability):
         async with live.lock:
             await poll_store.show(node.db(), uuid.UUID(live.poll_id), voter, node.clock())
             text = live.tally.show(voter)  # memory follows storage
+        node.signal("poll.state", {"poll_id": live.poll_id})
         for topic in live.tally.spec.topics:
             node.publish(topic, "poll.wall", {"poll_id": live.poll_id, "text": text})
         await ctx.audit("poll.show", live.poll_id, {"answer_id": request.answer_id})

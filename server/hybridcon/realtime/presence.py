@@ -49,4 +49,4 @@ class Presence(Capability):
             quality=request.quality or None,
         )
         ctx.engage(payload, request.topic)
-        return {"viewers": self._node.viewers(request.topic)}
+        return {"viewers": self._node.audience(request.topic)}

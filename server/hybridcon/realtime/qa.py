@@ -3,13 +3,19 @@
 Questions of a topic are loaded once per node and kept in memory; every change is
 stored before it is pushed. Pending questions go to ``mod:<topic>`` only; approved ones
 to everyone on the topic as ``qa.question``, changes as ``qa.updated``.
+
+Across nodes PostgreSQL holds the truth (one upvote row per person and question): after
+a change a node reads the question back, pushes what is stored, and signals the other
+nodes, which read it again too. An upvote's push is ordered on the bus while the
+question's row is still locked by its transaction, so two upvotes taken on two nodes at
+once are pushed in the order they were stored, the last push carrying the last count.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -95,6 +101,57 @@ class Qa(Capability):
         self._index: dict[str, str] = {}  # question_id -> topic
         self._load_lock = asyncio.Lock()
 
+    async def start(self) -> None:
+        """Listen to the other nodes' Q&A changes."""
+        self._node.on_signal("qa.question", self._question_signalled)
+        self._node.on_signal("qa.settings", self._settings_signalled)
+        self._node.on_resync(self.resync)
+
+    def _question_signalled(self, data: dict[str, Any]) -> Coroutine[Any, Any, None] | None:
+        if str(data["topic"]) not in self._topics:
+            return None  # read whole when this node first needs the topic
+        return self._reread(str(data["topic"]), [str(q) for q in data["question_ids"]])
+
+    async def _reread(self, topic: str, question_ids: list[str]) -> None:
+        """Another node changed these questions: take them as stored."""
+        qa = self._topics[topic]
+        async with qa.lock:
+            for question_id in question_ids:
+                stored = await qa_store.load_question(self._node.db(), question_id)
+                if stored is None:
+                    continue
+                known = qa.questions.get(question_id)
+                if known is None:
+                    qa.questions[question_id] = stored
+                    self._index[question_id] = topic
+                else:
+                    known.state, known.upvoters = stored.state, stored.upvoters
+                    known.merged_into = stored.merged_into
+
+    def _settings_signalled(self, data: dict[str, Any]) -> Coroutine[Any, Any, None] | None:
+        if str(data["topic"]) not in self._topics:
+            return None
+        return self._reread_settings(str(data["topic"]))
+
+    async def _reread_settings(self, topic: str) -> None:
+        self._topics[topic].settings = await qa_store.load_settings(self._node.db(), topic)
+
+    async def resync(self) -> None:
+        """Read every topic this node holds again (signals may have been lost)."""
+        pool = self._node.db()
+        for topic, qa in list(self._topics.items()):
+            async with qa.lock:
+                qa.settings = await qa_store.load_settings(pool, topic)
+                for question in await qa_store.load_topic(pool, topic):
+                    qa.questions[question.question_id] = question
+                    self._index[question.question_id] = topic
+
+    def _changed(self, *questions: Question) -> None:
+        self._node.signal(
+            "qa.question",
+            {"topic": questions[0].topic, "question_ids": [q.question_id for q in questions]},
+        )
+
     async def topic(self, topic: str) -> TopicQa:
         """A topic's questions, loaded from the database once."""
         found = self._topics.get(topic)
@@ -127,7 +184,18 @@ class Qa(Capability):
                 raise NotFound(f"no question {question_id}")
             topic = str(row)
         qa = await self.topic(topic)
-        return qa, qa.questions[question_id]
+        question = qa.questions.get(question_id)
+        if question is None:
+            # Asked through another node a moment ago (its signal not here yet).
+            async with qa.lock:
+                question = qa.questions.get(question_id)
+                if question is None:
+                    question = await qa_store.load_question(self._node.db(), question_id)
+                    if question is None:
+                        raise NotFound(f"no question {question_id}")
+                    qa.questions[question_id] = question
+                    self._index[question_id] = topic
+        return qa, question
 
     async def load(self, topic: str) -> None:
         """Load the topic's questions."""
@@ -143,7 +211,7 @@ class Qa(Capability):
             "qa": {"moderated": qa.settings.moderated, "anonymous": qa.settings.anonymous},
         }
 
-    def publish(self, question: Question, kind: str) -> None:
+    def publish(self, question: Question, kind: str) -> list[asyncio.Future[tuple[int, bytes]]]:
         """Push a question (``qa.question``) or its change (``qa.updated``) where it is seen.
 
         A pushed question's topic is the envelope's: on ``mod:<topic>`` it names the
@@ -156,9 +224,10 @@ class Qa(Capability):
             del fields["topic"]
         else:
             fields = question.update()
-        node.publish(f"mod:{question.topic}", kind, fields)
+        sent = [node.publish(f"mod:{question.topic}", kind, fields)]
         if question.state is not QuestionState.PENDING:
-            node.publish(question.topic, kind, fields)
+            sent.append(node.publish(question.topic, kind, fields))
+        return sent
 
     @command(QaAsk, scope="topic")
     async def ask(self, ctx: Context, request: QaAsk) -> dict[str, Any]:
@@ -183,6 +252,7 @@ class Qa(Capability):
             qa.questions[question.question_id] = question
             self._index[question.question_id] = question.topic
             self.publish(question, "qa.question")
+        self._changed(question)
         ctx.engage(
             QuestionAsked(question_id=question.question_id, anonymous=request.anonymous),
             request.topic,
@@ -194,17 +264,31 @@ class Qa(Capability):
         """One upvote per person; a repeat changes nothing."""
         qa, question = await self.question(request.question_id)
         ctx.check_topic(question.topic)
+        node = self._node
+        sub = ctx.claims.sub
         async with qa.lock:
-            if rules.upvote(question, ctx.claims.sub):
-                node = self._node
-                try:
-                    await qa_store.add_upvote(
-                        node.db(), question.question_id, ctx.claims.sub, node.clock()
+            before = (question.state, set(question.upvoters), question.merged_into)
+            try:
+                async with node.db().acquire() as db, db.transaction():
+                    # As stored now: another node may have approved, answered or
+                    # upvoted it a moment ago (its signal not here yet).
+                    stored = await qa_store.load_question(db, question.question_id)
+                    if stored is not None:
+                        question.state, question.upvoters = stored.state, stored.upvoters
+                        question.merged_into = stored.merged_into
+                    added = rules.upvote(question, sub) and await qa_store.add_upvote(
+                        db, question.question_id, sub, node.clock()
                     )
-                except Exception:
-                    question.upvoters.discard(ctx.claims.sub)  # memory follows storage
-                    raise
-                self.publish(question, "qa.updated")
+                    if added:
+                        # The row stays locked until the push is ordered: an upvote on
+                        # another node waits, and is pushed after this one.
+                        question.upvoters = await qa_store.upvoters(db, question.question_id)
+                        await asyncio.gather(*self.publish(question, "qa.updated"))
+            except Exception:
+                question.state, question.upvoters, question.merged_into = before
+                raise
+            if added:
+                self._changed(question)
                 ctx.engage(Upvote(question_id=question.question_id), question.topic)
         return question.update()
 
@@ -224,6 +308,7 @@ class Qa(Capability):
                 raise
             # Approval is when the audience first sees the question in full.
             self.publish(question, "qa.question" if action == "approve" else "qa.updated")
+        self._changed(question)
         await ctx.audit(f"qa.{action}", question.question_id, {"topic": question.topic})
         return question.update()
 
@@ -243,8 +328,10 @@ class Qa(Capability):
                 duplicate.state, into.upvoters = before[0], before[1]
                 duplicate.merged_into = None
                 raise
+            into.upvoters = await qa_store.upvoters(self._node.db(), into.question_id)
             self.publish(duplicate, "qa.updated")
             self.publish(into, "qa.updated")
+        self._changed(duplicate, into)
         await ctx.audit(
             "qa.merge", duplicate.question_id, {"topic": duplicate.topic, "into": into.question_id}
         )
@@ -257,6 +344,7 @@ class Qa(Capability):
         new = QaSettings(moderated=request.moderated, anonymous=request.anonymous)
         await qa_store.save_settings(self._node.db(), request.topic, new, by=ctx.claims.sub)
         qa.settings = new
+        self._node.signal("qa.settings", {"topic": request.topic})
         data = {"moderated": new.moderated, "anonymous": new.anonymous}
         self._node.publish(request.topic, "qa.settings", data)
         return data

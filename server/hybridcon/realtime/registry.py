@@ -39,6 +39,10 @@ class ConnectionRegistry:
             if not conns:
                 del self._by_sub[conn.claims.sub]
 
+    def find(self, conn_id: str) -> Connection | None:
+        """The open connection with this id, if any (a rare look-up: a scan)."""
+        return next((c for c in self if c.id == conn_id), None)
+
     def with_jti(self, jti: str) -> list[Connection]:
         """The connections authenticated with token ``jti``."""
         return [c for c in self if c.claims.jti == jti]

@@ -68,7 +68,7 @@ class Topics(Capability):
         missed: list[bytes] | None = []
         if request.since is not None:
             missed = subs.since(topic, request.since)
-        snapshot["viewers"] = self._node.viewers(topic)
+        snapshot["viewers"] = self._node.audience(topic)
         if first and not moderator:
             ctx.engage(Join(), topic)
         return orjson.dumps(

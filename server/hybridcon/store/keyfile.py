@@ -105,3 +105,25 @@ def _read_secret(path: Path) -> bytes:
     if len(secret) < 16:
         raise ConfigError(f"secret file {path} is shorter than 16 bytes")
     return secret
+
+
+def load_or_create_text_secret(path: Path) -> bytes:
+    """A secret kept as one line of text (shared with another program: coturn's
+    ``static-auth-secret``), created with 43 random URL-safe characters if missing.
+
+    Surrounding whitespace (the file's newline) is not part of the secret.
+
+    Returns:
+        The secret's UTF-8 bytes.
+
+    Raises:
+        ConfigError: the file exists but holds fewer than 16 characters.
+    """
+    if not path.exists():
+        with _locked(path):
+            if not path.exists():
+                _write_atomic(path, (secrets.token_urlsafe(32) + "\n").encode())
+    secret = path.read_bytes().strip()
+    if len(secret) < 16:
+        raise ConfigError(f"secret file {path} holds fewer than 16 characters")
+    return secret

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 import orjson
 
 from hybridcon.core.polls import Answer, Option, PollKind, PollSpec, PollState, Visibility
@@ -56,15 +57,26 @@ async def create(conn: Executor, poll_id: uuid.UUID, spec: PollSpec, *, by: str)
     )
 
 
-async def set_state(conn: Executor, poll_id: uuid.UUID, state: PollState, now: datetime) -> None:
-    """Record that a poll opened or closed."""
-    column = {PollState.OPEN: "opened_at", PollState.CLOSED: "closed_at"}[state]
-    await conn.execute(
-        f"UPDATE polls SET state = $2, {column} = $3 WHERE poll_id = $1",  # noqa: S608
+async def set_state(conn: Executor, poll_id: uuid.UUID, state: PollState, now: datetime) -> bool:
+    """Record that a poll opened (from draft) or closed (from open).
+
+    Returns:
+        False when the poll was not in the state before that one (another node, or
+        another moderator, got there first): nothing changed.
+    """
+    column, before = {
+        PollState.OPEN: ("opened_at", PollState.DRAFT),
+        PollState.CLOSED: ("closed_at", PollState.OPEN),
+    }[state]
+    done = await conn.fetchval(
+        f"""UPDATE polls SET state = $2, {column} = $3
+            WHERE poll_id = $1 AND state = $4 RETURNING true""",  # noqa: S608
         poll_id,
         state.value,
         now,
+        before.value,
     )
+    return bool(done)
 
 
 async def load(conn: Executor, *, states: Sequence[PollState]) -> list[StoredPoll]:
@@ -110,24 +122,59 @@ def answer_from_json(kind: PollKind, text: str) -> Answer:
 
 
 async def save_ballots(
-    conn: Executor,
+    pool: asyncpg.Pool,
     poll_id: uuid.UUID,
     ballots: Sequence[tuple[str, Answer, str]],
     now: datetime,
-) -> None:
-    """Write each person's current ballot (one statement; replaces an earlier one)."""
-    await conn.execute(
-        """INSERT INTO votes (poll_id, voter, choice, origin, cast_at)
-           SELECT $1, v, c::jsonb, o, $5
-           FROM unnest($2::text[], $3::text[], $4::text[]) AS x(v, c, o)
-           ON CONFLICT (poll_id, voter) DO UPDATE
-           SET choice = EXCLUDED.choice, cast_at = EXCLUDED.cast_at, shown_at = NULL""",
+    *,
+    allow_change: bool,
+) -> list[str] | None:
+    """Write each person's current ballot, if the poll is open (one transaction).
+
+    Several nodes take votes for one poll; PostgreSQL decides between them. The poll's
+    row is read ``FOR SHARE``, so a close waits for the votes being written and a vote
+    written after a close is refused. Where the poll allows no change, a person who
+    already has a stored ballot (cast through another node) keeps it.
+
+    Returns:
+        The voters whose ballot was written (the others already had one and the poll
+        allows no change), or None when the poll is not open in storage.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        state = await conn.fetchval("SELECT state FROM polls WHERE poll_id = $1 FOR SHARE", poll_id)
+        if state != PollState.OPEN.value:
+            return None
+        rows = await conn.fetch(
+            """INSERT INTO votes (poll_id, voter, choice, origin, cast_at)
+               SELECT $1, v, c::jsonb, o, $5
+               FROM unnest($2::text[], $3::text[], $4::text[]) AS x(v, c, o)
+               ON CONFLICT (poll_id, voter) DO UPDATE
+               SET choice = EXCLUDED.choice, cast_at = EXCLUDED.cast_at, shown_at = NULL
+               WHERE $6::boolean
+               RETURNING voter""",
+            poll_id,
+            [voter for voter, _, _ in ballots],
+            [_answer_json(answer) for _, answer, _ in ballots],
+            [origin for _, _, origin in ballots],
+            now,
+            allow_change,
+        )
+    return [r["voter"] for r in rows]
+
+
+async def ballots_of(
+    conn: Executor, poll_id: uuid.UUID, kind: PollKind, voters: Sequence[str]
+) -> dict[str, tuple[Answer, str, bool]]:
+    """The stored ballots of some voters: ``voter -> (answer, origin, shown)``."""
+    rows = await conn.fetch(
+        """SELECT voter, choice, origin, shown_at IS NOT NULL AS shown FROM votes
+           WHERE poll_id = $1 AND voter = ANY($2::text[])""",
         poll_id,
-        [voter for voter, _, _ in ballots],
-        [_answer_json(answer) for _, answer, _ in ballots],
-        [origin for _, _, origin in ballots],
-        now,
+        list(voters),
     )
+    return {
+        r["voter"]: (answer_from_json(kind, r["choice"]), r["origin"], r["shown"]) for r in rows
+    }
 
 
 async def ballots(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from hybridcon.core.qa import QaSettings, Question, QuestionState
 from hybridcon.store.db import Conn, Executor
@@ -71,30 +72,51 @@ async def merge_upvotes(conn: Conn, duplicate: Question, into: Question) -> None
         await set_state(conn, duplicate)
 
 
+_WITH_UPVOTERS = """
+    SELECT q.*, coalesce(array_agg(u.voter) FILTER (WHERE u.voter IS NOT NULL), '{}')
+           AS upvoters
+    FROM questions q LEFT JOIN question_upvotes u USING (question_id)"""
+
+
+def _question(r: Any) -> Question:
+    return Question(
+        question_id=r["question_id"].hex,
+        topic=r["topic"],
+        author_id=r["author_id"],
+        author_name=r["author_name"],
+        text=r["text"],
+        origin=r["origin"],
+        created_at=r["created_at"],
+        state=QuestionState(r["state"]),
+        upvoters=set(r["upvoters"]),
+        merged_into=r["merged_into"].hex if r["merged_into"] else None,
+    )
+
+
 async def load_topic(conn: Executor, topic: str) -> list[Question]:
     """The topic's questions with their upvoters."""
     rows = await conn.fetch(
-        """SELECT q.*, coalesce(array_agg(u.voter) FILTER (WHERE u.voter IS NOT NULL), '{}')
-                  AS upvoters
-           FROM questions q LEFT JOIN question_upvotes u USING (question_id)
-           WHERE q.topic = $1 GROUP BY q.question_id ORDER BY q.created_at""",
+        _WITH_UPVOTERS + " WHERE q.topic = $1 GROUP BY q.question_id ORDER BY q.created_at",
         topic,
     )
-    return [
-        Question(
-            question_id=r["question_id"].hex,
-            topic=r["topic"],
-            author_id=r["author_id"],
-            author_name=r["author_name"],
-            text=r["text"],
-            origin=r["origin"],
-            created_at=r["created_at"],
-            state=QuestionState(r["state"]),
-            upvoters=set(r["upvoters"]),
-            merged_into=r["merged_into"].hex if r["merged_into"] else None,
-        )
-        for r in rows
-    ]
+    return [_question(r) for r in rows]
+
+
+async def load_question(conn: Executor, question_id: str) -> Question | None:
+    """One question with its upvoters, as stored now."""
+    row = await conn.fetchrow(
+        _WITH_UPVOTERS + " WHERE q.question_id = $1 GROUP BY q.question_id",
+        uuid.UUID(question_id),
+    )
+    return _question(row) if row is not None else None
+
+
+async def upvoters(conn: Executor, question_id: str) -> set[str]:
+    """Who upvoted a question, as stored now."""
+    rows = await conn.fetch(
+        "SELECT voter FROM question_upvotes WHERE question_id = $1", uuid.UUID(question_id)
+    )
+    return {r["voter"] for r in rows}
 
 
 async def load_settings(conn: Executor, topic: str) -> QaSettings:

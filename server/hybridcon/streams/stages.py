@@ -41,6 +41,7 @@ from hybridcon.errors import Conflict, NotFound, Unavailable
 from hybridcon.media.consumer import Consumer
 from hybridcon.media.hls import HlsPackager
 from hybridcon.media.hub import StageHub
+from hybridcon.media.ice import server_ice_servers
 from hybridcon.media.packets import KINDS, Kind
 from hybridcon.media.peers import Publisher, Viewer, accept_publisher, accept_viewer
 from hybridcon.media.probe import Probe, ProbeState
@@ -471,13 +472,11 @@ class Streams:
         await viewer.close()
 
     def ice_servers(self) -> list[Any]:
-        """The configured ICE servers as aiortc wants them (never a public default)."""
-        from aiortc import RTCIceServer
-
-        return [
-            RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
-            for s in self.services.settings.ice_servers
-        ]
+        """The configured ICE servers as aiortc wants them (never a public default), and
+        the TURN URLs with credentials minted for hybridcon when a secret is shared with
+        coturn."""
+        services = self.services
+        return server_ice_servers(services.settings, services.turn_secret, services.clock)()
 
     # --- health ----------------------------------------------------------------------------
 
