@@ -15,6 +15,7 @@ it reports.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import re
@@ -25,10 +26,14 @@ import aiohttp
 import pytest
 from test_pages import CHROMIUM, Node, check_page, expect, free_port, new_page
 from test_pages import browser as browser  # fixtures, used by name
+from test_pages import media_browser as media_browser
+from test_pages import media_node as media_node
 from test_pages import node as node
 
 from hybridcon.core.tokens import Role
+from hybridcon.services import SERVICES
 from hybridcon.settings import Settings
+from support import eventually
 
 pytestmark = [
     pytest.mark.slow,
@@ -280,3 +285,135 @@ async def test_networking_tables_and_roulette(node: Node, browser: Any) -> None:
 
 def re_time_left() -> re.Pattern[str]:
     return re.compile(r"^Nog [23]:[0-5][0-9]$")
+
+
+# Every RTCPeerConnection the page makes, kept where the test can ask for its statistics
+# (injected over DevTools before the page's own modules run; the page is unchanged).
+KEEP_PEERS = """(() => {
+  const Native = window.RTCPeerConnection;
+  window.__peers = [];
+  window.RTCPeerConnection = class extends Native {
+    constructor(...args) { super(...args); window.__peers.push(this); }
+  };
+})();"""
+
+# What arrives from one participant's feed: the connection whose tracks play in that
+# participant's tile, from getStats().
+FEED_STATS = """async (participant) => {
+  const video = document.querySelector(`li.tile[data-participant="${participant}"] video`);
+  if (!video || !video.srcObject) return null;
+  const ids = new Set(video.srcObject.getTracks().map((t) => t.id));
+  for (const pc of window.__peers) {
+    if (pc.connectionState === "closed") continue;
+    if (!pc.getReceivers().some((r) => r.track && ids.has(r.track.id))) continue;
+    const out = {frames: 0, audioBytes: 0, audioPackets: 0};
+    (await pc.getStats()).forEach((s) => {
+      if (s.type !== "inbound-rtp") return;
+      if (s.kind === "video") out.frames = s.framesDecoded || 0;
+      else { out.audioBytes = s.bytesReceived || 0; out.audioPackets = s.packetsReceived || 0; }
+    });
+    return out;
+  }
+  return null;
+}"""
+
+
+async def media_page(browser: Any, width: int = 1280) -> Any:
+    page = await new_page(browser, width)
+    await page.add_init_script(KEEP_PEERS)
+    return page
+
+
+async def feed(page: Any, participant: str) -> dict[str, int]:
+    return dict(await page.evaluate(FEED_STATS, participant) or {})
+
+
+async def test_a_workshop_with_camera_and_microphone(media_node: Node, media_browser: Any) -> None:
+    """Three participants with Chromium's fake camera and microphone: the two with the
+    floor see each other (frames decoded), the host mutes one (its sound stops arriving,
+    its picture does not), and the one without the floor is refused by the server."""
+    node, browser = media_node, media_browser
+    url = f"{node.url}/session/{SESSION}"
+    auth = node.app[SERVICES].auth()
+    host = await media_page(browser)
+    await host.goto(f"{url}#token={person(node, 'Hanne Host', Role.MODERATOR)}")
+    await expect(host.get_by_role("heading", name="Workshop leiden")).to_be_visible()
+    people: dict[str, tuple[Any, str]] = {}
+    for name in ("Ann Peeters", "Bart Claes", "Cas Maes"):
+        token = person(node, name)
+        page = await media_page(browser)
+        await page.goto(f"{url}#token={token}")
+        await expect(page.locator("#ws-place")).to_contain_text("nog niet geopend")
+        people[name] = (page, auth.verify(token).sub)
+    (ann, ann_id), (bart, bart_id), (cas, _) = people.values()
+
+    await host.get_by_role("button", name="Workshop openen").click()
+    for page, _ in people.values():
+        await expect(page.locator("#ws-place")).to_have_text("Je bent in de workshop.")
+    for name in ("Ann Peeters", "Bart Claes"):
+        await host.get_by_role("button", name=f"Woord geven: {name}").click()
+        page = people[name][0]
+        await expect(page.locator("#ws-status")).to_have_text(
+            "Je hebt het woord: je kunt je camera en microfoon delen."
+        )
+        await page.get_by_role("button", name="Delen met de groep").click()
+        await expect(page.locator("#ws-media-note")).to_have_text("De anderen zien en horen je nu.")
+
+    # Each sees the other's picture (and the one without the floor sees both).
+    for watcher, publisher in ((ann, bart_id), (bart, ann_id), (cas, ann_id), (cas, bart_id)):
+        await expect(watcher.locator(f'li.tile[data-participant="{publisher}"]')).to_be_visible(
+            timeout=15_000
+        )
+
+        async def decoding(watcher: Any = watcher, publisher: str = publisher) -> bool:
+            return (await feed(watcher, publisher)).get("frames", 0) > 10
+
+        await eventually(decoding, timeout=20, what=f"frames decoded from {publisher}")
+    await expect(ann.locator(f'li.tile[data-participant="{bart_id}"] figcaption')).to_contain_text(
+        "Bart Claes"
+    )
+
+    # The host mutes Ann: Bart stops receiving her sound, while her picture goes on.
+    async def sound_arrives() -> bool:
+        return (await feed(bart, ann_id)).get("audioPackets", 0) > 0
+
+    await eventually(sound_arrives, timeout=10, what="Ann's sound at Bart")
+    await host.get_by_role("button", name="Microfoon dempen: Ann Peeters").click()
+    await expect(ann.locator("#ws-status")).to_have_text("Een gastheer heeft je microfoon gedempt.")
+    await expect(host.locator("#ws-people li", has_text="Ann Peeters")).to_contain_text(
+        "microfoon gedempt"
+    )
+
+    async def silent_while_moving() -> bool:
+        # Over a second: no more sound bytes from Ann, and more frames.
+        before = await feed(bart, ann_id)
+        await asyncio.sleep(1.0)  # the window the two samples span, not a wait for a state
+        after = await feed(bart, ann_id)
+        return after["audioBytes"] == before["audioBytes"] and after["frames"] > before["frames"]
+
+    await eventually(silent_while_moving, timeout=15, what="Ann's sound stopped, picture on")
+
+    # The host takes Bart's floor: his camera goes off, and the others' tile of him goes.
+    await host.get_by_role("button", name="Woord afnemen: Bart Claes").click()
+    await expect(bart.locator("#ws-status")).to_have_text(
+        "Een gastheer heeft je het woord afgenomen; je camera en microfoon zijn uit."
+    )
+    await expect(bart.get_by_role("button", name="Camera en microfoon testen")).to_be_visible()
+    # Nothing of his is sent any more: every connection that sent is closed.
+    assert await bart.evaluate(
+        "window.__peers.every((pc) => pc.connectionState === 'closed'"
+        " || pc.getSenders().every((s) => !s.track))"
+    )
+    await expect(ann.locator(f'li.tile[data-participant="{bart_id}"]')).to_have_count(0)
+
+    # Cas has no floor: the page tries, the server refuses, and the page says so.
+    await cas.get_by_role("button", name="Delen met de groep").click()
+    note = cas.locator("#ws-media-note")
+    await expect(note).to_contain_text("De server weigert: je mag nu niet uitzenden.")
+    await expect(note).to_contain_text("does not have the floor")
+    await expect(cas.locator("#ws-media-hint")).to_contain_text("Je hebt het woord niet")
+
+    await check_page(ann, "workshop-media-participant")
+    await check_page(host, "workshop-media-host")
+    for page in (host, ann, bart, cas):
+        assert page.errors == []
