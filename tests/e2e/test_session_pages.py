@@ -413,6 +413,25 @@ async def test_a_workshop_with_camera_and_microphone(media_node: Node, media_bro
     await expect(note).to_contain_text("does not have the floor")
     await expect(cas.locator("#ws-media-hint")).to_contain_text("Je hebt het woord niet")
 
+    # A breakout group of Ann and Cas: there everyone may publish. Ann's page publishes
+    # again in the group's room by itself, Cas shares now, and each sees the other.
+    await host.get_by_label("Aantal groepen").fill("1")
+    await host.get_by_label("Zelf indelen (anders willekeurig)").check()
+    await host.get_by_label("Groep voor Bart Claes").select_option(label="Hoofdzaal")
+    await host.get_by_role("button", name="Groepen starten").click()
+    await expect(cas.locator("#ws-place")).to_have_text("Je zit in groep 1.")
+    await cas.get_by_role("button", name="Delen met de groep").click()
+    await expect(cas.locator("#ws-media-note")).to_have_text("De anderen zien en horen je nu.")
+    cas_id = people["Cas Maes"][1]
+    for watcher, publisher in ((ann, cas_id), (cas, ann_id)):
+
+        async def in_group(watcher: Any = watcher, publisher: str = publisher) -> bool:
+            return (await feed(watcher, publisher)).get("frames", 0) > 10
+
+        await eventually(in_group, timeout=20, what=f"frames from {publisher} in the group")
+    # Bart, in the main room, sees nobody of the group.
+    await expect(bart.locator("li.tile")).to_have_count(0)
+
     await check_page(ann, "workshop-media-participant")
     await check_page(host, "workshop-media-host")
     for page in (host, ann, bart, cas):

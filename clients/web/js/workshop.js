@@ -629,7 +629,8 @@ class Workshop {
     const state = this.state;
     const group = this.myGroup();
     const ends = state?.breakouts?.ends_at;
-    this.groupLine.textContent = group ? t("workshop.place.group", { n: group }) : state?.breakouts ? t("workshop.room.groups_running", { n: state.breakouts.groups }) : "";
+    // Someone in a group reads which one in the line above; the others that groups run.
+    this.groupLine.textContent = !group && state?.breakouts ? t("workshop.room.groups_running", { n: state.breakouts.groups }) : "";
     this.groupLine.hidden = !this.groupLine.textContent;
     clearInterval(this.tick);
     const tickDraw = () => {
