@@ -97,7 +97,8 @@ async def test_a_workshop_from_the_lobby_to_the_end(small_node: Node, browser: A
     await expect(host.locator("#ws-people li")).to_have_count(3)
 
     # A third participant finds the workshop full, and is told so.
-    await cas.goto(f"{url}#token={person(node, 'Cas Maes')}")
+    cas_token = person(node, "Cas Maes")
+    await cas.goto(f"{url}#token={cas_token}")
     await expect(cas.locator("#ws-place")).to_contain_text("De workshop is volzet (3 plaatsen)")
 
     # Ann raises her hand; the host sees it and gives her the floor.
@@ -177,13 +178,23 @@ async def test_a_workshop_from_the_lobby_to_the_end(small_node: Node, browser: A
     await host.get_by_role("button", name="Binnenlaten: Cas Maes").click()
     await expect(cas.locator("#ws-place")).to_have_text("Je bent in de workshop.")
 
+    # Cas opens the workshop in a second tab: it offers to move there, and the first tab
+    # then says he takes part elsewhere.
+    cas_tab = await new_page(browser)
+    await cas_tab.goto(f"{url}#token={cas_token}")
+    elsewhere = "Je neemt al deel in een ander venster of op een ander toestel."
+    await expect(cas_tab.locator("#ws-place")).to_have_text(elsewhere)
+    await cas_tab.get_by_role("button", name="Hier verder deelnemen").click()
+    await expect(cas_tab.locator("#ws-place")).to_have_text("Je bent in de workshop.")
+    await expect(cas.locator("#ws-place")).to_have_text(elsewhere)
+
     # The end, for everyone.
     await host.get_by_role("button", name="Workshop beëindigen voor iedereen").click()
     await host.get_by_role("button", name="Zeker beëindigen voor iedereen").click()
     ended = "De workshop is afgelopen. Bedankt om deel te nemen!"
-    for page in (ann, cas, host):
+    for page in (ann, cas_tab, host):
         await expect(page.locator("#ws-place")).to_have_text(ended)
-    for page in (host, ann, bart, cas):
+    for page in (host, ann, bart, cas, cas_tab):
         assert page.errors == []
 
 

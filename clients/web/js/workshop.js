@@ -232,26 +232,26 @@ class Workshop {
       this.redraw();
     } else if (type === "session.left") {
       this.you = { state: m.reason === "removed" ? "removed" : "elsewhere" };
+      joinedHere(this.id, false);
       this.leaveMedia();
       this.redraw();
     }
   }
 
-  /** The person's place from a snapshot's `you`: join when out (first load, reconnect). */
+  /**
+   * The person's place from a (re)subscription's snapshot. `you` is the person's, not
+   * this connection's: the page joins on every new connection unless the person left,
+   * was removed or the workshop ended. After a reconnect the server has counted the old
+   * connection as leaving (or is about to: then the join moves the person here).
+   */
   placeFrom(you) {
-    if (you.state === "out" && ["joining", "admitted", "lobby"].includes(this.you.state)) {
-      // A reconnect: the server counted the dropped connection as leaving, and ended its
-      // peer connections. Join again (participants through the lobby).
-      if (this.you.state === "admitted") this.leaveMedia();
-      this.join(false);
-      return;
-    }
     if (you.state === "removed") {
       this.you = { state: "removed" };
       this.leaveMedia();
-    } else if (you.state !== "out") {
-      this.you = { ...you };
-      this.hostSetup();
+    } else if (["joining", "admitted", "lobby"].includes(this.you.state)) {
+      if (this.you.state === "admitted") this.leaveMedia(); // its peer connections ended
+      this.join(false);
+      return;
     }
     this.redraw();
   }
@@ -305,12 +305,18 @@ class Workshop {
       if (takeOver) fields.take_over = true;
       const result = await this.rt.request("session.join", fields);
       this.you = { ...result };
+      joinedHere(this.id, true);
       if (result.state === "admitted") this.say("workshop.notice.admitted");
       this.hostSetup();
     } catch (error) {
       if (error.code === "forbidden" && /removed/.test(error.message)) this.you = { state: "removed" };
       else if (error.code === "closed") this.you = { state: "ended" };
-      else if (error.code === "conflict" && /another connection/.test(error.message)) this.you = { state: "elsewhere" };
+      else if (error.code === "conflict" && /another connection/.test(error.message)) {
+        // This tab was in (a reload, a reconnect before the server saw the old socket
+        // close): move here at once. Another tab or device: ask first.
+        if (!takeOver && joinedHere(this.id)) return this.join(true);
+        this.you = { state: "elsewhere" };
+      }
       else {
         this.you = { state: "out" };
         say(this.problem, () => error.code === "forbidden" ? t("workshop.forbidden") : errorText(error));
@@ -323,6 +329,7 @@ class Workshop {
   async leave() {
     try {
       await this.rt.request("session.leave", { session: this.id });
+      joinedHere(this.id, false);
     } catch (error) {
       say(this.problem, () => errorText(error));
     }
@@ -811,6 +818,14 @@ class Workshop {
     this.endButton.hidden = phase === "ended";
     this.endButton.textContent = t(this.confirming === "end" ? "workshop.host.end_sure" : "workshop.host.end");
   }
+}
+
+/** Whether this tab joined `session` (kept per tab, for a reload); with `on`, set it. */
+function joinedHere(session, on) {
+  const key = `hybridcon.joined.${session}`;
+  if (on === true) sessionStorage.setItem(key, "1");
+  else if (on === false) sessionStorage.removeItem(key);
+  return sessionStorage.getItem(key) === "1";
 }
 
 /** Set a line from a function of the language, so a language switch redraws it. */
