@@ -262,11 +262,14 @@ class Workshop {
     if (state.state === "ended" && this.you.state !== "removed") {
       if (this.you.state !== "ended") this.leaveMedia();
       this.you = { state: "ended" };
-    } else if (me && this.you.state !== "removed") {
+    } else if (me && ["admitted", "lobby"].includes(this.you.state)) {
+      // Only for this connection's own joining: a tab the person moved away from (or left)
+      // still finds them among the people.
       this.you = { ...this.you, state: "admitted", role: me.role, room: me.room, floor: me.floor };
     }
-    if (me && this.room !== null && me.room !== this.room) this.moved(me.room);
-    if (me) this.room = me.room;
+    const inHere = me && this.you.state === "admitted";
+    if (inHere && this.room !== null && me.room !== this.room) this.moved(me.room);
+    if (inHere) this.room = me.room;
     this.redraw();
     // Ask for the feeds only when who publishes in the person's room changed.
     const room = me?.room;
