@@ -122,6 +122,14 @@ def make_media(
         sound.layout = "mono"
         sound.bit_rate = 64_000
 
+    # Both streams' packets go to the muxer in time order, as a live recorder gives them.
+    # Muxed one stream after the other, the muxer's interleaving queue (it holds at most
+    # max_interleave_delta, 10 s) writes video before it has seen the first Opus packet,
+    # whose pts is negative (libopus's pre-skip, -312 samples): the shift that makes
+    # timestamps non-negative is then fixed by video alone, and that packet's pts wraps
+    # in MPEG-TS's 33 bits to 2**33 - 585. Played by aiortc's MediaPlayer(decode=False),
+    # the publisher's first Opus RTP timestamp then lies 99 minutes after the rest.
+    packets: list[av.Packet] = []
     source = av.open(
         f"testsrc2=size={width}x{height}:rate={fps}:duration={seconds}", format="lavfi"
     )
@@ -129,17 +137,27 @@ def make_media(
         frame.pts = index
         frame.time_base = Fraction(1, fps)
         frame.pict_type = av.video.frame.PictureType.NONE
-        out.mux(video.encode(frame))
-    out.mux(video.encode(None))
+        packets += video.encode(frame)
+    packets += video.encode(None)
     source.close()
     if sound is not None:
         tone = av.open(f"sine=frequency=440:sample_rate=48000:duration={seconds}", format="lavfi")
         for frame in tone.decode(audio=0):
-            out.mux(sound.encode(frame))
-        out.mux(sound.encode(None))
+            packets += sound.encode(frame)
+        packets += sound.encode(None)
         tone.close()
+    packets.sort(key=_decode_time)
+    for packet in packets:
+        out.mux(packet)
     out.close()
     return GeneratedMedia(path, width, height, fps, seconds, gop, video_codec, profile)
+
+
+def _decode_time(packet: av.Packet) -> Fraction:
+    """When ``packet`` is due at the decoder, in seconds (its muxing order)."""
+    stamp = packet.dts if packet.dts is not None else packet.pts
+    assert stamp is not None and packet.time_base is not None
+    return stamp * packet.time_base
 
 
 def h264_capabilities(profile_prefix: str | None = None) -> list[RTCRtpCodecCapability]:

@@ -228,6 +228,31 @@ async def test_viewer_decodes_what_the_publisher_sent_and_the_server_decodes_not
     assert stats.video.consumers == 1 and stats.audio.consumers == 1
 
 
+async def test_a_file_longer_than_10_s_publishes_audio_a_viewer_decodes(
+    peers: Peers, media_dir: Path
+) -> None:
+    # make_media once muxed all video, then all audio: past the muxer's 10 s
+    # interleaving window the first Opus packet's pts (-312 samples of pre-skip) wrapped
+    # to 2**33 - 585 in the MPEG-TS file, the publisher's first RTP timestamp lay 99
+    # minutes after the rest, and the viewer's audio was all dropped as behind video.
+    media = make_media(media_dir, seconds=12)
+    with av.open(str(media.path)) as container:
+        audio = [p.pts for p in container.demux(audio=0) if p.size and p.pts is not None]
+    assert audio[:2] == [0, 1800], "the file's first Opus timestamps"
+    assert audio == sorted(audio)
+
+    hub = peers.hub()
+    raw = hub.consumer("audio", name="raw")  # from the ingest's first packet on
+    await peers.publish(hub, media)
+    viewer, _, watch = await peers.view(hub)
+    first, second = await raw.get(), await raw.get()
+    assert first is not None and second is not None
+    assert 0 < second.seconds - first.seconds < 0.1, "the hub's audio timeline jumped"
+    await eventually(lambda: watch.audio_frames > 20, what="decoded audio")
+    consumer = viewer.tracks["audio"]._consumer
+    assert consumer is not None and consumer.skipped == 0
+
+
 async def test_a_late_viewer_starts_on_the_cached_keyframe_at_once(
     peers: Peers, clip: GeneratedMedia
 ) -> None:

@@ -91,10 +91,9 @@ async def room(make_settings, tmp_path):
             who: issue(client, Role.VIEWER, scopes=(f"session:{SESSION}",), sub=who)
             for who in ("anna", "bert", "carla", "dave")
         }
-        # 9 s: longer than the test takes. (From about 10 s on, the encoder's first Opus
-        # packet in the MPEG-TS file has a timestamp wrapped below zero, which the hub
-        # takes as the start of the audio timeline; live viewers then get no audio.)
-        yield client, media, gate, events, tokens, settings, make_media(tmp_path, seconds=9)
+        # 12 s: longer than the test takes, and longer than the 10 s after which
+        # make_media once wrote a wrapped first Opus timestamp (viewers got no audio).
+        yield client, media, gate, events, tokens, settings, make_media(tmp_path, seconds=12)
 
 
 async def _publish(client, media_file, token):
@@ -341,7 +340,7 @@ async def test_the_node_cap_and_a_publisher_leaving_by_itself(make_settings, tmp
             who: issue(client, Role.VIEWER, scopes=(f"session:{SESSION}",), sub=who)
             for who in ("anna", "bert", "carla")
         }
-        pc, player, resp = await _publish(client, make_media(tmp_path, seconds=9), token["anna"])
+        pc, player, resp = await _publish(client, make_media(tmp_path, seconds=12), token["anna"])
         try:
             assert resp.status == 201
             await take_answer(pc, await resp.text())
@@ -376,7 +375,7 @@ async def test_an_early_mute_holds_and_an_unanswered_offer_is_withdrawn(tmp_path
         )
         # A host may mute someone before they publish: it holds for their publish.
         await provider.mute("r", "anna", "audio", True)
-        pc, player = publisher_peer(make_media(tmp_path, seconds=9))
+        pc, player = publisher_peer(make_media(tmp_path, seconds=12))
         answer = await provider.publish("r", "anna", await make_offer(pc))
         await take_answer(pc, answer.sdp)
         (feed,) = provider.feeds("r")
@@ -416,7 +415,7 @@ async def test_with_the_real_session_rules(make_settings, tmp_path) -> None:
         for sub in ("u:ann", "u:cas"):
             assert (await people[sub][1].ok("session.join", session=SESSION))["state"] == "admitted"
         ann, cas = people["u:ann"][0], people["u:cas"][0]
-        media_file = make_media(tmp_path, seconds=9)
+        media_file = make_media(tmp_path, seconds=12)
         # Muting everyone's cameras while nobody publishes yet is fine, and undone.
         await host.ok("session.mute", session=SESSION, kind="video")
         await host.ok("session.mute", session=SESSION, kind="video", muted=False)

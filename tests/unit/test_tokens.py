@@ -793,3 +793,30 @@ def test_moderation_topics_name_a_stage_or_session_only(topic: str) -> None:
     claims = verify_token(token, keyset, issuer="hybridcon", audience="hybridcon", now=now)
     assert claims.may_subscribe("mod:stage:plenary")
     assert not claims.may_subscribe(topic)
+
+
+def test_a_token_without_a_name_shows_what_the_person_is() -> None:
+    def claims(role: Role, name: str) -> Claims:
+        now = datetime(2022, 5, 5, 9, tzinfo=UTC)
+        return Claims(
+            sub="u:x",
+            role=role,
+            scopes=("*",),
+            name=name,
+            jti="j",
+            iss="i",
+            aud="a",
+            iat=now,
+            nbf=now,
+            exp=now,
+        )
+
+    assert claims(Role.VIEWER, "Ann").shown_name == "Ann"
+    assert [claims(r, "").shown_name for r in Role] == [
+        "Deelnemer",
+        "Moderator",
+        "Organisatie",
+        "Deelnemer",
+        "Spreker",
+        "Deelnemer",
+    ]

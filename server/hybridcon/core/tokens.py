@@ -44,6 +44,9 @@ class Role(StrEnum):
 
 STAFF_ROLES = frozenset({Role.MODERATOR, Role.ORGANISER})
 
+# What others see for a token without a name (chat, Q&A, sessions, networking).
+UNNAMED = {Role.MODERATOR: "Moderator", Role.ORGANISER: "Organisatie", Role.SPEAKER: "Spreker"}
+
 
 def parse_role(value: str) -> Role:
     """A role from its name.
@@ -124,6 +127,12 @@ class Claims:
                 and self.may_subscribe(ident)
             )
         return False
+
+    @property
+    def shown_name(self) -> str:
+        """The name others see next to what this person says or does: the token's name,
+        or for a token without one, what the person is (Dutch, the event's language)."""
+        return self.name or UNNAMED.get(self.role, "Deelnemer")
 
     def to_user(self) -> dict[str, object]:
         """The public view of the person behind the token (``auth.ok``'s ``user``)."""

@@ -35,7 +35,6 @@ from hybridcon.core.engagement import actor_hash
 from hybridcon.core.payloads import ChatLine as ChatLineSent
 from hybridcon.core.payloads import ChatModerated
 from hybridcon.core.tokens import STAFF_ROLES
-from hybridcon.core.tokens import Role as TokenRole
 from hybridcon.errors import Forbidden, NotFound, RateLimited
 from hybridcon.realtime.command import (
     Capability,
@@ -162,12 +161,6 @@ def _held(line: ChatLine) -> dict[str, Any]:
 def _encode(line: ChatLine) -> bytes:
     return orjson.dumps(
         {"type": "chat.message", "topic": line.topic, "seq": line.seq, **line.message()}
-    )
-
-
-def _anonymous(role: TokenRole) -> str:
-    return {TokenRole.MODERATOR: "Moderator", TokenRole.ORGANISER: "Organisatie"}.get(
-        role, "Deelnemer"
     )
 
 
@@ -386,7 +379,7 @@ class Chat(Capability):
             topic=topic,
             seq=None,
             author_id=claims.sub,
-            author_name=claims.name or _anonymous(claims.role),
+            author_name=claims.shown_name,
             author_role=claims.role.value,
             text=decision.text,
             ts=now,

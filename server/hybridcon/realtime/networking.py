@@ -141,7 +141,7 @@ class Networking(Capability):
     async def join(self, ctx: Context, request: NetworkJoin) -> dict[str, Any]:
         """Sit at a table; the result is the table, its people then get ``network.table``."""
         uid = ctx.claims.sub
-        name = ctx.claims.name or "Deelnemer"
+        name = ctx.claims.shown_name
         change = self.lounge.join_table(uid, name, request.table, self._node.clock())
         self._people[uid] = ctx
         self._tell(change)
@@ -151,7 +151,7 @@ class Networking(Capability):
     async def roulette(self, ctx: Context, request: NetworkRoulette) -> dict[str, Any]:
         """Wait for a partner; paired at once when someone waits (``network.paired``)."""
         uid = ctx.claims.sub
-        name = ctx.claims.name or "Deelnemer"
+        name = ctx.claims.shown_name
         self._people[uid] = ctx
         self._tell(self.lounge.roulette(uid, name, self._node.clock()))
         return self._where(uid)

@@ -240,7 +240,7 @@ class Qa(Capability):
             question_id=uuid.uuid4().hex,
             topic=request.topic,
             author_id=claims.sub,
-            author_name=claims.name or "Deelnemer",
+            author_name=claims.shown_name,
             text=request.text,
             origin=vote_origin(claims, ctx.topics, (request.topic,), None),
             anonymous=request.anonymous,

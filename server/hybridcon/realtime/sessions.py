@@ -197,12 +197,6 @@ class LiveSession:
         return f"session:{self.workshop.session_id}"
 
 
-def _name(claims: Claims, role: SessionRole) -> str:
-    if claims.name:
-        return claims.name
-    return {SessionRole.HOST: "Gastheer", SessionRole.SPEAKER: "Spreker"}.get(role, "Deelnemer")
-
-
 class Sessions(Capability):
     """The online workshops this node runs, their requests, and the media gate."""
 
@@ -523,7 +517,7 @@ class Sessions(Capability):
             live.told.pop(uid, None)
             self._dirty.add(w.session_id)
             return {**self._you(live, uid), "role": role.value}
-        joined = w.join(uid, _name(claims, role), role, self._node.clock())
+        joined = w.join(uid, claims.shown_name, role, self._node.clock())
         live.holders[uid] = ctx
         self._dirty.add(w.session_id)
         result: dict[str, Any] = {"state": joined.place.value, "role": role.value}
