@@ -825,7 +825,7 @@ class Workshop {
 
 /** Whether this tab joined `session` (kept per tab, for a reload); with `on`, set it. */
 function joinedHere(session, on) {
-  const key = `hybridcon.joined.${session}`;
+  const key = `hybridcon.joined:${session}`;
   if (on === true) sessionStorage.setItem(key, "1");
   else if (on === false) sessionStorage.removeItem(key);
   return sessionStorage.getItem(key) === "1";
