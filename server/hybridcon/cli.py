@@ -33,7 +33,7 @@ from hybridcon.core.csvcells import csv_document
 from hybridcon.core.durations import parse_duration
 from hybridcon.core.invites import check_programme_scopes, parse_registrations
 from hybridcon.core.keys import Keyset
-from hybridcon.core.programme import Programme
+from hybridcon.core.programme import Online, Programme
 from hybridcon.core.report import figures as report_figures
 from hybridcon.core.tokens import Role, TokenRequest, parse_role, parse_scopes
 from hybridcon.errors import HybridconError
@@ -93,7 +93,9 @@ async def _database(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 # --- serve -------------------------------------------------------------------------------
 
 
-def _banner(settings: Settings, services_access: AccessControl) -> str:
+def _banner(
+    settings: Settings, services_access: AccessControl, programme: Programme | None = None
+) -> str:
     base = settings.base_url()
     lines = [
         f"hybridcon {__version__} is running at {base}",
@@ -125,6 +127,17 @@ def _banner(settings: Settings, services_access: AccessControl) -> str:
         f"  organiser page   {base}/organise#token={tokens[Role.ORGANISER]}",
         f"  sign-in page     {base}/join  (with an invite code)",
     ]
+    # The first online workshop of the programme, as its host and as a participant (the
+    # viewer's `*` scope covers it); networking for anyone signed in.
+    room = next(
+        (s for s in (programme.sessions if programme else ()) if s.online is Online.ROOM), None
+    )
+    if room is not None:
+        lines += [
+            f"  workshop host    {base}/session/{room.id}#token={tokens[Role.MODERATOR]}",
+            f"  workshop guest   {base}/session/{room.id}#token={tokens[Role.VIEWER]}",
+        ]
+    lines.append(f"  networking       {base}/network#token={tokens[Role.VIEWER]}")
     lines += [
         "",
         "For example:",
@@ -142,7 +155,7 @@ async def _serve(settings: Settings, demo_tokens: bool) -> None:
     app = serving.app
     services = app[SERVICES]
     if demo_tokens:
-        print(_banner(settings, services.auth()), flush=True)
+        print(_banner(settings, services.auth(), services.programme), flush=True)
     else:
         print(f"hybridcon {__version__} is running at {settings.base_url()}", flush=True)
     received: list[signal.Signals] = []

@@ -13,7 +13,18 @@ from hybridcon.core.tokens import Role
 from support import bearer, issue, services_of
 
 WEB = Path(__file__).resolve().parents[2] / "clients" / "web"
-PAGES = ["/", "/stage/plenary", "/radio", "/films", "/moderate", "/organise", "/join", "/hall"]
+PAGES = [
+    "/",
+    "/stage/plenary",
+    "/radio",
+    "/films",
+    "/moderate",
+    "/organise",
+    "/join",
+    "/hall",
+    "/session/online-1",
+    "/network",
+]
 # The attendee page's own JavaScript and CSS, compressed, before any video library.
 BUDGET_BYTES = 150 * 1024
 
@@ -40,6 +51,13 @@ async def test_an_unknown_stage_page_is_404(client) -> None:
     response = await client.get("/stage/nowhere")
     assert response.status == 404
     assert (await response.json())["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("session", ["nowhere", "openingsshow"])
+async def test_a_session_page_is_only_for_online_workshops(client, session: str) -> None:
+    response = await client.get(f"/session/{session}")
+    assert response.status == 404
+    assert "online workshop" in (await response.json())["error"]["message"]
 
 
 @pytest.mark.parametrize(

@@ -151,7 +151,7 @@ class StageView {
     this.polls.render();
     this.qa.render();
     if (this.player) this.player.render();
-    this.chat.applySettings({ slowmode: this.chat.slowmode });
+    this.chat.relabel();
     if (this.films) this.renderFilms();
     if (this.captions) this.captions.render();
     if (this.viewerCount !== undefined) this.setViewers(this.viewerCount);

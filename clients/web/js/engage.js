@@ -75,10 +75,10 @@ export class ChatView {
     this.lines.set(line.msg_id, line);
     const mine = this.rt.user && line.author.id === this.rt.user.id;
     const report = mine ? null : h("button", {
-      type: "button", class: "link small", text: t("chat.report"),
-      "aria-label": t("chat.report_line", { name: line.author.name }),
+      type: "button", class: "link small report", "data-name": line.author.name,
       onclick: (e) => this.report(line, e.currentTarget),
     });
+    if (report) this.labelReport(report);
     const staff = line.author.role === "moderator" || line.author.role === "organiser";
     this.list.append(h("li", { "data-msg": line.msg_id, class: staff ? "staff" : "" },
       h("span", { class: "who", text: line.author.name }),
@@ -91,6 +91,18 @@ export class ChatView {
     // Follow new lines only when the reader is at the bottom already.
     const box = this.log;
     if (box.scrollHeight - box.scrollTop - box.clientHeight < 120) box.scrollTop = box.scrollHeight;
+  }
+
+  /** A line's report button in the current language (reported or not). */
+  labelReport(button) {
+    button.textContent = t(button.disabled ? "chat.reported" : "chat.report");
+    button.setAttribute("aria-label", button.disabled ? t("chat.reported") : t("chat.report_line", { name: button.dataset.name }));
+  }
+
+  /** Redraw what the view drew in the previous language (call after a language switch). */
+  relabel() {
+    this.applySettings({ slowmode: this.slowmode });
+    for (const button of this.list.querySelectorAll("button.report")) this.labelReport(button);
   }
 
   remove(msgId) {
@@ -116,8 +128,8 @@ export class ChatView {
   async report(line, button) {
     try {
       await this.rt.request("chat.report", { topic: this.topic, msg_id: line.msg_id });
-      button.textContent = t("chat.reported");
       button.disabled = true;
+      this.labelReport(button);
     } catch (error) {
       this.note.textContent = errorText(error);
     }

@@ -78,7 +78,9 @@ function sessionItem(programme, session) {
   const theme = programme.themes.find((th) => th.id === session.theme);
   let where;
   if (session.online === "stream" && stage) where = h("a", { href: stagePath(stage), text: stage.title });
-  else if (session.online === "room") where = t("programme.online_room");
+  else if (session.online === "room") {
+    where = h("a", { href: `/session/${encodeURIComponent(session.id)}`, text: t("programme.open_room") });
+  }
   else where = session.location || t("programme.on_site");
   return h("li", { class: "session" },
     h("span", { class: "time", text: span(session) }), " ",

@@ -18,7 +18,8 @@ export class RequestError extends Error {
 
 /**
  * Events (on the object itself): "status" with detail {status}, one of "connecting",
- * "online", "reconnecting", "signedout", "closed".
+ * "online", "reconnecting", "signedout", "closed"; "push" with a push that names no
+ * topic as detail.
  */
 export class Realtime extends EventTarget {
   /** @param {() => string|null} getToken */
@@ -134,7 +135,13 @@ export class Realtime extends EventTarget {
       else waiter.reject(new RequestError(msg.code, msg.message));
       return;
     }
-    const entry = msg.topic ? this.topics.get(msg.topic) : undefined;
+    if (!msg.topic) {
+      // A push about no topic, to this connection only (networking's network.table,
+      // network.paired, …): an event on this object, "push" with the message as detail.
+      this.dispatchEvent(new CustomEvent("push", { detail: msg }));
+      return;
+    }
+    const entry = this.topics.get(msg.topic);
     if (!entry) return;
     if (typeof msg.seq === "number") {
       if (entry.seq !== null && msg.seq <= entry.seq) return;

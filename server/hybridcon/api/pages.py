@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from hybridcon.core.programme import Online
 from hybridcon.errors import NotFound
 from hybridcon.services import SERVICES
 
@@ -46,7 +47,7 @@ STATIC_FILES = frozenset({"messages.json", "icon.svg"})
 
 # One shell for every page: it names the page's title key and its module, ``{page}``.
 SHELL = "page.html"
-PAGES = frozenset({"attendee", "moderate", "organise", "join"})
+PAGES = frozenset({"attendee", "moderate", "organise", "join", "workshop", "network"})
 
 
 def _origin(url: str) -> str:
@@ -144,6 +145,25 @@ async def organise(request: web.Request) -> web.StreamResponse:
 async def join(request: web.Request) -> web.StreamResponse:
     """The sign-in page (``/join#code=…`` for invites, ``/hall#code=…`` for a hall)."""
     return _page(request, "join")
+
+
+async def session(request: web.Request) -> web.StreamResponse:
+    """An online workshop (``/session/{session}``): lobby, camera, the room, the host's
+    controls.
+
+    Raises:
+        NotFound: no such session, or one that is not an online room (``online = "room"``).
+    """
+    session_id = request.match_info["session"]
+    entry = request.app[SERVICES].programme.session(session_id)
+    if entry is None or entry.online is not Online.ROOM:
+        raise NotFound(f"no online workshop {session_id!r} in the programme")
+    return _page(request, "workshop")
+
+
+async def network(request: web.Request) -> web.StreamResponse:
+    """Networking (``/network``): tables of up to six and roulette pairing."""
+    return _page(request, "network")
 
 
 async def static(request: web.Request) -> web.StreamResponse:

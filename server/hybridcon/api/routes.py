@@ -198,6 +198,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/stage/{stage}", pages.attendee, "the attendee page on one stage"),
     Route("GET", "/radio", pages.attendee, "the attendee page on the radio"),
     Route("GET", "/films", pages.attendee, "the attendee page in the film room"),
+    Route("GET", "/session/{session}", pages.session, "an online workshop: lobby, camera, room"),
+    Route("GET", "/network", pages.network, "networking: tables of six and roulette pairing"),
     Route("GET", "/moderate", pages.moderate, "the moderator console"),
     Route("GET", "/organise", pages.organise, "the organiser dashboard"),
     Route("GET", "/join", pages.join, "sign in with an invite code (from the link's fragment)"),
