@@ -72,10 +72,20 @@ async def test_a_workshop_from_the_lobby_to_the_end(small_node: Node, browser: A
     await host.goto(f"{url}#token={person(node, 'Hanne Host', Role.MODERATOR)}")
     await expect(host).to_have_url(url)
     await expect(host.locator("#ws-place")).to_have_text(
-        "Je bent in de workshop, als gastheer. "
-        "De deelnemers komen binnen zodra een gastheer de workshop opent."
+        "Je bent in de workshop, als begeleider. "
+        "De deelnemers komen binnen zodra een begeleider de workshop opent."
     )
     await expect(host.get_by_role("heading", name="Workshop leiden")).to_be_visible()
+
+    # In the room, the page reports attentive presence as a stage's player does (R6).
+    async def heartbeat_logged() -> bool:
+        row = await node.app[SERVICES].db().fetchrow(
+            "SELECT data FROM engagement_events WHERE kind = 'heartbeat' AND topic = $1",
+            f"session:{SESSION}",
+        )
+        return row is not None and json.loads(row["data"])["visible"] is True
+
+    await eventually(heartbeat_logged, timeout=10, what="the workshop page's heartbeat")
 
     # Two participants wait before the opening, in the order they came.
     await ann.goto(f"{url}#token={person(node, 'Ann Peeters')}")
@@ -167,14 +177,14 @@ async def test_a_workshop_from_the_lobby_to_the_end(small_node: Node, browser: A
         "Druk nog eens om Bart Claes te verwijderen"
     )
     await row.get_by_role("button", name="Zeker verwijderen: Bart Claes").click()
-    removed = "Een gastheer heeft je uit deze workshop verwijderd. Je kunt niet opnieuw binnengaan."
+    removed = "Een begeleider heeft je uit deze workshop verwijderd. Je kunt niet opnieuw binnengaan."
     await expect(bart.locator("#ws-place")).to_have_text(removed)
     await bart.reload()
     await expect(bart.locator("#ws-place")).to_have_text(removed)
     await expect(bart.get_by_role("button", name="Binnengaan")).to_have_count(0)
 
     # A place freed: Cas now waits for a host, who lets him in.
-    await expect(cas.locator("#ws-place")).to_contain_text("Een gastheer laat je zo binnen")
+    await expect(cas.locator("#ws-place")).to_contain_text("Een begeleider laat je zo binnen")
     await host.get_by_role("button", name="Binnenlaten: Cas Maes").click()
     await expect(cas.locator("#ws-place")).to_have_text("Je bent in de workshop.")
 
@@ -390,7 +400,7 @@ async def test_a_workshop_with_camera_and_microphone(media_node: Node, media_bro
 
     await eventually(sound_arrives, timeout=10, what="Ann's sound at Bart")
     await host.get_by_role("button", name="Microfoon dempen: Ann Peeters").click()
-    await expect(ann.locator("#ws-status")).to_have_text("Een gastheer heeft je microfoon gedempt.")
+    await expect(ann.locator("#ws-status")).to_have_text("Een begeleider heeft je microfoon gedempt.")
     await expect(host.locator("#ws-people li", has_text="Ann Peeters")).to_contain_text(
         "microfoon gedempt"
     )
@@ -407,7 +417,7 @@ async def test_a_workshop_with_camera_and_microphone(media_node: Node, media_bro
     # The host takes Bart's floor: his camera goes off, and the others' tile of him goes.
     await host.get_by_role("button", name="Woord afnemen: Bart Claes").click()
     await expect(bart.locator("#ws-status")).to_have_text(
-        "Een gastheer heeft je het woord afgenomen; je camera en microfoon zijn uit."
+        "Een begeleider heeft je het woord afgenomen; je camera en microfoon zijn uit."
     )
     await expect(bart.get_by_role("button", name="Camera en microfoon testen")).to_be_visible()
     # Nothing of his is sent any more: every connection that sent is closed.

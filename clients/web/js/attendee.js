@@ -7,11 +7,10 @@ import { ChatView, PollsView, QaView, Reactions, label } from "./engage.js";
 import { lang, onLangChange, t } from "./i18n.js";
 import { Player } from "./player.js";
 import { dayPhase, dayProgramme, stageCard, stageLines, stagePath } from "./programme.js";
-import { Realtime } from "./realtime.js";
+import { HEARTBEAT_MS, Realtime } from "./realtime.js";
 import { checkedIn, claims, forget, redeem, redeemErrorKey, token } from "./session.js";
 import { connectionBadge, signInForm, startPage } from "./shell.js";
 
-const HEARTBEAT_MS = 30000;
 
 async function main() {
   const { programme, fragment: { code } } = await startPage((p) => p.event.tagline || "");

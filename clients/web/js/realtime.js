@@ -6,6 +6,9 @@
 // reconnects after 4001/4003 (the token is expired or revoked) or 4008 "too many
 // connections" / "flooding" (reconnecting would only repeat it).
 
+/** How often a page that shows something says it is still there (presence.heartbeat). */
+export const HEARTBEAT_MS = 30000;
+
 const NO_RETRY_PREFIXES = ["too many connections", "flooding"];
 
 /** A refused request: `code` is the protocol's error code ("offline" when not connected). */

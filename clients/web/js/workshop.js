@@ -7,7 +7,7 @@
 import { byId, clock, h, replace } from "./dom.js";
 import { ChatView, PollsView, QaView, Reactions, errorText, label } from "./engage.js";
 import { lang, onLangChange, t } from "./i18n.js";
-import { Realtime } from "./realtime.js";
+import { HEARTBEAT_MS, Realtime } from "./realtime.js";
 import { RoomMedia } from "./roommedia.js";
 import { claims, forget, redeem, redeemErrorKey, token } from "./session.js";
 import { connectionBadge, signInForm, startPage } from "./shell.js";
@@ -80,6 +80,19 @@ class Workshop {
     this.redraw();
     rt.subscribe(this.topic, (kind, data) => this.onTopic(kind, data));
     setInterval(() => this.activeSpeaker(), LEVEL_MS);
+    // Attentive minutes in the room (R6), as a stage's player reports them: while the
+    // person is in the room, saying whether the page is seen.
+    setInterval(() => this.heartbeat(), HEARTBEAT_MS);
+    document.addEventListener("visibilitychange", () => this.heartbeat());
+  }
+
+  heartbeat() {
+    if (this.you.state !== "admitted" || this.state?.state === "ended") return;
+    this.rt.request("presence.heartbeat", {
+      topic: this.topic,
+      playing: true,
+      visible: document.visibilityState === "visible",
+    }).catch(() => {});
   }
 
   // --- the page's frame, made once ------------------------------------------------------
@@ -214,6 +227,7 @@ class Workshop {
     } else if (type === "session.admitted") {
       this.you = { state: "admitted", role: m.role, room: m.room, floor: this.you.floor };
       this.say("workshop.notice.admitted");
+      this.heartbeat();
       this.hostSetup();
       this.redraw();
       this.syncMedia();
@@ -309,7 +323,10 @@ class Workshop {
       const result = await this.rt.request("session.join", fields);
       this.you = { ...result };
       joinedHere(this.id, true);
-      if (result.state === "admitted") this.say("workshop.notice.admitted");
+      if (result.state === "admitted") {
+        this.say("workshop.notice.admitted");
+        this.heartbeat();
+      }
       this.hostSetup();
     } catch (error) {
       if (error.code === "forbidden" && /removed/.test(error.message)) this.you = { state: "removed" };
