@@ -79,9 +79,13 @@ async def test_a_workshop_from_the_lobby_to_the_end(small_node: Node, browser: A
 
     # In the room, the page reports attentive presence as a stage's player does (R6).
     async def heartbeat_logged() -> bool:
-        row = await node.app[SERVICES].db().fetchrow(
-            "SELECT data FROM engagement_events WHERE kind = 'heartbeat' AND topic = $1",
-            f"session:{SESSION}",
+        row = (
+            await node.app[SERVICES]
+            .db()
+            .fetchrow(
+                "SELECT data FROM engagement_events WHERE kind = 'heartbeat' AND topic = $1",
+                f"session:{SESSION}",
+            )
         )
         return row is not None and json.loads(row["data"])["visible"] is True
 
@@ -177,7 +181,9 @@ async def test_a_workshop_from_the_lobby_to_the_end(small_node: Node, browser: A
         "Druk nog eens om Bart Claes te verwijderen"
     )
     await row.get_by_role("button", name="Zeker verwijderen: Bart Claes").click()
-    removed = "Een begeleider heeft je uit deze workshop verwijderd. Je kunt niet opnieuw binnengaan."
+    removed = (
+        "Een begeleider heeft je uit deze workshop verwijderd. Je kunt niet opnieuw binnengaan."
+    )
     await expect(bart.locator("#ws-place")).to_have_text(removed)
     await bart.reload()
     await expect(bart.locator("#ws-place")).to_have_text(removed)
@@ -400,7 +406,9 @@ async def test_a_workshop_with_camera_and_microphone(media_node: Node, media_bro
 
     await eventually(sound_arrives, timeout=10, what="Ann's sound at Bart")
     await host.get_by_role("button", name="Microfoon dempen: Ann Peeters").click()
-    await expect(ann.locator("#ws-status")).to_have_text("Een begeleider heeft je microfoon gedempt.")
+    await expect(ann.locator("#ws-status")).to_have_text(
+        "Een begeleider heeft je microfoon gedempt."
+    )
     await expect(host.locator("#ws-people li", has_text="Ann Peeters")).to_contain_text(
         "microfoon gedempt"
     )
