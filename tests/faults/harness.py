@@ -269,17 +269,22 @@ async def connect_all(peers: Iterable[Peer], url: str, topic: str | None = None)
     await asyncio.gather(*(one(p) for p in peers))
 
 
-class Burst:
-    """Peers sending chat lines (or other requests) until stopped, each line a unique
-    text, keeping which were acknowledged; ``unavailable`` and a lost connection are
-    retried with a new line (a line whose reply was lost is not counted as sent)."""
+Make = Callable[["Peer", int], tuple[str, dict[str, Any], str]]
+"""What a burst sends: for a peer's n-th request, its type, fields and a unique key."""
 
-    def __init__(self, peers: list[Peer], topic: str, make: Callable[[Peer, int], str]) -> None:
+
+class Burst:
+    """Peers sending requests until stopped, each with a unique key, keeping which were
+    acknowledged. ``unavailable`` is retried with a new request after a short back-off (as
+    a client would); a request whose connection closed before its reply has an unknown
+    outcome and is not counted as sent (the peer waits until it is connected again)."""
+
+    def __init__(self, peers: list[Peer], make: Make, *, pause: float = 0.02) -> None:
         self.peers = peers
-        self.topic = topic
         self.make = make
+        self.pause = pause
         self.acked: list[str] = []
-        self.unknown: list[str] = []  # sent, connection lost before the reply
+        self.unknown: list[str] = []
         self.refused: Counter[str] = Counter()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -295,26 +300,53 @@ class Burst:
             if self._stop.is_set():
                 return
             await self.connected[peer].wait()
-            text = self.make(peer, n)
+            kind, fields, key = self.make(peer, n)
             try:
-                reply = await peer.request("chat.send", topic=self.topic, text=text)
+                reply = await peer.request(kind, **fields)
             except (ConnectionError, TimeoutError):
-                self.unknown.append(text)
+                self.unknown.append(key)
                 self.connected[peer].clear()
                 continue
             if reply["type"] == "result":
-                self.acked.append(text)
+                self.acked.append(key)
             else:
                 self.refused[reply["code"]] += 1
                 assert reply["code"] in ("unavailable", "rate_limited"), reply
-                await asyncio.sleep(0.05)  # as a client backs off before its retry
-            await asyncio.sleep(0.02)
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(self.pause)
+
+    def reconnected(self, peer: Peer) -> None:
+        self.connected[peer].set()
 
     async def stop(self) -> None:
         self._stop.set()
         for peer in self.peers:
             self.connected[peer].set()
         await asyncio.gather(*self._tasks)
+
+
+def chat_lines(topic: str) -> Make:
+    """Chat lines whose text is their key."""
+
+    def make(peer: Peer, n: int) -> tuple[str, dict[str, Any], str]:
+        text = f"{peer.name}-{n}"
+        return "chat.send", {"topic": topic, "text": text}, text
+
+    return make
+
+
+def heartbeats(topic: str) -> Make:
+    """Heartbeats whose ``quality`` is their key (it is kept in the engagement event)."""
+
+    def make(peer: Peer, n: int) -> tuple[str, dict[str, Any], str]:
+        key = f"{peer.name}-{n}"
+        return (
+            "presence.heartbeat",
+            {"topic": topic, "playing": True, "visible": True, "quality": key},
+            key,
+        )
+
+    return make
 
 
 async def chat_rows(node: Node, topic: str) -> list[str]:
@@ -332,6 +364,16 @@ async def chat_events(node: Node, topic: str) -> list[str]:
         topic,
     )
     return [r["text"] for r in rows]
+
+
+async def heartbeat_rows(node: Node, topic: str) -> list[str]:
+    """The keys (``quality``) of the topic's heartbeat events in PostgreSQL, one per row."""
+    rows = await node.fetch(
+        "SELECT data->>'quality' AS q FROM engagement_events "
+        "WHERE kind = 'heartbeat' AND topic = $1",
+        topic,
+    )
+    return [r["q"] for r in rows]
 
 
 def spool_bytes(settings: Settings) -> int:

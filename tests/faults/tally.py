@@ -58,6 +58,7 @@ def count(
     sent: Collection[str],
     stored: Iterable[str],
     received: Mapping[str, Iterable[str]] | None = None,
+    totals: Mapping[str, int] | None = None,
     note: str = "",
 ) -> Count:
     """Count one kind of thing under one fault and keep the row for the table.
@@ -69,6 +70,9 @@ def count(
         stored: the keys found in PostgreSQL, one per row (a key twice is a double).
         received: per receiving client, the keys it saw after the client rule, one per
             time seen (a key twice is a double); None when nothing is delivered.
+        totals: instead of ``received``, per receiving client the total it was shown
+            (a poll's ``voters``): below the acknowledged is a loss, above what is stored
+            a double.
         note: said in the table's last column.
 
     Returns:
@@ -90,6 +94,10 @@ def count(
             per_client.append(got)
             lost_delivered = max(lost_delivered, len(acked) - got)
         delivered = min(per_client) if per_client else 0
+    elif totals is not None:
+        delivered = min(totals.values()) if totals else 0
+        lost_delivered = max(0, len(acked) - delivered)
+        doubled += sum(max(0, shown - len(rows)) for shown in totals.values())
     row = Count(
         fault=fault,
         what=what,
