@@ -220,6 +220,7 @@ class Peer:
             for waiter in self._waiting.values():
                 if not waiter.done():
                     waiter.set_exception(ConnectionError("closed"))
+                    waiter.exception()  # retrieved here too: a waiter may be gone already
             self._waiting.clear()
 
     async def request(self, kind: str, /, **fields: Any) -> dict[str, Any]:
@@ -284,6 +285,7 @@ class Burst:
         self.make = make
         self.pause = pause
         self.acked: list[str] = []
+        self.acked_at: dict[str, float] = {}  # key -> loop time of its acknowledgement
         self.unknown: list[str] = []
         self.refused: Counter[str] = Counter()
         self._stop = asyncio.Event()
@@ -309,6 +311,7 @@ class Burst:
                 continue
             if reply["type"] == "result":
                 self.acked.append(key)
+                self.acked_at[key] = asyncio.get_running_loop().time()
             else:
                 self.refused[reply["code"]] += 1
                 assert reply["code"] in ("unavailable", "rate_limited"), reply
