@@ -4,7 +4,10 @@ faults injected while clients chat, vote and react; every test counts with
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +20,27 @@ from serve_process import Server
 
 
 @pytest.fixture
-def node(make_settings: Callable[..., Settings], own_data_dir: Path, servers: list[Server]):
+def node(
+    make_settings: Callable[..., Settings], own_data_dir: Path, servers: list[Server]
+) -> Iterator[Callable[..., Node]]:
     """A node (not started) on its own data directory and embedded PostgreSQL; extra
-    ``HYBRIDCON_*`` settings through ``node(**env)``."""
+    ``HYBRIDCON_*`` settings through ``node(**env)``.
+
+    At the end its processes are stopped, and so is the embedded PostgreSQL if it is
+    still running: after a SIGKILL of hybridcon the wheel's list of processes holding
+    the cluster keeps the dead one, and nothing would stop it.
+    """
 
     def make(**env: str) -> Node:
         return Node(make_settings(data_dir=own_data_dir), servers, **env)
 
-    return make
+    yield make
+    for server in servers:
+        server.stop()
+    pid_file = own_data_dir / "postgres" / "postmaster.pid"
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        pid = int(pid_file.read_text().split()[0])
+        os.kill(pid, signal.SIGQUIT)  # immediate shutdown: the test's data is thrown away
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
