@@ -128,7 +128,8 @@ async def test_hybridcon_sigkill_during_a_chat_burst(node):
     logged.allowed_loss = len(missing)
     assert logged.doubled == 0, logged
     assert all(burst.acked_at[k] <= fault_at for k in missing), "an event after the restart lost"
-    assert window <= 1.0, f"events acked {window:.2f} s before the kill were lost"
+    # Measured 0.02-0.16 s at ~280 lines/s; 2 s leaves room for a loaded machine.
+    assert window <= 2.0, f"events acked {window:.2f} s before the kill were lost"
     assert len(missing) < len(before_fault)
 
 
