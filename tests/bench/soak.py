@@ -37,6 +37,9 @@ from tests.bench.hybridcon_process import PROGRAMME, free_port, spawn, stop, wai
 
 TOPIC = "stage:plenary"
 EMOJI = ("👏", "❤️", "🎉")
+CHAT_AFTER = 20.0  # seconds: the audience is connected by then
+# The last seconds have no chat and no fault: every viewer catches up before it counts.
+QUIET = 30.0
 FAULTS = ("postgres-sigkill", "hybridcon-sigterm", "postgres-sigkill", "hybridcon-sigkill")
 
 
@@ -44,7 +47,13 @@ FAULTS = ("postgres-sigkill", "hybridcon-sigterm", "postgres-sigkill", "hybridco
 
 
 async def _person(
-    url: str, token: str, chat: bool, stop_at: float, stats: dict[str, Any], seed: int
+    url: str,
+    token: str,
+    chat: bool,
+    chat_from: float,
+    stop_at: float,
+    stats: dict[str, Any],
+    seed: int,
 ) -> None:
     from hybridcon_client import HybridconClient
     from hybridcon_client.errors import HybridconClientError, HybridconError
@@ -81,9 +90,11 @@ async def _person(
             await call
             stats[what] += 1
         except HybridconError as exc:
-            stats["refused"][exc.code] = stats["refused"].get(exc.code, 0) + 1
-        except (HybridconClientError, OSError, TimeoutError):
-            stats["refused"]["lost"] = stats["refused"].get("lost", 0) + 1
+            key = f"{what} {exc.code}: {exc.message[:48]}"
+            stats["refused"][key] = stats["refused"].get(key, 0) + 1
+        except (HybridconClientError, OSError, TimeoutError) as exc:
+            key = f"{what} {type(exc).__name__}"
+            stats["refused"][key] = stats["refused"].get(key, 0) + 1
 
     reader = asyncio.get_running_loop().create_task(read())
     next_beat = time.monotonic() + rng.uniform(0, 30)
@@ -95,7 +106,7 @@ async def _person(
             await act(client.heartbeat(TOPIC, playing=True, visible=True), "heartbeats")
         if rng.random() < 0.2:
             await act(client.react(TOPIC, rng.choice(EMOJI)), "reactions")
-        if chat:
+        if chat and chat_from <= time.monotonic() < stop_at - QUIET:
             text = f"{seed}-{n} soak"
             n += 1
             await act(client.send_chat(TOPIC, text), "lines")
@@ -118,10 +129,14 @@ def audience_process(
 
     async def main() -> None:
         stop_at = time.monotonic() + seconds
+        # Chat starts once everyone is in: then every viewer should see every line.
+        chat_from = time.monotonic() + CHAT_AFTER
         people = []
         for i, token in enumerate(tokens):
             people.append(
-                asyncio.create_task(_person(url, token, i < chatters, stop_at, stats, first + i))
+                asyncio.create_task(
+                    _person(url, token, i < chatters, chat_from, stop_at, stats, first + i)
+                )
             )
             if i % 50 == 49:
                 await asyncio.sleep(0.2)  # a ramp, as people arrive
@@ -336,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         note = ""
         while time.monotonic() - t0 < seconds:
             now = time.monotonic()
-            if now >= next_fault:
+            if now >= next_fault and now - t0 < seconds - QUIET:
                 fault = FAULTS[faults % len(FAULTS)]
                 faults += 1
                 await asyncio.to_thread(inject, node, fault)
