@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 UV := $(BIN)/uv
 
-.PHONY: run valkey test lint unit integration bench lock clean check-python system-deps image web-deps
+.PHONY: run valkey test lint unit integration bench soak lock clean check-python system-deps image web-deps
 
 check-python:
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hybridcon needs Python 3.11 or newer")'
@@ -85,6 +85,10 @@ test: lint system-deps web-deps
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m tests.bench
+
+# The soak with faults (docs/benchmarks.md): 30 minutes by default; ARGS="--minutes 3".
+soak: $(VENV)/.dev-installed
+	$(BIN)/python -m tests.bench.soak $(ARGS)
 
 # Build the Dockerfile for real with podman on a base made by debootstrap (no registry
 # serves base images here), then start it and fetch /healthz. Slow and needs root: not
