@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import random
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -393,6 +395,11 @@ def main(argv: list[str] | None = None) -> int:
                 totals.setdefault(key, []).extend(value)
     assert node.proc is not None
     stop(node.proc)
+    # After a SIGKILL of hybridcon the wheel still counts the dead process as holding the
+    # cluster and leaves PostgreSQL running: stop it, then drop the data (logs are kept).
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        os.kill(node.postmaster(), signal.SIGQUIT)
+    shutil.rmtree(data, ignore_errors=True)
     print("faults:", ", ".join(f"{t:.0f} s {f}" for t, f in run.faults) or "none")
     print("audience:", {k: v for k, v in totals.items() if k != "errors"})
     if totals.get("errors"):
