@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 UV := $(BIN)/uv
 
-.PHONY: run valkey test lint unit integration bench bench-peers bench-deps lock clean check-python system-deps image web-deps
+.PHONY: run valkey test lint unit integration bench bench-peers bench-deps soak lock clean check-python system-deps image web-deps
 
 check-python:
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hybridcon needs Python 3.11 or newer")'
@@ -111,6 +111,10 @@ BENCH_PEERS := ws,websockets,socketio,baseline
 bench-peers: $(VENV)/.dev-installed bench-deps
 	$(BIN)/python -m tests.bench --peers $(BENCH_PEERS) -n 5000 -m 20 $(ARGS)
 	$(BIN)/python -m tests.bench --peers $(BENCH_PEERS) -n 500 -m 10 $(ARGS)
+
+# The soak with faults (docs/benchmarks.md): 30 minutes by default; ARGS="--minutes 3".
+soak: $(VENV)/.dev-installed
+	$(BIN)/python -m tests.bench.soak $(ARGS)
 
 # Build the Dockerfile for real with podman on a base made by debootstrap (no registry
 # serves base images here), then start it and fetch /healthz. Slow and needs root: not

@@ -122,7 +122,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
         bus=(
             RedisBus(settings.redis_url, history=settings.topic_history)
             if settings.redis_url
-            else LocalBus(history=settings.topic_history)
+            else LocalBus(history=settings.topic_history, journal=settings.topic_journal_path)
         ),
     )
     app = web.Application(middlewares=[request_context], client_max_size=MAX_BODY_BYTES)

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+def _loop_tasks() -> int:
+    # Read when /metrics is rendered, in the event loop's own thread.
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:  # no running loop (a test rendering the registry by hand)
+        return 0
 
 
 class Metrics:
@@ -38,6 +48,11 @@ class Metrics:
         self.ws_connections = Gauge(
             "hybridcon_ws_connections", "Open, authenticated WebSocket connections.", registry=r
         )
+        # The soak benchmark (tests/bench/soak.py) watches it for leaks across faults.
+        self.loop_tasks = Gauge(
+            "hybridcon_event_loop_tasks", "Tasks alive in the event loop.", registry=r
+        )
+        self.loop_tasks.set_function(_loop_tasks)
         self.ws_closed = Counter(
             "hybridcon_ws_closed_total",
             "WebSocket connections closed, by close code.",

@@ -456,6 +456,11 @@ class Settings(BaseSettings):
         return self.data_dir / "spool" / "engagement.jsonl"
 
     @property
+    def topic_journal_path(self) -> Path:
+        """Where a single node keeps its topics' recent pushes across restarts (``since``)."""
+        return self.data_dir / "topics" / "journal"
+
+    @property
     def embedded_pgdata(self) -> Path:
         """The embedded PostgreSQL cluster's data directory."""
         return self.data_dir / "postgres"

@@ -145,6 +145,11 @@ class HybridconClient:
 
         self._ws: ClientConnection | None = None
         self._ready = asyncio.Event()  # set: connected, or finished for good
+        # Clear from a reconnect until its subscribe frames are sent: requests wait for it,
+        # or one sent in that moment (a heartbeat) would reach the server before the
+        # topic is subscribed again and be refused.
+        self._resubscribed = asyncio.Event()
+        self._resubscribed.set()
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
         self._topics: dict[str, None] = {}  # subscribed topics, in subscription order
@@ -373,8 +378,11 @@ class HybridconClient:
             if self._task is None:
                 raise ConnectionLost(None, "not connected: call connect() first")
             ws = self._ws
-            if ws is not None:
+            if ws is not None and self._resubscribed.is_set():
                 return ws
+            if ws is not None:
+                await self._resubscribed.wait()
+                continue
             await self._ready.wait()
 
     async def _call(
@@ -386,6 +394,7 @@ class HybridconClient:
         topic: str | None = None,
         since: int | None = None,
         again: bool = False,
+        sent: asyncio.Event | None = None,
     ) -> Event:
         ident = next(self._ids)
         future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
@@ -397,6 +406,8 @@ class HybridconClient:
         try:
             try:
                 await ws.send(json.dumps({"id": ident, "type": kind, **fields}))
+                if sent is not None:
+                    sent.set()
             except ConnectionClosed as exc:
                 if future.done():  # the reader has already failed it with the close code
                     return future.result()
@@ -478,6 +489,7 @@ class HybridconClient:
         self._finished = True
         self._detach(self._terminal or ConnectionLost(None, "the client is closed"))
         self._ready.set()
+        self._resubscribed.set()
         self._room.set()
         for task in self._side_tasks:
             task.cancel()
@@ -552,6 +564,8 @@ class HybridconClient:
                 continue
             self._overflowed = False
             self.reconnects += 1
+            if self._topics:
+                self._resubscribed.clear()
             self._attach(ws)
             self._queue.put_nowait(
                 {"type": RECONNECTED, "session_id": self.session_id, "attempt": attempt}
@@ -564,20 +578,35 @@ class HybridconClient:
         return None
 
     async def _resubscribe(self, ws: ClientConnection) -> None:
-        await asyncio.gather(*(self._resubscribe_one(ws, topic) for topic in list(self._topics)))
+        topics = list(self._topics)
+        sent = [asyncio.Event() for _ in topics]
+        replies = asyncio.gather(
+            *(self._resubscribe_one(ws, t, e) for t, e in zip(topics, sent, strict=True))
+        )
+        try:
+            for event in sent:  # each is set once its frame is out, or its attempt over
+                await event.wait()
+        finally:
+            if self._ws is ws or self._ws is None:  # not a newer connection's wait
+                self._resubscribed.set()
+        await replies
 
-    async def _resubscribe_one(self, ws: ClientConnection, topic: str) -> None:
+    async def _resubscribe_one(self, ws: ClientConnection, topic: str, sent: asyncio.Event) -> None:
         since = self._last_seq.get(topic)
         fields: dict[str, Any] = {"topic": topic}
         if since is not None:
             fields["since"] = since
         try:
             async with asyncio.timeout(self.request_timeout):
-                await self._call(ws, "subscribe", fields, topic=topic, since=since, again=True)
+                await self._call(
+                    ws, "subscribe", fields, topic=topic, since=since, again=True, sent=sent
+                )
         except (ConnectionLost, HybridconError):
             return  # lost: the next connection tries again; refused: see _on_reply
         except TimeoutError:
             self._subscribe_failed(topic, "timeout", f"no reply in {self.request_timeout:g} s")
+        finally:
+            sent.set()
 
     def _subscribe_failed(self, topic: str, code: str, message: str) -> None:
         log.warning("could not subscribe again to %s: %s %s", topic, code, message)

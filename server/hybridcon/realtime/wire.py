@@ -14,6 +14,8 @@ checks this against the pinned aiohttp.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import struct
 
 from aiohttp import web
@@ -34,6 +36,14 @@ def text_frame(payload: bytes) -> bytes:
     return header + payload
 
 
+# The kernel's send buffer of each WebSocket, set (which turns its autotuning off; Linux
+# doubles the value). Autotuned on a fast link it grows to tcp_wmem's maximum (4 MB on
+# Linux by default), so a client that stopped reading had megabytes queued for it before
+# ws_max_pending_bytes could close it: tests/faults/test_slow_consumer.py saw 2.3 MB
+# reach a stalled socket without a 4008. 256 KiB still carries 2.5 MB/s at 100 ms.
+KERNEL_SEND_BUFFER = 128 * 1024
+
+
 class RawWriter:
     """Writes pre-built frames to one WebSocket's transport."""
 
@@ -42,6 +52,10 @@ class RawWriter:
     def __init__(self, request: web.Request) -> None:
         self._transport: asyncio.Transport | None = request.transport
         self._protocol = request.protocol
+        sock = self._transport.get_extra_info("socket") if self._transport else None
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, KERNEL_SEND_BUFFER)
 
     @property
     def open(self) -> bool:

@@ -20,11 +20,18 @@ def is_outage(exc: BaseException) -> bool:
     The connection errors of asyncpg (refused, reset, closed under a query, an
     administrator's shutdown, a pool that cannot hand out a connection in time) and the
     operating system's connection errors; not other ``OSError`` (a missing file is a bug).
+
+    ``InternalClientError`` too: when the server dies in the middle of a statement, asyncpg
+    can hand out a pooled connection whose protocol still waits for the end of that
+    statement ("cannot switch to state 12; another operation (2) is in progress"). Seen
+    by the fault suite (tests/faults) with a SIGKILL of the embedded PostgreSQL during a
+    chat burst: it answered ``internal`` where a retry after the restart succeeds.
     """
     return isinstance(
         exc,
         asyncpg.PostgresConnectionError
         | asyncpg.InterfaceError
+        | asyncpg.exceptions.InternalClientError
         | asyncpg.exceptions.OperatorInterventionError
         | asyncpg.exceptions.ConnectionDoesNotExistError
         | ConnectionError

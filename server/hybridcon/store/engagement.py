@@ -153,6 +153,9 @@ class EngagementWriter:
         # A torn last line (crash, full disk) must not swallow the next appended event.
         self._spool_needs_newline = False
         self._failing = False
+        # The spool refused (full disk, or its limit): said once until it takes events
+        # again, not once per flush (the fault suite saw 200 error lines in 3 s).
+        self._spool_refusing = False
 
         self._wake = asyncio.Event()
         self._stopping = False
@@ -472,9 +475,16 @@ class EngagementWriter:
         try:
             self._append_spool(events)
         except OSError as exc:
-            log.error("engagement_spool_write_failed", error=str(exc), kept=len(events))
+            if not self._spool_refusing:
+                self._spool_refusing = True
+                log.error("engagement_spool_write_failed", error=str(exc), kept=len(events))
+            else:
+                log.debug("engagement_spool_still_refusing", error=str(exc), kept=len(events))
             self._buffer[:0] = events
             return False
+        if self._spool_refusing:
+            self._spool_refusing = False
+            log.info("engagement_spool_writable")
         return True
 
     def _spool_now(self, events: list[EngagementEvent]) -> None:

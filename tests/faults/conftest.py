@@ -1,0 +1,63 @@
+"""The fault suite: real ``hybridcon serve`` processes on their own embedded PostgreSQL,
+faults injected while clients chat, vote and react; every test counts with
+:mod:`tally` and the session ends with one table of them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tally
+from harness import Node
+
+from hybridcon.settings import Settings
+from serve_process import Server
+
+
+@pytest.fixture
+def node(
+    make_settings: Callable[..., Settings], own_data_dir: Path, servers: list[Server]
+) -> Iterator[Callable[..., Node]]:
+    """A node (not started) on its own data directory and embedded PostgreSQL; extra
+    ``HYBRIDCON_*`` settings through ``node(**env)``.
+
+    At the end its processes are stopped, and so is the embedded PostgreSQL if it is
+    still running: after a SIGKILL of hybridcon the wheel's list of processes holding
+    the cluster keeps the dead one, and nothing would stop it.
+    """
+
+    def make(**env: str) -> Node:
+        return Node(make_settings(data_dir=own_data_dir), servers, **env)
+
+    yield make
+    for server in servers:
+        server.stop()
+    pid_file = own_data_dir / "postgres" / "postmaster.pid"
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        pid = int(pid_file.read_text().split()[0])
+        os.kill(pid, signal.SIGQUIT)  # immediate shutdown: the test's data is thrown away
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not tally.RESULTS:
+        return
+    terminalreporter.section("fault suite: sent / stored / delivered / doubled")
+    terminalreporter.write_line(tally.table(tally.RESULTS))
+    tally.write_artifact(tally.RESULTS)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed fault test shows the nodes' error lines (the tracebacks are there)."""
+    report = yield
+    if report.failed and "servers" in getattr(item, "funcargs", {}):
+        for server in item.funcargs["servers"]:
+            errors = [line for line in server.stderr().splitlines() if '"level": "error"' in line]
+            if errors:
+                report.sections.append(("node errors", "\n".join(errors[-5:])))
+    return report
