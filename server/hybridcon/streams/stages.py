@@ -140,6 +140,7 @@ class StageStream:
     # Record writes and the pushes after them, in the order of the changes.
     announcing: asyncio.Lock = field(default_factory=asyncio.Lock)
     claim_lost: bool = False  # logged once while another node holds the claim
+    release_pending: bool = False  # letting go failed (Redis away): tried again each second
 
     @property
     def holds(self) -> bool:
@@ -184,6 +185,8 @@ class Streams:
         # WHEP offers being answered, held against the node's viewer cap.
         self._viewers_reserved = 0
         self._periodic = Periodic()
+        # Record writes (and the pushes after them) under way: stop() waits for them.
+        self._sharing: set[asyncio.Task[Any]] = set()
         if self.records.shared:
             outlet.on_delivered(self._delivered)
 
@@ -322,7 +325,12 @@ class Streams:
             self._publish_state(stream, urls)
             return
         # Several nodes: the record first, then the push (see :meth:`load`).
-        self.outlet.background(self._announce(stream, urls, self._record(stream)))
+        self._share(self._announce(stream, urls, self._record(stream)))
+
+    def _share(self, work: Coroutine[Any, Any, None]) -> None:
+        task = self.outlet.background(work)
+        self._sharing.add(task)
+        task.add_done_callback(self._sharing.discard)
 
     def _publish_state(self, stream: StageStream, urls: Mapping[str, Any]) -> None:
         topic = f"stage:{stream.stage.id}"
@@ -362,20 +370,25 @@ class Streams:
             )
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("stage_record_not_written", stage=stage, error=str(exc))
+            stream.release_pending = not hold
             return
+        stream.release_pending = False
         if other and hold and not stream.claim_lost:
             # Another node took the stage while this one could not renew (Redis away or
             # emptied): both publish now; the organisers pick one (docs/operations.md).
             log.warning("stage_claim_lost", stage=stage, holder=other[:8])
         stream.claim_lost = bool(other) and hold
+        if other:
+            stream.claimed = False  # another node holds it now
 
     async def renew(self) -> None:
         """Write the records of the stages this node holds again (every second on several
-        nodes): a Redis that restarted empty has them back within a second."""
+        nodes): a Redis that restarted empty has them back within a second; and let go
+        again where that failed."""
         for stream in self.stages.values():
-            if stream.holds:
+            if stream.holds or stream.release_pending:
                 async with stream.announcing:
-                    await self._write_record(stream, self._record(stream), hold=True)
+                    await self._write_record(stream, self._record(stream), hold=stream.holds)
 
     def _segment_written(self, stream: StageStream) -> None:
         stream.metrics.segments.inc()
@@ -480,13 +493,14 @@ class Streams:
         record = claim.record
         if not claim.taken:
             stream.shared = record
+            stream.claimed = False
             stream.metrics.refused("whip", "elsewhere")
             live = record is not None and record.state is StreamState.LIVE
             where = "is live" if live else "has a publisher"
             raise Conflict(f"stage {stage} {where} on another node")
         stream.claimed = True
         stream.shared = None
-        if record is not None and record.shown_state is not stream.state:
+        if record is not None and not record.mine and record.shown_state is not stream.state:
             # Go on from the stage's state as the nodes showed it (the last holder's).
             stream.state = record.shown_state
             stream.metrics.state(stream.state)
@@ -525,7 +539,7 @@ class Streams:
         """Let go of the stage's claim once this node holds no publisher for it (several
         nodes), after the record writes and pushes queued before."""
         if self.records.shared and not stream.holds:
-            self.outlet.background(self._release(stream))
+            self._share(self._release(stream))
 
     async def _release(self, stream: StageStream) -> None:
         async with stream.announcing:
@@ -844,3 +858,6 @@ class Streams:
             stream.viewers.clear()
             if stream.publisher is not None:
                 await self._drop_publisher(stream, StreamEvent.DROPPED)
+        if self._sharing:
+            # The last records and pushes, while the bus still runs (it stops after).
+            await asyncio.wait(set(self._sharing), timeout=2 * RECORD_TIMEOUT + 1)
