@@ -230,3 +230,61 @@ async def test_a_dead_nodes_claim_expires_and_the_stage_goes_live_on_another(
         for peer in (pc, pc_b):
             await peer.close()
         await watcher.close()
+
+
+async def test_redis_going_away_does_not_stop_a_live_stage_on_its_node(
+    tmp_path: Path,
+    make_settings: Callable[..., Settings],
+    valkey: ValkeyServer,  # noqa: F811
+) -> None:
+    a_settings, b_settings, port = two_nodes_factory(
+        tmp_path, make_settings, valkey.connection_url, a_has_url=False
+    )
+    media = make_media(tmp_path, seconds=30.0, gop_seconds=1.0)
+    async with (
+        TestClient(TestServer(create_app(a_settings), host="127.0.0.1", port=port)) as a,
+        TestClient(TestServer(create_app(b_settings), host="127.0.0.1", port=0)) as b,
+    ):
+        broadcaster = issue(a, Role.BROADCASTER, scopes=(f"stage:{STAGE}",))
+        watcher = await WsClient.connect(a, issue(a, scopes=(f"stage:{STAGE}",)))
+        await watcher.ok("subscribe", topic=f"stage:{STAGE}")
+        pc, resp = await publish(a, media, broadcaster)
+        assert resp.status == 201, await resp.text()
+        await take_answer(pc, await resp.text())
+        assert (await next_state(watcher, timeout=20))["state"] == "live"
+
+        redis_port = valkey.port
+        valkey.stop()
+        # B cannot learn who holds the stage: a publisher there is refused, not let in
+        # beside A's.
+        pc_b, resp_b = await publish(b, media, broadcaster)
+        assert resp_b.status == 503, await resp_b.text()
+        assert (await resp_b.json())["error"]["code"] == "unavailable"
+        await pc_b.close()
+        # A's stage stays live, its hub taking media.
+        stream = a.server.app[STREAMS].get(STAGE)
+        packets = stream.hub.stats.video.packets
+        await eventually(
+            lambda: stream.hub.stats.video.packets > packets + 60,
+            timeout=10,
+            what="media still arriving on A",
+        )
+        assert stream.state.value == "live" and stream.publisher is not None
+
+        # Redis is back, empty: A writes its record again, B shows the stage live and
+        # refuses a second publisher.
+        valkey._desired_port = redis_port
+        valkey.start()
+
+        async def live_on_b() -> bool:
+            try:
+                return (await snapshot_on(b))["state"] == "live"
+            except Exception:  # B's bus may still be reconnecting
+                return False
+
+        await eventually(live_on_b, timeout=20, what="B showing A's stage live")
+        pc_b, resp_b = await publish(b, media, broadcaster)
+        assert resp_b.status == 409, await resp_b.text()
+        await pc_b.close()
+        await pc.close()
+        await watcher.close()
