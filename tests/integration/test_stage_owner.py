@@ -219,7 +219,9 @@ async def test_a_dead_nodes_claim_expires_and_the_stage_goes_live_on_another(
             return record is not None and not record.held
 
         await eventually(claim_expired, timeout=15, what="A's claim expiring")
-        # A newcomer on B sees the stage interrupted (its holder is gone), not live.
+        # B tells its own viewers the stage is interrupted (no holder is left to), and a
+        # newcomer on B sees it so, not live.
+        assert (await next_state(watcher, timeout=10))["state"] == "interrupted"
         assert (await snapshot_on(b))["state"] == "interrupted"
         pc_b, resp_b = await publish(b, media, broadcaster)
         assert resp_b.status == 201, await resp_b.text()

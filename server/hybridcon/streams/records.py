@@ -74,7 +74,7 @@ class StageRecord:
     @property
     def shown_state(self) -> StreamState:
         """What other nodes show: a live stage whose holder died is interrupted."""
-        if self.state is StreamState.LIVE and not self.held:
+        if self.state is StreamState.LIVE and self.holder and not self.holder_alive:
             return StreamState.INTERRUPTED
         return self.state
 

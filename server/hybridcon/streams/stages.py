@@ -92,6 +92,9 @@ class Outlet(Protocol):
     def broadcast(self, topic: str, kind: str, fields: Mapping[str, Any]) -> None:
         """An unsequenced state push to ``topic``."""
 
+    def broadcast_here(self, topic: str, kind: str, fields: Mapping[str, Any]) -> None:
+        """An unsequenced state push to this node's subscribers only."""
+
     def engage(
         self, payload: payloads.Payload, topic: str | None, claims: Claims | None = None
     ) -> None:
@@ -382,13 +385,37 @@ class Streams:
             stream.claimed = False  # another node holds it now
 
     async def renew(self) -> None:
-        """Write the records of the stages this node holds again (every second on several
-        nodes): a Redis that restarted empty has them back within a second; and let go
-        again where that failed."""
+        """Every second on several nodes: write the records of the stages this node holds
+        again (a Redis that restarted empty has them back within a second), let go again
+        where that failed, and look whether the holders of the stages shown live here
+        are still alive (see :meth:`_check_holder`)."""
         for stream in self.stages.values():
             if stream.holds or stream.release_pending:
                 async with stream.announcing:
                     await self._write_record(stream, self._record(stream), hold=stream.holds)
+            elif stream.shared is not None and stream.shared.shown_state is StreamState.LIVE:
+                await self._check_holder(stream)
+
+    async def _check_holder(self, stream: StageStream) -> None:
+        """A stage shown live here whose holder died (or let go without its push getting
+        here): show the record's state, and push it to this node's own subscribers (each
+        node to its own, unsequenced, as no holder is left to push it)."""
+        seen = stream.pushes_seen
+        try:
+            record = await asyncio.wait_for(self.records.read(stream.stage.id), RECORD_TIMEOUT)
+        except (RedisError, OSError, TimeoutError):
+            return  # Redis away: the last state stands (logged by the bus)
+        if record is None or stream.holds or stream.pushes_seen != seen:
+            return
+        before = self.shown(stream)
+        stream.shared = None if record.mine else record
+        if self.shown(stream) == before:
+            return
+        log.info("stream_holder_gone", stage=stream.stage.id, state=record.shown_state.value)
+        urls = self.urls(stream)
+        topic = f"stage:{stream.stage.id}"
+        self.outlet.broadcast_here(topic, "stream.state", urls)
+        self.outlet.broadcast_here(f"mod:{topic}", "stream.state", urls)
 
     def _segment_written(self, stream: StageStream) -> None:
         stream.metrics.segments.inc()
@@ -750,7 +777,7 @@ class Streams:
         stats = stream.hub.stats
         data: dict[str, Any] = {
             "stage": stream.stage.id,
-            "state": stream.state.value,
+            "state": self.shown(stream)[0].value,
             **stats.public(),
         }
         problems: list[str] = []
