@@ -35,6 +35,7 @@ from hybridcon.metrics import Metrics
 from hybridcon.periodic import Periodic
 from hybridcon.realtime import gateway
 from hybridcon.realtime.sessions import Sessions
+from hybridcon.realtime.viewers import NODES_KEY
 from hybridcon.rooms.providers import make_provider
 from hybridcon.services import SERVICES, Services
 from hybridcon.settings import Settings
@@ -48,6 +49,7 @@ from hybridcon.store.keyfile import (
 from hybridcon.store.migrate import migrate
 from hybridcon.store.programme import save_programme
 from hybridcon.store.revocations import RevocationMirror
+from hybridcon.streams.records import LocalRecords, RedisRecords
 from hybridcon.streams.stages import Streams
 
 log = structlog.get_logger(__name__)
@@ -214,9 +216,18 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
     async def livestreams(app: web.Application) -> AsyncIterator[None]:
         secret = await asyncio.to_thread(load_or_create_secret, settings.hls_secret_path)
         gw = app[gateway.GATEWAY]
-        streams = Streams(services, gw.node, secret)
+        node = gw.node
+        # Several nodes: which holds each stage, in Redis, leased by the node lease the
+        # viewer counts keep (NODES_KEY). One node: nothing shared.
+        records = (
+            RedisRecords(node.redis, node.signals.node_id, NODES_KEY)
+            if node.redis is not None
+            else LocalRecords()
+        )
+        streams = Streams(services, node, secret, records)
         app[STREAMS] = streams
         gw.snapshot_hooks.append(streams.snapshot)
+        gw.load_hooks.append(streams.load)
         if services.revocations is not None:
             services.revocations.on_revoked.append(streams.revoked)
         await streams.start()

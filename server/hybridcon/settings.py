@@ -79,6 +79,12 @@ class Settings(BaseSettings):
         default=None,
         description="The URL attendees reach this service at; unset: http://HOST:PORT.",
     )
+    node_url: str | None = Field(
+        default=None,
+        description="This node's own URL, reachable by viewers' browsers (several nodes: "
+        "WHEP for a stage published on this node is redirected here from the others); "
+        "unset: the public base URL, which no other node redirects to.",
+    )
     host: str = Field(default="127.0.0.1", description="Address to listen on.")
     port: int = Field(default=8080, ge=0, le=65535, description="Port to listen on.")
     http_header_timeout: float = Field(

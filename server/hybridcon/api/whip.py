@@ -8,6 +8,13 @@ for the session, an ``ETag`` and the ICE servers as ``Link: <...>; rel="ice-serv
 cannot restart ICE. ``DELETE`` ends the session. ``OPTIONS`` answers CORS pre-flights.
 WHEP (``/whep/{stage}``) is the same for viewers, capped per node; over the cap the
 viewer gets 503 with the signed HLS URL to fall back to.
+
+Several nodes: WHIP for a stage another node holds is refused (409 ``conflict``). WHEP on
+a node without the stage's hub is redirected (307) to the holder's own URL
+(``HYBRIDCON_NODE_URL``), as RFC 9725 section 4.5 and the WHEP draft let an endpoint do;
+a holder with no URL of its own gets the viewer the same 503 with the HLS URL as a full
+node. A session's ``Location`` is then absolute, on the node that holds it (the WHEP
+draft: the resource URL is final; PATCH and DELETE are not redirected).
 """
 
 from __future__ import annotations
@@ -21,10 +28,10 @@ from hybridcon.api.auth import bearer_claims
 from hybridcon.core.engagement import actor_hash
 from hybridcon.core.tokens import Claims, Role
 from hybridcon.core.urls import check_hls_token, hls_url
-from hybridcon.errors import Forbidden, Invalid, TooLarge, Unavailable
+from hybridcon.errors import Conflict, Forbidden, Invalid, TooLarge, Unavailable
 from hybridcon.media.ice import peer_ice_servers
 from hybridcon.services import SERVICES
-from hybridcon.streams.stages import Streams
+from hybridcon.streams.stages import Elsewhere, Streams
 
 SDP = "application/sdp"
 SDPFRAG = "application/trickle-ice-sdpfrag"
@@ -107,7 +114,8 @@ def _created(
 ) -> web.StreamResponse:
     stage = request.match_info["stage"]
     response = web.Response(status=201, text=answer, content_type=SDP)
-    response.headers["Location"] = f"/{kind}/{stage}/{session}"
+    # Absolute on a node with a URL of its own: PATCH and DELETE must reach this node.
+    response.headers["Location"] = f"{request.app[STREAMS].own_url()}/{kind}/{stage}/{session}"
     response.headers["Accept-Patch"] = SDPFRAG
     if etag:
         response.headers["ETag"] = etag
@@ -182,17 +190,42 @@ async def whep_post(request: web.Request) -> web.StreamResponse:
     streams = request.app[STREAMS]
     try:
         session, answer = await streams.view(stage, offer)
-    except Unavailable as exc:
-        services = request.app[SERVICES]
-        expires = services.clock() + services.settings.hls_url_ttl
-        fallback = hls_url(services.settings.base_url(), streams.hls_secret, stage, expires)
-        response = web.json_response(
-            {"error": {"code": exc.code, "message": exc.message}, "hls_url": fallback},
-            status=503,
-            headers={"Retry-After": "60"},
+    except Elsewhere as exc:
+        if exc.url:
+            return _redirect(request, f"{exc.url}/whep/{stage}")
+        return _to_hls(
+            request,
+            Unavailable(
+                "low-latency viewing of this stage is on another node that cannot be "
+                "reached directly; watch over HLS"
+            ),
         )
-        return _cors(request, response)
+    except Unavailable as exc:
+        return _to_hls(request, exc)
     return _created(request, claims, "whep", session, answer, None)
+
+
+def _to_hls(request: web.Request, exc: Unavailable) -> web.StreamResponse:
+    """503 with the signed HLS URL to watch instead."""
+    services = request.app[SERVICES]
+    stage = request.match_info["stage"]
+    expires = services.clock() + services.settings.hls_url_ttl
+    secret = request.app[STREAMS].hls_secret
+    fallback = hls_url(services.settings.base_url(), secret, stage, expires)
+    response = web.json_response(
+        {"error": {"code": exc.code, "message": exc.message}, "hls_url": fallback},
+        status=503,
+        headers={"Retry-After": "60"},
+    )
+    return _cors(request, response)
+
+
+def _redirect(request: web.Request, location: str) -> web.StreamResponse:
+    """307 to the node that holds the stage (the method and body go along)."""
+    if request.query_string:
+        location += f"?{request.query_string}"
+    response = web.Response(status=307, headers={"Location": location})
+    return _cors(request, response)
 
 
 async def whip_end(request: web.Request) -> web.StreamResponse:
@@ -201,7 +234,12 @@ async def whip_end(request: web.Request) -> web.StreamResponse:
     claims = bearer_claims(request)
     if claims.role is not Role.ORGANISER:
         raise Forbidden("ending a stage without its WHIP session needs an organiser token")
-    await request.app[STREAMS].end(stage)
+    try:
+        await request.app[STREAMS].end(stage)
+    except Elsewhere as exc:
+        if exc.url:
+            return _redirect(request, f"{exc.url}/whip/{stage}")
+        raise Conflict(f"stage {stage} is live on another node; end it there") from None
     return _cors(request, web.Response(status=200))
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -85,6 +85,11 @@ SnapshotHook = Callable[[str, Claims], dict[str, Any]]
 """Parts of a topic's snapshot from outside the capabilities (a stage's ``stream``):
 called with the topic as subscribed (``mod:`` included) and the subscriber's claims."""
 
+LoadHook = Callable[[str], Awaitable[None]]
+"""Makes a part from outside the capabilities ready for a topic's snapshot (the
+livestreams read a stage's shared record on several nodes): called with the topic
+without ``mod:``, after the node follows it and before the snapshot."""
+
 
 class Gateway:
     """The node's WebSocket side: connections, topics, capabilities, how connections end.
@@ -131,6 +136,7 @@ class Gateway:
         # Parts of a topic's snapshot from outside the capabilities (the livestreams add
         # a stage's `stream {state, hls_url, whep_url}`).
         self.snapshot_hooks: list[SnapshotHook] = []
+        self.load_hooks: list[LoadHook] = []
         # One event per running handler, set when its clean-up (leave events, metrics)
         # is done: shutdown waits for these before the engagement writer and pool stop.
         self._handlers: set[asyncio.Event] = set()
@@ -176,6 +182,8 @@ class Gateway:
         """Make every capability's state of ``topic`` ready for a snapshot."""
         for capability in self.capabilities:
             await capability.load(topic)
+        for hook in self.load_hooks:
+            await hook(topic)
 
     def snapshot(self, ctx: Context, topic: str, moderator: bool) -> dict[str, Any]:
         """Every capability's part of the snapshot, then the hooks' parts (no await)."""

@@ -15,6 +15,14 @@ Caps (one publisher per stage, ``whip_max_publishers`` and ``whep_max_viewers`` 
 node) are taken before the first await of an offer's negotiation and given back if it
 fails, so offers arriving together cannot pass a cap together.
 
+On several nodes a stage has one publisher across them all: the node that takes a WHIP
+offer claims the stage in the shared record (:mod:`hybridcon.streams.records`) before
+answering, and another node's offer for it is refused (``conflict``). The holder writes
+the stage's state there before each ``stream.state`` push; the other nodes show that
+state and HLS link in their snapshots (read when a client subscribes, and kept from the
+pushes they deliver), and send WHEP to the holder (:class:`Elsewhere`). On one node
+nothing is shared and none of this changes anything.
+
 The streams know nothing of the WebSocket gateway: they push through a small
 :class:`Outlet` (the node's publishing side), and the app hooks their snapshot part
 and their revocation handling where they belong.
@@ -26,11 +34,13 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
+import orjson
 import structlog
+from redis.exceptions import RedisError
 
 from hybridcon.core import payloads
 from hybridcon.core.programme import Stage, StageKind
@@ -49,10 +59,28 @@ from hybridcon.media.recorder import Recorder
 from hybridcon.periodic import Periodic
 from hybridcon.services import Services
 from hybridcon.streams.metrics import StageMetrics
+from hybridcon.streams.records import LocalRecords, StageRecord, StageRecords
 
 log = structlog.get_logger(__name__)
 
 LOSS_ALERT = 0.02  # more than 2 % of packets lost since the last health push
+
+# How long a node waits for the shared record (Redis) before going on without it.
+RECORD_TIMEOUT = 2.0
+
+_STATE_PUSH = b'{"type":"stream.state"'
+
+
+class Elsewhere(Exception):
+    """Another node holds the stage's publisher (and its hub).
+
+    Attributes:
+        url: that node's own base URL, or "" when it has none of its own.
+    """
+
+    def __init__(self, stage_id: str, url: str) -> None:
+        super().__init__(f"stage {stage_id} is published on another node")
+        self.url = url
 
 
 class Outlet(Protocol):
@@ -64,6 +92,9 @@ class Outlet(Protocol):
     def broadcast(self, topic: str, kind: str, fields: Mapping[str, Any]) -> None:
         """An unsequenced state push to ``topic``."""
 
+    def broadcast_here(self, topic: str, kind: str, fields: Mapping[str, Any]) -> None:
+        """An unsequenced state push to this node's subscribers only."""
+
     def engage(
         self, payload: payloads.Payload, topic: str | None, claims: Claims | None = None
     ) -> None:
@@ -71,6 +102,9 @@ class Outlet(Protocol):
 
     def background(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run ``coro`` as a task kept until it ends."""
+
+    def on_delivered(self, tap: Callable[[str, bytes], None]) -> None:
+        """See every message this node delivers, as it delivers it."""
 
 
 @dataclass
@@ -97,6 +131,24 @@ class StageStream:
     # Whether this publisher session's live playlist has its first segment: until then
     # hls_url is withheld (a player loading it would get 404 and might give up).
     hls_ready: bool = False
+    # Several nodes: the stage's record as this node last read it or saw it pushed (None:
+    # none; the node's own state stands), shown while this node holds no publisher.
+    shared: StageRecord | None = None
+    # stream.state pushes of another node this node delivered (a read of the record that
+    # one overtook is dropped: the push is newer).
+    pushes_seen: int = 0
+    # Whether this node held the stage's claim when it last had a publisher (it may
+    # take the stage again while Redis is away).
+    claimed: bool = False
+    # Record writes and the pushes after them, in the order of the changes.
+    announcing: asyncio.Lock = field(default_factory=asyncio.Lock)
+    claim_lost: bool = False  # logged once while another node holds the claim
+    release_pending: bool = False  # letting go failed (Redis away): tried again each second
+
+    @property
+    def holds(self) -> bool:
+        """This node has the stage's publisher, or is answering an offer for it."""
+        return self.publisher is not None or self.reserved is not None
 
     @property
     def audio_only(self) -> bool:
@@ -113,10 +165,17 @@ class Streams:
         "stream.alert": "mod:stage:<id>: the probe saw a problem start or end",
     }
 
-    def __init__(self, services: Services, outlet: Outlet, hls_secret: bytes) -> None:
+    def __init__(
+        self,
+        services: Services,
+        outlet: Outlet,
+        hls_secret: bytes,
+        records: StageRecords | None = None,
+    ) -> None:
         self.services = services
         self.outlet = outlet
         self.hls_secret = hls_secret
+        self.records: StageRecords = records if records is not None else LocalRecords()
         self.stages: dict[str, StageStream] = {
             stage.id: StageStream(
                 stage=stage,
@@ -129,6 +188,10 @@ class Streams:
         # WHEP offers being answered, held against the node's viewer cap.
         self._viewers_reserved = 0
         self._periodic = Periodic()
+        # Record writes (and the pushes after them) under way: stop() waits for them.
+        self._sharing: set[asyncio.Task[Any]] = set()
+        if self.records.shared:
+            outlet.on_delivered(self._delivered)
 
     def get(self, stage_id: str) -> StageStream:
         """A streamed stage.
@@ -155,16 +218,25 @@ class Streams:
 
     # --- what clients are told ------------------------------------------------------------
 
+    @staticmethod
+    def shown(stream: StageStream) -> tuple[StreamState, bool]:
+        """The stage's state and whether its HLS plays, as this node shows them: its own
+        while it holds the publisher (or when nothing is shared), else the record's."""
+        if stream.holds or stream.shared is None:
+            return stream.state, stream.hls_ready
+        return stream.shared.shown_state, stream.shared.hls
+
     def urls(self, stream: StageStream) -> dict[str, Any]:
         """``stream {state, hls_url, whep_url}`` for a stage topic's snapshot and pushes."""
         settings = self.services.settings
         base = settings.base_url()
-        live = stream.state is StreamState.LIVE
+        state, hls_ready = self.shown(stream)
+        live = state is StreamState.LIVE
         expires = self.services.clock() + settings.hls_url_ttl
         return {
-            "state": stream.state.value,
+            "state": state.value,
             "hls_url": hls_url(base, self.hls_secret, stream.stage.id, expires)
-            if live and stream.hls_ready
+            if live and hls_ready
             else None,
             "whep_url": f"{base}/whep/{stream.stage.id}"
             if live and not stream.audio_only
@@ -184,6 +256,52 @@ class Streams:
         if moderated:
             data["health"] = self.health(stream, update=False)
         return {"stream": data}
+
+    async def load(self, topic: str) -> None:
+        """Before a stage topic's snapshot on several nodes: read the stage's record, unless
+        this node holds its publisher (its own state is the truth then).
+
+        The subscriber's node follows the topic before this read, and the holder writes
+        the record before each push: a change is in the record read, or its push reaches
+        this node afterwards (and the subscriber with it), or it reached this node during
+        the read (and that push, newer, stands). Redis away: the last record stands.
+        """
+        kind, _, ident = topic.removeprefix("mod:").partition(":")
+        stream = self.stages.get(ident) if kind == "stage" else None
+        if stream is None or not self.records.shared or stream.holds:
+            return
+        seen = stream.pushes_seen
+        try:
+            record = await asyncio.wait_for(self.records.read(ident), RECORD_TIMEOUT)
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("stage_record_not_read", stage=ident, error=str(exc))
+            return
+        if stream.pushes_seen == seen and not stream.holds and record is not None:
+            # This node's own record (it let go, or is letting go): its own state stands.
+            stream.shared = None if record.mine else record
+
+    def _delivered(self, topic: str, payload: bytes) -> None:
+        """A ``stream.state`` push this node delivers (several nodes): keep it as the
+        stage's shared state, for snapshots while another node holds the stage."""
+        if not payload.startswith(_STATE_PUSH) or not topic.startswith("stage:"):
+            return
+        stream = self.stages.get(topic.removeprefix("stage:"))
+        if stream is None or stream.holds:
+            return
+        try:
+            data = orjson.loads(payload)
+            state = StreamState(data["state"])
+        except (ValueError, KeyError):
+            return
+        before = stream.shared
+        stream.shared = StageRecord(
+            state=state,
+            hls=data.get("hls_url") is not None,
+            holder=before.holder if before is not None else "",
+            url=before.url if before is not None else "",
+            holder_alive=True,
+        )
+        stream.pushes_seen += 1
 
     def _event(self, stream: StageStream, event: StreamEvent) -> None:
         now = self.services.clock()
@@ -205,10 +323,99 @@ class Streams:
         log.info("stream_state", stage=stream.stage.id, state=stream.state.value)
 
     def _push_state(self, stream: StageStream) -> None:
-        topic = f"stage:{stream.stage.id}"
         urls = self.urls(stream)  # signed once for both topics
+        if not self.records.shared:
+            self._publish_state(stream, urls)
+            return
+        # Several nodes: the record first, then the push (see :meth:`load`).
+        self._share(self._announce(stream, urls, self._record(stream)))
+
+    def _share(self, work: Coroutine[Any, Any, None]) -> None:
+        task = self.outlet.background(work)
+        self._sharing.add(task)
+        task.add_done_callback(self._sharing.discard)
+
+    def _publish_state(self, stream: StageStream, urls: Mapping[str, Any]) -> None:
+        topic = f"stage:{stream.stage.id}"
         self.outlet.publish(topic, "stream.state", urls)
         self.outlet.publish(f"mod:{topic}", "stream.state", urls)
+
+    def _record(self, stream: StageStream) -> dict[str, str]:
+        return {
+            "url": self.own_url(),
+            "state": stream.state.value,
+            "hls": "1" if stream.hls_ready else "0",
+        }
+
+    def own_url(self) -> str:
+        """This node's own reachable URL, "" when it has none but the shared public one
+        (``node_url`` unset, or the same as ``public_url``)."""
+        settings = self.services.settings
+        own = (settings.node_url or "").rstrip("/")
+        return own if own and own != settings.base_url() else ""
+
+    async def _announce(
+        self, stream: StageStream, urls: Mapping[str, Any], record: Mapping[str, str]
+    ) -> None:
+        async with stream.announcing:
+            await self._write_record(stream, record, hold=stream.holds)
+            self._publish_state(stream, urls)
+
+    async def _write_record(
+        self, stream: StageStream, record: Mapping[str, str], *, hold: bool
+    ) -> None:
+        """Write this node's record of a stage it holds (or just let go); Redis away or
+        slow: logged, and the stage goes on."""
+        stage = stream.stage.id
+        try:
+            other = await asyncio.wait_for(
+                self.records.write(stage, record, hold=hold), RECORD_TIMEOUT
+            )
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("stage_record_not_written", stage=stage, error=str(exc))
+            stream.release_pending = not hold
+            return
+        stream.release_pending = False
+        if other and hold and not stream.claim_lost:
+            # Another node took the stage while this one could not renew (Redis away or
+            # emptied): both publish now; the organisers pick one (docs/operations.md).
+            log.warning("stage_claim_lost", stage=stage, holder=other[:8])
+        stream.claim_lost = bool(other) and hold
+        if other:
+            stream.claimed = False  # another node holds it now
+
+    async def renew(self) -> None:
+        """Every second on several nodes: write the records of the stages this node holds
+        again (a Redis that restarted empty has them back within a second), let go again
+        where that failed, and look whether the holders of the stages shown live here
+        are still alive (see :meth:`_check_holder`)."""
+        for stream in self.stages.values():
+            if stream.holds or stream.release_pending:
+                async with stream.announcing:
+                    await self._write_record(stream, self._record(stream), hold=stream.holds)
+            elif stream.shared is not None and stream.shared.shown_state is StreamState.LIVE:
+                await self._check_holder(stream)
+
+    async def _check_holder(self, stream: StageStream) -> None:
+        """A stage shown live here whose holder died (or let go without its push getting
+        here): show the record's state, and push it to this node's own subscribers (each
+        node to its own, unsequenced, as no holder is left to push it)."""
+        seen = stream.pushes_seen
+        try:
+            record = await asyncio.wait_for(self.records.read(stream.stage.id), RECORD_TIMEOUT)
+        except (RedisError, OSError, TimeoutError):
+            return  # Redis away: the last state stands (logged by the bus)
+        if record is None or stream.holds or stream.pushes_seen != seen:
+            return
+        before = self.shown(stream)
+        stream.shared = None if record.mine else record
+        if self.shown(stream) == before:
+            return
+        log.info("stream_holder_gone", stage=stream.stage.id, state=record.shown_state.value)
+        urls = self.urls(stream)
+        topic = f"stage:{stream.stage.id}"
+        self.outlet.broadcast_here(topic, "stream.state", urls)
+        self.outlet.broadcast_here(f"mod:{topic}", "stream.state", urls)
 
     def _segment_written(self, stream: StageStream) -> None:
         stream.metrics.segments.inc()
@@ -236,8 +443,10 @@ class Streams:
         Raises:
             NotFound: not a streamed stage.
             Conflict: the stage has a publisher (and this is no take-over), or another
-                offer for it is being answered (also for a take-over).
-            Unavailable: the node takes no more publishers.
+                offer for it is being answered (also for a take-over), or another node
+                holds its publisher.
+            Unavailable: the node takes no more publishers, or (several nodes) it cannot
+                check now which node holds the stage.
         """
         stream = self.get(stage_id)
         if stream.reserved is not None or (stream.publisher is not None and not takeover):
@@ -258,6 +467,7 @@ class Streams:
                 self.outlet.background(self._drop_publisher(stream, StreamEvent.DROPPED))
 
         try:
+            await self._claim(stream)
             if stream.publisher is not None:
                 await self._drop_publisher(stream, StreamEvent.DROPPED)
             publisher = await accept_publisher(
@@ -268,6 +478,10 @@ class Streams:
                 video_codecs=() if stream.audio_only else ("H264", "VP8"),
                 on_closed=closed,
             )
+        except BaseException:
+            stream.reserved = None
+            self._let_go(stream)  # a claim taken for this offer (several nodes)
+            raise
         finally:
             stream.reserved = None
         stream.publisher = publisher
@@ -281,14 +495,83 @@ class Streams:
         log.info("stream_publisher_accepted", stage=stage_id, session=session[:8])
         return session, publisher.answer_sdp, stream.publisher_etag
 
+    async def _claim(self, stream: StageStream) -> None:
+        """Take the stage across nodes (nothing to take on one node).
+
+        Raises:
+            Conflict: another live node holds the stage's publisher.
+            Unavailable: Redis cannot be asked now, and this node did not hold the stage.
+        """
+        if not self.records.shared or stream.publisher is not None:
+            return
+        stage = stream.stage.id
+        try:
+            claim = await asyncio.wait_for(
+                self.records.claim(stage, self.own_url()), RECORD_TIMEOUT
+            )
+        except (RedisError, OSError, TimeoutError) as exc:
+            if stream.claimed:  # its own stage again (a publisher back after a drop)
+                log.warning("stage_claim_not_checked", stage=stage, error=str(exc))
+                return
+            stream.metrics.refused("whip", "unchecked")
+            raise Unavailable(
+                f"cannot check now which node holds stage {stage}; try again", retry_after=5
+            ) from None
+        record = claim.record
+        if not claim.taken:
+            stream.shared = record
+            stream.claimed = False
+            stream.metrics.refused("whip", "elsewhere")
+            live = record is not None and record.state is StreamState.LIVE
+            where = "is live" if live else "has a publisher"
+            raise Conflict(f"stage {stage} {where} on another node")
+        stream.claimed = True
+        stream.shared = None
+        if record is not None and not record.mine and record.shown_state is not stream.state:
+            # Go on from the stage's state as the nodes showed it (the last holder's).
+            stream.state = record.shown_state
+            stream.metrics.state(stream.state)
+
     async def end(self, stage_id: str) -> None:
         """End a stage's stream whatever its publisher does (an organiser's decision): an
         interrupted stage whose publisher will not come back, or one to take off the air."""
         stream = self.get(stage_id)
         if stream.publisher is not None:
             await self._drop_publisher(stream, StreamEvent.STOPPED)
-        else:
-            self._event(stream, StreamEvent.STOPPED)
+            return
+        if self.records.shared and not stream.holds:
+            # Several nodes: the stage's publisher may be on another node (end it there),
+            # or its last holder let go or died (this node takes the stage to end it).
+            record = await self._read(stream)
+            if record is not None and record.held_elsewhere:
+                raise Elsewhere(stage_id, record.url)
+            await self._claim(stream)
+        self._event(stream, StreamEvent.STOPPED)
+        self._let_go(stream)
+
+    async def _read(self, stream: StageStream) -> StageRecord | None:
+        """The stage's record (several nodes), kept as the shared state; None: none, or
+        Redis away (logged)."""
+        stage = stream.stage.id
+        try:
+            record = await asyncio.wait_for(self.records.read(stage), RECORD_TIMEOUT)
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("stage_record_not_read", stage=stage, error=str(exc))
+            return None
+        if record is not None and not stream.holds and not record.mine:
+            stream.shared = record
+        return record
+
+    def _let_go(self, stream: StageStream) -> None:
+        """Let go of the stage's claim once this node holds no publisher for it (several
+        nodes), after the record writes and pushes queued before."""
+        if self.records.shared and not stream.holds:
+            self._share(self._release(stream))
+
+    async def _release(self, stream: StageStream) -> None:
+        async with stream.announcing:
+            if not stream.holds:
+                await self._write_record(stream, self._record(stream), hold=False)
 
     def revoked(self, jti: str) -> None:
         """A revoked broadcaster token takes its publisher off the air (interrupted)."""
@@ -319,6 +602,7 @@ class Streams:
             # The outputs end by themselves when the hub says the ingest ended.
             await asyncio.wait(outputs, timeout=10)
         self._event(stream, event)
+        self._let_go(stream)
 
     def _start_outputs(self, stream: StageStream, session: str) -> None:
         settings = self.services.settings
@@ -425,8 +709,15 @@ class Streams:
             NotFound: not a streamed stage.
             Conflict: the stage is not live.
             Unavailable: the node's WHEP viewers are at the cap (watch over HLS instead).
+            Elsewhere: another node holds the stage's publisher (several nodes).
         """
         stream = self.get(stage_id)
+        if self.records.shared and not stream.holds:
+            record = await self._read(stream)
+            if record is not None and record.held_elsewhere and not stream.audio_only:
+                # Its hub is on the node that holds the publisher.
+                stream.metrics.refused("whep", "elsewhere")
+                raise Elsewhere(stage_id, record.url)
         if stream.state is not StreamState.LIVE:
             stream.metrics.refused("whep", "not_live")
             raise Conflict(f"stage {stage_id} is not live")
@@ -486,7 +777,7 @@ class Streams:
         stats = stream.hub.stats
         data: dict[str, Any] = {
             "stage": stream.stage.id,
-            "state": stream.state.value,
+            "state": self.shown(stream)[0].value,
             **stats.public(),
         }
         problems: list[str] = []
@@ -571,8 +862,11 @@ class Streams:
             )
 
     async def start(self) -> None:
-        """Start the periodic health pushes, the stall watch and the metrics samples."""
+        """Start the periodic health pushes, the stall watch and the metrics samples (and,
+        on several nodes, the renewal of the records of the stages this node holds)."""
         self._periodic.every(1.0, self._each_second, "stream-watch")
+        if self.records.shared:
+            self._periodic.every(1.0, self.renew, "stage-records")
         self._periodic.every(
             self.services.settings.stream_health_seconds, self.push_health, "stream-health"
         )
@@ -591,3 +885,6 @@ class Streams:
             stream.viewers.clear()
             if stream.publisher is not None:
                 await self._drop_publisher(stream, StreamEvent.DROPPED)
+        if self._sharing:
+            # The last records and pushes, while the bus still runs (it stops after).
+            await asyncio.wait(set(self._sharing), timeout=2 * RECORD_TIMEOUT + 1)
