@@ -53,6 +53,8 @@ return seq
 
 RECONNECT_FIRST = 0.1
 RECONNECT_MAX = 5.0
+# How long stop() waits for the send and listen loops before it closes the connection.
+STOP_WAIT = 5.0
 
 
 def _keys(topic: str) -> tuple[str, str, str]:
@@ -104,6 +106,9 @@ class RedisBus:
         self._sharded = False
         self._script: Any = None
         self._tasks: list[asyncio.Task[None]] = []
+        # Set by stop(): the loops end by themselves too, because redis-py can swallow a
+        # cancellation that lands inside a command (seen as a shutdown that hung).
+        self._stopping = False
         self._connected = asyncio.Event()
         self._reconnected: list[Reconnected] = []
         self.reconnects = 0
@@ -161,9 +166,13 @@ class RedisBus:
         if not self._idle.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), 2.0)
+        self._stopping = True
+        self._wake.set()
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        _done, stuck = await asyncio.wait(self._tasks, timeout=STOP_WAIT)
+        if stuck:  # left to the loop's end; the connection is closed under them below
+            log.warning("redis_bus_task_stuck", tasks=sorted(t.get_name() for t in stuck))
         self._tasks = []
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
@@ -200,7 +209,7 @@ class RedisBus:
         self._wake.set()
 
     async def _send_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
@@ -352,7 +361,7 @@ class RedisBus:
         assert self._redis is not None
         wait = RECONNECT_FIRST
         first = True
-        while True:
+        while not self._stopping:
             try:
                 self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
                 if not first:
@@ -369,7 +378,7 @@ class RedisBus:
                     for callback in self._reconnected:
                         callback()
                 first, wait = False, RECONNECT_FIRST
-                while True:
+                while not self._stopping:
                     if self._sharded:
                         msg = await self._pubsub.get_sharded_message(timeout=1.0)
                     else:
