@@ -79,7 +79,13 @@ def _libs(names: list[str]) -> str:
 
 
 def write_config(
-    directory: Path, *, address: str, interface: str, admin_secret: str, room_key: str
+    directory: Path,
+    *,
+    address: str,
+    interface: str,
+    admin_secret: str,
+    room_key: str,
+    rtp_range: str = RTP_RANGE,
 ) -> None:
     """Write the three configuration files Janus reads from ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -96,7 +102,7 @@ def write_config(
   session_timeout = {SESSION_TIMEOUT}
 }}
 media: {{
-  rtp_port_range = "{RTP_RANGE}"
+  rtp_port_range = "{rtp_range}"
 }}
 nat: {{
   ice_enforce_list = "{interface}"
@@ -148,12 +154,15 @@ class JanusProcess:
         directory: its configuration folder and log.
         admin_secret: the admin API's secret.
         room_key: the VideoRoom plugin's ``admin_key`` (needed to create rooms).
+        rtp_range: Janus's RTP ports, one per peer connection (bundled): the rooms
+            benchmark needs more than the tests' 100.
     """
 
     ns: Namespace
     directory: Path
     admin_secret: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     room_key: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    rtp_range: str = RTP_RANGE
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -184,6 +193,7 @@ class JanusProcess:
             interface=interface,
             admin_secret=self.admin_secret,
             room_key=self.room_key,
+            rtp_range=self.rtp_range,
         )
         with self.log.open("ab") as out:
             # `ip netns exec` execs janus in place: the pid is Janus's own.
@@ -238,13 +248,13 @@ class JanusProcess:
 
 
 @contextlib.contextmanager
-def running_janus() -> Iterator[JanusProcess]:
+def running_janus(rtp_range: str = RTP_RANGE) -> Iterator[JanusProcess]:
     """A Janus in a namespace of its own, started; SIGTERM and the namespace deleted after.
     (The caller skips first when :func:`skip_reason` says why it cannot run.)"""
     directory = Path(tempfile.mkdtemp(prefix="hybridcon-janus-"))
     try:
         with namespace() as ns:
-            server = JanusProcess(ns, directory)
+            server = JanusProcess(ns, directory, rtp_range=rtp_range)
             server.start()
             try:
                 yield server
