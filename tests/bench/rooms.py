@@ -226,7 +226,6 @@ async def run_provider(provider: str, config: Config, work: Path, clip: Any) -> 
     """One provider's run; its figures."""
     from hybridcon.core.tokens import Role
 
-    work.mkdir(parents=True, exist_ok=True)
     stack = contextlib.ExitStack()
     janus_pid: int | None = None
     if provider == "janus":
