@@ -383,3 +383,83 @@ async def test_a_workshop_from_lobby_to_end(workshop, tmp_path: Path) -> None:
     finally:
         for person in people.values():
             await person.close()
+
+
+async def test_janus_down_during_a_workshop(
+    make_settings: Any, tmp_path: Path, test_namespace: Any
+) -> None:
+    """Janus killed while a workshop runs: the routes and the host's requests say the video
+    server is not reachable, the session's state says media is down; when Janus is back the
+    room is made again and people publish and watch again."""
+    if (reason := skip_reason()) is not None:
+        pytest.skip(f"no Janus for this test: {reason}")
+    server = JanusProcess(test_namespace, tmp_path / "janus")
+    server.start()
+    app = create_app(make_settings(**app_settings(server, tmp_path / "janus-keys")))
+    people: list[Person] = []
+    try:
+        async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+            backend = Backend(
+                "janus",
+                [test_namespace.host_address],
+                lambda room: room_exists(server, room),
+                _unused_count,
+            )
+            room = Room(client, backend, make_media(tmp_path, seconds=12))
+            for sub, role in (("u:host", Role.MODERATOR), ("u:ann", Role.VIEWER)):
+                token = issue(client, role, (f"session:{SESSION}",), sub=sub)
+                people.append(Person(sub, token, await WsClient.connect(client, token)))
+            host, ann = people
+            await host.ws.ok("session.join", session=SESSION)
+            await host.ws.ok("session.open", session=SESSION, auto_admit=True)
+            await ann.ws.ok("session.join", session=SESSION)
+            await ann.ws.ok("subscribe", topic=f"session:{SESSION}")
+            await host.ws.ok("session.floor", session=SESSION, user_id="u:ann", grant=True)
+            status, _camera, message = await room.publish(ann)
+            assert status == 201, message
+
+            server.kill()
+            await eventually(lambda: not app[ROOM_MEDIA].provider.ready, what="Janus seen gone")
+            # Her peer connection died with Janus (aiortc's own ICE takes ~30 s to notice;
+            # a browser's, a few seconds): hybridcon lists no feed.
+            assert (await room.feeds(host))["feeds"] == []
+            status, _pc, message = await room.publish(ann)
+            assert status == 503 and message == "the video server (Janus) is not reachable"
+            reply = await host.ws.request(
+                "session.mute", session=SESSION, user_id="u:ann", kind="audio"
+            )
+            assert reply["type"] == "error" and reply["code"] == "unavailable", reply
+            assert "the media server did not take it" in reply["message"]
+            assert "Janus" in reply["message"]
+            state = await _state_with(ann.ws, media="down")
+            assert state["media"] == "down"
+
+            server.start()
+            await eventually(lambda: app[ROOM_MEDIA].provider.ready, timeout=15, what="Janus back")
+            assert await room_exists(server, SESSION), "the room was made again"
+            assert (await _state_with(ann.ws, media="up"))["media"] == "up"
+            status, _pc, message = await room.publish(ann)
+            assert status == 201, message
+
+            async def listed() -> bool:
+                return len((await room.feeds(host))["feeds"]) == 1
+
+            await eventually(listed, timeout=10, what="Ann's feed listed again")
+            _pc, watch = await room.watch(host, ann)
+            await eventually(lambda: watch.frames >= 10, timeout=15, what="Ann seen again")
+    finally:
+        for person in people:
+            await person.close()
+        server.stop()
+
+
+async def _unused_count(_room: str) -> int:
+    raise AssertionError("not used in this test")
+
+
+async def _state_with(ws: WsClient, **expected: Any) -> dict[str, Any]:
+    """The next ``session.state`` push with ``expected``'s values."""
+    while True:
+        state = await ws.push("session.state", timeout=10)
+        if all(state.get(k) == v for k, v in expected.items()):
+            return state
