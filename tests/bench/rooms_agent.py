@@ -209,7 +209,7 @@ class Agent:
             f"{cmd['base']}/api/v1/sessions/{cmd['session']}/feeds/{camera}", person.token, None
         )
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        seen = person.seen.setdefault(camera, Seen())
+        seen = Seen()
 
         async def read(track: MediaStreamTrack) -> None:
             with contextlib.suppress(MediaStreamError):
@@ -230,6 +230,7 @@ class Agent:
                             seen.samples.append(stamp_age_ms(value))
 
         if decode:
+            person.seen[camera] = seen
 
             @pc.on("track")
             def on_track(track: MediaStreamTrack) -> None:
