@@ -24,11 +24,17 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from netns import Namespace
+from hybridcon.rooms.janus import room_number
+from hybridcon.rooms.janus_api import JanusAdmin, JanusConnection, JanusSession
+from netns import Namespace, namespace
+from netns import unavailable as netns_unavailable
 
 LIBDIR = Path("/usr/lib/x86_64-linux-gnu/janus")
 API_PORT = 8188
@@ -63,12 +69,23 @@ def unavailable() -> str | None:
     return None
 
 
+def skip_reason() -> str | None:
+    """Why these tests cannot run a Janus here (no package, or no namespaces), or None."""
+    return unavailable() or netns_unavailable()
+
+
 def _libs(names: list[str]) -> str:
     return ",".join(f"libjanus_{name}.so" for name in names)
 
 
 def write_config(
-    directory: Path, *, address: str, interface: str, admin_secret: str, room_key: str
+    directory: Path,
+    *,
+    address: str,
+    interface: str,
+    admin_secret: str,
+    room_key: str,
+    rtp_range: str = RTP_RANGE,
 ) -> None:
     """Write the three configuration files Janus reads from ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -85,7 +102,7 @@ def write_config(
   session_timeout = {SESSION_TIMEOUT}
 }}
 media: {{
-  rtp_port_range = "{RTP_RANGE}"
+  rtp_port_range = "{rtp_range}"
 }}
 nat: {{
   ice_enforce_list = "{interface}"
@@ -137,12 +154,15 @@ class JanusProcess:
         directory: its configuration folder and log.
         admin_secret: the admin API's secret.
         room_key: the VideoRoom plugin's ``admin_key`` (needed to create rooms).
+        rtp_range: Janus's RTP ports, one per peer connection (bundled): the rooms
+            benchmark needs more than the tests' 100.
     """
 
     ns: Namespace
     directory: Path
     admin_secret: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     room_key: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    rtp_range: str = RTP_RANGE
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -173,6 +193,7 @@ class JanusProcess:
             interface=interface,
             admin_secret=self.admin_secret,
             room_key=self.room_key,
+            rtp_range=self.rtp_range,
         )
         with self.log.open("ab") as out:
             # `ip netns exec` execs janus in place: the pid is Janus's own.
@@ -224,3 +245,77 @@ class JanusProcess:
     def _inside_interface(self) -> str:
         # netns.namespace() names the pair's ends "<tag>h" (host) and "<tag>n" (inside).
         return self.ns.host_interface[:-1] + "n"
+
+
+@contextlib.contextmanager
+def running_janus(rtp_range: str = RTP_RANGE) -> Iterator[JanusProcess]:
+    """A Janus in a namespace of its own, started; SIGTERM and the namespace deleted after.
+    (The caller skips first when :func:`skip_reason` says why it cannot run.)"""
+    directory = Path(tempfile.mkdtemp(prefix="hybridcon-janus-"))
+    try:
+        with namespace() as ns:
+            server = JanusProcess(ns, directory, rtp_range=rtp_range)
+            server.start()
+            try:
+                yield server
+            finally:
+                server.stop()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def app_settings(server: JanusProcess, keys: Path) -> dict[str, Any]:
+    """The settings that point hybridcon's ``janus`` provider at ``server``: its URLs, and
+    its admin secret and VideoRoom key in files under ``keys`` (as an operator gives them)."""
+    keys.mkdir(parents=True, exist_ok=True)
+    admin_secret, room_key = keys / "janus-admin.secret", keys / "janus-room.key"
+    admin_secret.write_text(server.admin_secret + "\n")
+    room_key.write_text(server.room_key + "\n")
+    return {
+        "rooms_provider": "janus",
+        "janus_url": server.url,
+        "janus_admin_url": server.admin_url,
+        "janus_admin_secret_file": admin_secret,
+        "janus_room_key_file": room_key,
+        "janus_timeout": 5.0,
+    }
+
+
+# --- looking at Janus directly, outside the provider -------------------------------------------
+
+
+class janus_session:
+    """A Janus session of the test's own (its own stored token), outside the provider."""
+
+    def __init__(self, server: JanusProcess) -> None:
+        self.server = server
+        self.token = secrets.token_urlsafe(12)
+        self.connection = JanusConnection(server.url)
+
+    async def __aenter__(self) -> JanusSession:
+        await JanusAdmin(self.server.admin_url, self.server.admin_secret).add_token(self.token)
+        await self.connection.connect()
+        self.session = JanusSession(self.connection, token=self.token)
+        await self.session.create()
+        return self.session
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.session.destroy()
+        await self.connection.close()
+        await JanusAdmin(self.server.admin_url, self.server.admin_secret).remove_token(self.token)
+
+
+async def room_exists(server: JanusProcess, room: str) -> bool:
+    """Whether Janus has hybridcon's room ``room``."""
+    async with janus_session(server) as session:
+        handle = await session.attach()
+        reply = await handle.message({"request": "exists", "room": room_number(room)})
+        return bool(reply.data["exists"])
+
+
+async def participants(server: JanusProcess, room: str) -> list[str]:
+    """Who Janus has in the room (display names)."""
+    async with janus_session(server) as session:
+        handle = await session.attach()
+        reply = await handle.message({"request": "listparticipants", "room": room_number(room)})
+        return sorted(str(p.get("display")) for p in reply.data["participants"])

@@ -36,24 +36,26 @@ from hybridcon.errors import ConfigError, Forbidden, Invalid, NotFound, Unavaila
 from hybridcon.media.peers import gathering_on
 from hybridcon.rooms.janus import JanusRooms, room_number
 from hybridcon.rooms.janus_api import (
-    JanusAdmin,
     JanusConnection,
     JanusForbidden,
     JanusSession,
 )
 from hybridcon.settings import Settings
 from ice_guard import IceGuard
-from janus import JanusProcess, unavailable
+from janus import (
+    JanusProcess,
+    janus_session,
+    participants,
+    room_exists,
+    running_janus,
+    skip_reason,
+    unavailable,
+)
 from media_fixtures import GeneratedMedia, Watch, _read, h264_capabilities, make_media
-from netns import Namespace, namespace
-from netns import unavailable as netns_unavailable
+from netns import Namespace
 from support import eventually
 
 pytestmark = pytest.mark.slow
-
-
-def _skip_reason() -> str | None:
-    return unavailable() or netns_unavailable()
 
 
 # --- fixtures ------------------------------------------------------------------------------
@@ -70,18 +72,11 @@ def media() -> Iterator[GeneratedMedia]:
 @pytest.fixture(scope="module")
 def shared_janus() -> Iterator[JanusProcess]:
     """One Janus in a namespace of the module's own; SIGTERM after."""
-    reason = _skip_reason()
+    reason = skip_reason()
     if reason is not None:
         pytest.skip(f"no Janus for these tests: {reason}")
-    directory = Path(tempfile.mkdtemp(prefix="hybridcon-janus-"))
-    with namespace() as ns:
-        server = JanusProcess(ns, directory)
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
-    shutil.rmtree(directory, ignore_errors=True)
+    with running_janus() as server:
+        yield server
 
 
 @pytest.fixture
@@ -566,42 +561,3 @@ def test_from_settings(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="is not a ws:// or wss:// URL"):
         Settings(_env_file=None, janus_url="http://janus:8088")  # type: ignore[call-arg]
-
-
-# --- helpers that look at Janus directly ---------------------------------------------------------
-
-
-class janus_session:
-    """A Janus session of the test's own (its own stored token), outside the provider."""
-
-    def __init__(self, server: JanusProcess) -> None:
-        self.server = server
-        self.token = secrets.token_urlsafe(12)
-        self.connection = JanusConnection(server.url)
-
-    async def __aenter__(self) -> JanusSession:
-        await JanusAdmin(self.server.admin_url, self.server.admin_secret).add_token(self.token)
-        await self.connection.connect()
-        self.session = JanusSession(self.connection, token=self.token)
-        await self.session.create()
-        return self.session
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.session.destroy()
-        await self.connection.close()
-        await JanusAdmin(self.server.admin_url, self.server.admin_secret).remove_token(self.token)
-
-
-async def room_exists(server: JanusProcess, room: str) -> bool:
-    async with janus_session(server) as session:
-        handle = await session.attach()
-        reply = await handle.message({"request": "exists", "room": room_number(room)})
-        return bool(reply.data["exists"])
-
-
-async def participants(server: JanusProcess, room: str) -> list[str]:
-    """Who Janus has in the room (display names)."""
-    async with janus_session(server) as session:
-        handle = await session.attach()
-        reply = await handle.message({"request": "listparticipants", "room": room_number(room)})
-        return sorted(str(p.get("display")) for p in reply.data["participants"])
