@@ -214,8 +214,8 @@ WIRES = {
 }
 
 
-def _open_viewer(
-    host: str, port: int, src_ip: str, token: str, topic: str, wire: Wire
+def open_viewer(
+    host: str, port: int, src_ip: str, token: str, topic: str, wire: Wire = WIRES["hybridcon"]
 ) -> tuple[socket.socket, bytes]:
     """Connect, authenticate and subscribe (blocking); returns the socket and unread bytes."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -317,7 +317,7 @@ def viewer_process(
     viewers: dict[int, _Viewer] = {}
     for token in tokens:
         try:
-            sock, rest = _open_viewer(host, port, src_ip, token, topic, WIRES[wire])
+            sock, rest = open_viewer(host, port, src_ip, token, topic, WIRES[wire])
         except (OSError, SetupError, ValueError) as exc:
             stats.failed += 1
             if len(stats.failures) < 5:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.loadgen import SetupError, _open_viewer, next_frame
+from bench.loadgen import SetupError, next_frame, open_viewer
 
 MARK = b'"text":"'
 
@@ -29,7 +29,7 @@ def main() -> None:
     failed: list[str] = []
     for token in config["tokens"]:
         try:
-            sock, rest = _open_viewer(
+            sock, rest = open_viewer(
                 config["host"], config["port"], config["src_ip"], token, config["topic"]
             )
         except (OSError, SetupError) as exc:
