@@ -53,11 +53,16 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """A failed fault test shows the nodes' error lines (the tracebacks are there)."""
+    """A failed fault test shows each node's warnings and errors (the tracebacks are
+    there), or its last lines when it logged none: enough to tell why from CI's log."""
     report = yield
     if report.failed and "servers" in getattr(item, "funcargs", {}):
-        for server in item.funcargs["servers"]:
-            errors = [line for line in server.stderr().splitlines() if '"level": "error"' in line]
-            if errors:
-                report.sections.append(("node errors", "\n".join(errors[-5:])))
+        for i, server in enumerate(item.funcargs["servers"]):
+            lines = server.stderr().splitlines()
+            worth = [
+                line for line in lines if '"level": "error"' in line or '"level": "warning"' in line
+            ]
+            shown = worth[-12:] or lines[-8:]
+            if shown:
+                report.sections.append((f"node {i} log", "\n".join(shown)))
     return report
