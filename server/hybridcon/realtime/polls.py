@@ -145,6 +145,10 @@ class LivePoll:
     queue: list[_Vote] = field(default_factory=list)
     draining: asyncio.Task[None] | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Voters whose last vote failed while being stored: PostgreSQL may have committed it
+    # all the same (killed during the COMMIT). Their retry then finds it stored and is
+    # ``unchanged``, but its engagement event was never logged: the retry logs it.
+    in_doubt: set[str] = field(default_factory=set)
 
     def describe(self, *, results: bool) -> dict[str, Any]:
         """The poll for clients; with its (combined) results when asked."""
@@ -472,6 +476,8 @@ class Polls(Capability):
         for vote in batch:
             if not vote.done.done():
                 vote.done.set_exception(error)
+                if isinstance(error, Unavailable):
+                    live.in_doubt.add(vote.voter)
 
     async def _decided_elsewhere(
         self,
@@ -628,7 +634,9 @@ class Polls(Capability):
         origin = vote_origin(ctx.claims, ctx.topics, spec.topics, request.topic)
         answer = normalise_choice(spec, request.choice)
         outcome = await self.vote(live, ctx.claims.sub, answer, origin)
-        if outcome is not Outcome.UNCHANGED:
+        doubtful = ctx.claims.sub in live.in_doubt
+        live.in_doubt.discard(ctx.claims.sub)
+        if outcome is not Outcome.UNCHANGED or doubtful:
             topic = origin if not origin.startswith("hall:") else f"stage:{origin[5:]}"
             changed = outcome is Outcome.CHANGED
             ctx.engage(
