@@ -243,7 +243,8 @@ async def run_provider(provider: str, config: Config, work: Path, clip: Any) -> 
                 **env,
                 "HYBRIDCON_ROOMS_PROVIDER": provider,
                 "HYBRIDCON_ROOM_MAX_PEERS": "2000",
-                "HYBRIDCON_ROOM_MAX_PUBLISHERS": str(max(6, config.cameras)),
+                # The host holds the floor by role too: it counts against the cap.
+                "HYBRIDCON_ROOM_MAX_PUBLISHERS": str(config.cameras + 1),
                 "HYBRIDCON_ROOM_MAX_PARTICIPANTS": str(config.cameras + config.watchers + 2),
                 "HYBRIDCON_ICE_SERVERS": "[]",
             },
