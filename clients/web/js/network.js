@@ -9,9 +9,7 @@
 import { byId, h, replace } from "./dom.js";
 import { errorText } from "./engage.js";
 import { onLangChange, t } from "./i18n.js";
-import { Realtime } from "./realtime.js";
-import { claims, forget, redeem, redeemErrorKey, token } from "./session.js";
-import { connectionBadge, signInForm, startPage } from "./shell.js";
+import { connectOrSignIn, startPage } from "./shell.js";
 
 const REFRESH_MS = 5000;
 
@@ -23,26 +21,8 @@ async function main() {
     h("li", {}, h("a", { href: "/network", "aria-current": "page", text: t("nav.network") })));
   nav();
   onLangChange(nav);
-  if (!claims()) {
-    const signIn = signInForm({
-      code, onSignedIn: () => location.reload(), redeem: (c) => redeem(c, "invite"), errorKey: redeemErrorKey,
-    });
-    replace(main, signIn.root);
-    onLangChange(() => signIn.redraw());
-    return;
-  }
-  const rt = new Realtime(token);
-  connectionBadge(rt, byId("conn"), () => {
-    forget();
-    location.reload();
-  });
-  const signout = byId("signout");
-  signout.hidden = false;
-  signout.addEventListener("click", () => {
-    rt.close();
-    forget();
-    location.assign("/");
-  });
+  const rt = connectOrSignIn(main, code);
+  if (!rt) return;
   const lounge = new Lounge(rt, main);
   onLangChange(() => lounge.redraw());
   rt.connect();

@@ -3,7 +3,8 @@
 import { byId, h, replace } from "./dom.js";
 import { applyStatic, languageButton, loadMessages, onLangChange, t } from "./i18n.js";
 import { loadProgramme } from "./programme.js";
-import { takeFragment } from "./session.js";
+import { Realtime } from "./realtime.js";
+import { claims, forget, redeem, redeemErrorKey, takeFragment, token } from "./session.js";
 
 /**
  * What every page does first: take the token or code from the address's fragment (and
@@ -94,4 +95,36 @@ export function signInForm(options) {
   };
   redraw();
   return { root, redraw, input };
+}
+
+/**
+ * A page for signed-in people: without a token, the invite sign-in form in `main` and
+ * null; with one, its Realtime connection (not yet connected) with the connection badge
+ * and the sign-out button.
+ * @param {HTMLElement} main
+ * @param {string|null|undefined} code  an invite code from the fragment
+ * @returns {Realtime|null}
+ */
+export function connectOrSignIn(main, code) {
+  if (!claims()) {
+    const signIn = signInForm({
+      code, onSignedIn: () => location.reload(), redeem: (c) => redeem(c, "invite"), errorKey: redeemErrorKey,
+    });
+    replace(main, signIn.root);
+    onLangChange(() => signIn.redraw());
+    return null;
+  }
+  const rt = new Realtime(token);
+  connectionBadge(rt, byId("conn"), () => {
+    forget();
+    location.reload();
+  });
+  const signout = byId("signout");
+  signout.hidden = false;
+  signout.addEventListener("click", () => {
+    rt.close();
+    forget();
+    location.assign("/");
+  });
+  return rt;
 }

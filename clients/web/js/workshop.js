@@ -7,10 +7,9 @@
 import { byId, clock, h, replace } from "./dom.js";
 import { ChatView, PollsView, QaView, Reactions, errorText, label } from "./engage.js";
 import { lang, onLangChange, t } from "./i18n.js";
-import { HEARTBEAT_MS, Realtime } from "./realtime.js";
+import { HEARTBEAT_MS } from "./realtime.js";
 import { RoomMedia } from "./roommedia.js";
-import { claims, forget, redeem, redeemErrorKey, token } from "./session.js";
-import { connectionBadge, signInForm, startPage } from "./shell.js";
+import { connectOrSignIn, startPage } from "./shell.js";
 
 const LEVEL_MS = 1000;
 const SPEAKING = 0.02; // audioLevel above which a feed counts as speaking
@@ -27,26 +26,8 @@ async function main() {
     h("li", {}, h("a", { href: "/network", text: t("nav.network") })));
   nav();
   onLangChange(nav);
-  if (!claims()) {
-    const signIn = signInForm({
-      code, onSignedIn: () => location.reload(), redeem: (c) => redeem(c, "invite"), errorKey: redeemErrorKey,
-    });
-    replace(main, signIn.root);
-    onLangChange(() => signIn.redraw());
-    return;
-  }
-  const rt = new Realtime(token);
-  connectionBadge(rt, byId("conn"), () => {
-    forget();
-    location.reload();
-  });
-  const signout = byId("signout");
-  signout.hidden = false;
-  signout.addEventListener("click", () => {
-    rt.close();
-    forget();
-    location.assign("/");
-  });
+  const rt = connectOrSignIn(main, code);
+  if (!rt) return;
   const view = new Workshop(rt, session, main);
   onLangChange(() => view.redraw());
   rt.connect();
