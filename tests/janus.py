@@ -10,15 +10,17 @@ it reaches the API over the pair, and its aiortc peers gather on the host end
 (``ns.host_address``), so media crosses the pair and nothing else. The namespace's /30 is
 allowed in the ICE guard by the ``test_namespace`` fixture.
 
-Janus's configuration is written per run into a temporary folder (``janus -F``): only
-the VideoRoom plugin and the WebSocket transport, the admin API on, token
-authentication on, a small RTP port range (the namespace is the run's own, so no other
-Janus can hold those ports), a short session timeout.
+Janus's configuration is written per run into a temporary folder (``janus -F``) by the
+container image's own script, ``deploy/janus/janus-config.sh``: only the VideoRoom
+plugin and the WebSocket transport, the admin API on, token authentication on, a small
+RTP port range (the namespace is the run's own, so no other Janus can hold those
+ports), a short session timeout.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import shutil
 import signal
@@ -37,27 +39,11 @@ from netns import Namespace, namespace
 from netns import unavailable as netns_unavailable
 
 LIBDIR = Path("/usr/lib/x86_64-linux-gnu/janus")
+CONFIG_SCRIPT = Path(__file__).resolve().parents[1] / "deploy" / "janus" / "janus-config.sh"
 API_PORT = 8188
 ADMIN_PORT = 7188
 RTP_RANGE = "20000-20099"
 SESSION_TIMEOUT = 30
-
-# Everything Debian's package builds but the VideoRoom plugin and the WebSocket transport.
-_OTHER_PLUGINS = [
-    "audiobridge",
-    "duktape",
-    "echotest",
-    "lua",
-    "nosip",
-    "recordplay",
-    "sip",
-    "streaming",
-    "textroom",
-    "videocall",
-    "voicemail",
-]
-_OTHER_TRANSPORTS = ["http", "mqtt", "nanomsg", "pfunix", "rabbitmq"]
-_EVENT_HANDLERS = ["gelfevh", "mqttevh", "nanomsgevh", "rabbitmqevh", "sampleevh", "wsevh"]
 
 
 def unavailable() -> str | None:
@@ -74,10 +60,6 @@ def skip_reason() -> str | None:
     return unavailable() or netns_unavailable()
 
 
-def _libs(names: list[str]) -> str:
-    return ",".join(f"libjanus_{name}.so" for name in names)
-
-
 def write_config(
     directory: Path,
     *,
@@ -87,61 +69,29 @@ def write_config(
     room_key: str,
     rtp_range: str = RTP_RANGE,
 ) -> None:
-    """Write the three configuration files Janus reads from ``directory``."""
+    """Write the configuration files Janus reads from ``directory``, with the script the
+    container image runs (``deploy/janus/janus-config.sh``), so the tests run the
+    deployment's configuration: the VideoRoom plugin and the WebSocket transport only,
+    token authentication and the admin API on."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "janus.jcfg").write_text(
-        f"""general: {{
-  configs_folder = "{directory}"
-  plugins_folder = "{LIBDIR}/plugins"
-  transports_folder = "{LIBDIR}/transports"
-  events_folder = "{LIBDIR}/events"
-  loggers_folder = "{LIBDIR}/loggers"
-  debug_level = 4
-  admin_secret = "{admin_secret}"
-  token_auth = true
-  session_timeout = {SESSION_TIMEOUT}
-}}
-media: {{
-  rtp_port_range = "{rtp_range}"
-}}
-nat: {{
-  ice_enforce_list = "{interface}"
-}}
-plugins: {{
-  disable = "{_libs(_OTHER_PLUGINS)}"
-}}
-transports: {{
-  disable = "{_libs(_OTHER_TRANSPORTS)}"
-}}
-events: {{
-  disable = "{_libs(_EVENT_HANDLERS)}"
-}}
-loggers: {{
-  disable = "libjanus_jsonlog.so"
-}}
-"""
-    )
-    (directory / "janus.transport.websockets.jcfg").write_text(
-        f"""general: {{
-  json = "plain"
-  ws = true
-  ws_ip = "{address}"
-  ws_port = {API_PORT}
-  wss = false
-}}
-admin: {{
-  admin_ws = true
-  admin_ws_ip = "{address}"
-  admin_ws_port = {ADMIN_PORT}
-  admin_wss = false
-}}
-"""
-    )
-    (directory / "janus.plugin.videoroom.jcfg").write_text(
-        f"""general: {{
-  admin_key = "{room_key}"
-}}
-"""
+    room_key_file, admin_secret_file = directory / "room.key", directory / "admin.secret"
+    room_key_file.write_text(room_key + "\n")
+    admin_secret_file.write_text(admin_secret + "\n")
+    subprocess.run(
+        [str(CONFIG_SCRIPT), str(directory)],
+        env={
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "JANUS_WS_IP": address,
+            "JANUS_ROOM_KEY_FILE": str(room_key_file),
+            "JANUS_ADMIN_SECRET_FILE": str(admin_secret_file),
+            "JANUS_RTP_PORT_RANGE": rtp_range,
+            "JANUS_ICE_ENFORCE_LIST": interface,
+            "JANUS_SESSION_TIMEOUT": str(SESSION_TIMEOUT),
+            "JANUS_LIBDIR": str(LIBDIR),
+        },
+        check=True,
+        capture_output=True,
+        text=True,
     )
 
 

@@ -213,7 +213,7 @@ class Settings(BaseSettings):
         "ws_flush_load_factor, the most.",
     )
     ws_flush_load_factor: float = Field(
-        default=0.0,
+        default=1.5,
         ge=0,
         description="> 0: the tick period is this many times the last tick's length (at most "
         "ws_flush_period), so a lightly loaded node writes almost at once; 0: fixed pacing.",

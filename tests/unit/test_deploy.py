@@ -31,6 +31,8 @@ DOCKERFILE = REPO / "Dockerfile"
 COMPOSE = DEPLOY / "compose.yaml"
 K8S = DEPLOY / "k8s"
 NGINX = DEPLOY / "nginx"
+JANUS_IMAGE = DEPLOY / "janus" / "Containerfile"
+JANUS_CONFIG = DEPLOY / "janus" / "janus-config.sh"
 PREFIX = "HYBRIDCON_"
 NAME = re.compile(r"\bHYBRIDCON_[A-Z0-9_]+\b")
 # Values for the compose file's ${VARIABLES}, as an operator's deploy/.env would give.
@@ -216,6 +218,35 @@ def compose_problems(spec: dict[str, Any], image_env: Mapping[str, str]) -> list
         problems.append(
             f"nginx's address {nginx_ip} is not in every node's HYBRIDCON_REVERSE_PROXIES"
         )
+    return problems + janus_problems(spec, image_env)
+
+
+def janus_problems(spec: dict[str, Any], image_env: Mapping[str, str]) -> list[str]:
+    """The nodes reach the Janus service where it listens, and it reads their room key."""
+    problems = []
+    services = spec["services"]
+    janus = services["janus"]
+    janus_env = janus["environment"]
+    gateway = spec["networks"]["hybridcon"]["ipam"]["config"][0]["gateway"]
+    if janus_env["JANUS_WS_IP"] != gateway:
+        problems.append(f"Janus listens on {janus_env['JANUS_WS_IP']}, not the gateway {gateway}")
+    for name, node in services.items():
+        if not name.startswith("hybridcon-"):
+            continue
+        env = {**image_env, **node["environment"]}
+        url = env.get("HYBRIDCON_JANUS_URL", Settings.model_fields["janus_url"].default)
+        if url != f"ws://{janus_env['JANUS_WS_IP']}:8188":
+            problems.append(f"{name} looks for Janus at {url}")
+        key = f"{env.get('HYBRIDCON_DATA_DIR', 'var')}/keys/janus-room.key"
+        if janus_env["JANUS_ROOM_KEY_FILE"] != key:
+            problems.append(f"Janus reads {janus_env['JANUS_ROOM_KEY_FILE']}, {name} makes {key}")
+    mounts = {m.split(":")[1] for m in janus.get("volumes", [])}
+    if str(Path(janus_env["JANUS_ROOM_KEY_FILE"]).parent) not in mounts:
+        problems.append("Janus does not mount the keys volume")
+    image_user = dict(final_stage(DOCKERFILE.read_text("utf-8"))).get("USER", "").split(":")[0]
+    janus_user = dict(dockerfile_instructions(JANUS_IMAGE.read_text("utf-8")))["USER"]
+    if janus_user != image_user:
+        problems.append(f"Janus runs as {janus_user}, the room key belongs to {image_user}")
     return problems
 
 
@@ -577,9 +608,53 @@ def test_a_wrong_compose_file_is_caught() -> None:
         **spec["services"]["hybridcon-3"],
         "environment": {"HYBRIDCON_PORT": "9000"},
     }
+    spec["services"]["janus"]["environment"]["JANUS_WS_IP"] = "0.0.0.0"
     problems = compose_problems(spec, image_env)
     assert any("hybridcon-2: stop_grace_period" in p for p in problems)
     assert any("nginx reaches hybridcon-3" in p for p in problems)
+    assert any("Janus listens on 0.0.0.0, not the gateway" in p for p in problems)
+    assert any("hybridcon-1 looks for Janus" in p for p in problems)
+
+
+def _janus_config(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["sh", str(JANUS_CONFIG), str(tmp_path / "conf")],
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_the_janus_configuration_script_renders_the_three_files(tmp_path: Path) -> None:
+    libdir = tmp_path / "lib"
+    (libdir / "plugins").mkdir(parents=True)
+    (libdir / "plugins" / "libjanus_videoroom.so").touch()
+    key = tmp_path / "janus-room.key"
+    key.write_text("room-key-0123456789\n")
+    done = _janus_config(
+        tmp_path, JANUS_WS_IP="172.31.250.1", JANUS_ROOM_KEY_FILE=str(key), JANUS_LIBDIR=str(libdir)
+    )
+    assert done.returncode == 0, done.stderr
+    conf = tmp_path / "conf"
+    assert 'admin_key = "room-key-0123456789"' in (conf / "janus.plugin.videoroom.jcfg").read_text()
+    websockets = (conf / "janus.transport.websockets.jcfg").read_text()
+    assert 'ws_ip = "172.31.250.1"' in websockets
+    assert "admin_ws = false" in websockets
+    general = (conf / "janus.jcfg").read_text()
+    assert "token_auth = false" in general
+    assert "libjanus_http.so" in general  # the HTTP transport is off
+    assert (conf / "janus.jcfg").stat().st_mode & 0o077 == 0  # the key is in these files
+
+
+def test_the_janus_configuration_script_names_what_is_missing(tmp_path: Path) -> None:
+    missing = _janus_config(tmp_path, JANUS_ROOM_KEY_FILE="/nonexistent")
+    assert missing.returncode == 1
+    assert "JANUS_WS_IP is not set" in missing.stderr
+    no_key = _janus_config(tmp_path, JANUS_WS_IP="10.0.0.5", JANUS_ROOM_KEY_FILE="/nonexistent")
+    assert no_key.returncode == 1
+    assert "/nonexistent is missing or empty: hybridcon makes it" in no_key.stderr
+    assert not (tmp_path / "conf").exists()
 
 
 def test_an_unlisted_manifest_is_caught(tmp_path: Path) -> None:
