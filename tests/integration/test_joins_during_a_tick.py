@@ -16,7 +16,7 @@ WAIT = 0.5  # the flush interval: how long a pushed line waits for its tick
 
 
 async def test_a_newcomer_gets_only_later_lines_and_the_tick_keeps_its_time(make_settings):
-    settings = make_settings(ws_flush_interval=WAIT, ws_flush_period=0)
+    settings = make_settings(ws_flush_interval=WAIT, ws_flush_period=0, ws_flush_load_factor=0)
     async with TestClient(TestServer(create_app(settings), host="127.0.0.1", port=0)) as client:
         early = await WsClient.connect(client, issue(client, sub="u:early"))
         await early.ok("subscribe", topic=TOPIC)
@@ -44,7 +44,7 @@ async def test_a_newcomer_gets_only_later_lines_and_the_tick_keeps_its_time(make
 
 
 async def test_a_newcomer_that_leaves_before_the_tick_gets_nothing(make_settings):
-    settings = make_settings(ws_flush_interval=WAIT, ws_flush_period=0)
+    settings = make_settings(ws_flush_interval=WAIT, ws_flush_period=0, ws_flush_load_factor=0)
     async with TestClient(TestServer(create_app(settings), host="127.0.0.1", port=0)) as client:
         early = await WsClient.connect(client, issue(client, sub="u:early"))
         await early.ok("subscribe", topic=TOPIC)
