@@ -706,3 +706,42 @@ def test_production_overlay_builds(tmp_path: Path) -> None:
     assert secrets["hybridcon-connections"] == {"database-url", "redis-url"}
     (settings,) = [d["data"] for d in docs if d["kind"] == "ConfigMap"]
     assert settings == production_settings()
+
+
+# The zoom-style rooms' traffic: the pages' WebSocket and every media route of api/rooms.py.
+ROOM_PATHS = ("/rooms/ws", "/api/v1/sessions/", "/api/v1/network/")
+
+
+def test_every_room_route_is_under_a_path_the_proxies_send_to_one_node() -> None:
+    from hybridcon.api import rooms
+    from hybridcon.api.routes import ROUTES
+
+    room_routes = [r.path for r in ROUTES if r.handler.__module__ == rooms.__name__]
+    assert room_routes
+    assert [p for p in room_routes if not p.startswith(ROOM_PATHS[1:])] == []
+    assert "/rooms/ws" in {r.path for r in ROUTES}
+
+
+def test_compose_sends_the_rooms_to_one_node() -> None:
+    conf = (NGINX / "compose-media.conf").read_text("utf-8")
+    blocks = dict(re.findall(r"location ([^{]+?) \{(.*?)\n\}", conf, re.S))
+    for path in ROOM_PATHS:
+        matching = [
+            body
+            for where, body in blocks.items()
+            if where == path or (where.startswith("~ ") and re.match(where[2:], path + "x/y"))
+        ]
+        assert len(matching) == 1, path
+        assert "proxy_pass http://hybridcon-1:8080;" in matching[0], path
+    assert "Upgrade $http_upgrade" in blocks["/rooms/ws"]
+
+
+def test_kubernetes_sends_the_rooms_to_the_media_pod() -> None:
+    (ingress,) = [d for _, d in k8s_documents(K8S / "base") if d["kind"] == "Ingress"]
+    paths = {
+        p["path"]: p["backend"]["service"]["name"]
+        for rule in ingress["spec"]["rules"]
+        for p in rule["http"]["paths"]
+    }
+    for path in ROOM_PATHS:
+        assert paths.get(path.rstrip("/")) == "hybridcon-media", path

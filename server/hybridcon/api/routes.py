@@ -143,6 +143,13 @@ ROUTES: tuple[Route, ...] = (
         "participant",
     ),
     Route("GET", "/ws", gateway.handle, "the WebSocket gateway (auth in the first frame)"),
+    Route(
+        "GET",
+        "/rooms/ws",
+        gateway.handle,
+        "the same gateway for the session and networking pages: a proxy sends this path "
+        "to the node that runs the rooms",
+    ),
     Route("POST", "/whip/{stage}", whip.whip_post, "publish a stage (WHIP)", "broadcaster"),
     Route("OPTIONS", "/whip/{stage}", whip.options, "CORS pre-flight"),
     Route("DELETE", "/whip/{stage}", whip.whip_end, "end a stage's stream", "broadcaster"),
