@@ -670,10 +670,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, help="seconds of sending before (default 5)")
     parser.add_argument(
         "--flush-intervals",
-        help="hybridcon servers to run, comma-separated: INTERVAL[/PERIOD] sets "
-        "HYBRIDCON_WS_FLUSH_INTERVAL and HYBRIDCON_WS_FLUSH_PERIOD (default 0: paced by the "
-        "interval alone); default: the former fixed 0.05 s and the paced default, or with "
-        "--peers the server's own defaults alone",
+        help="hybridcon servers to run, comma-separated: INTERVAL[/PERIOD[/LOAD_FACTOR]] sets "
+        "HYBRIDCON_WS_FLUSH_INTERVAL, _PERIOD and _LOAD_FACTOR (omitted: 0, i.e. paced by the "
+        "interval alone, fixed pacing); default: fixed pacing (0.01/0.12/0) and the server's "
+        "own defaults (adaptive), or with --peers the server's own defaults alone",
     )
     parser.add_argument(
         "--peers",
@@ -735,16 +735,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.procs = max(args.procs or max(1, math.ceil(args.viewers / 1250)), args.nodes)
     args.senders = args.senders or max(2, math.ceil(args.rate / 5))
     if args.flush_intervals is None:
-        if args.peers:
-            from hybridcon.settings import Settings
+        from hybridcon.settings import Settings
 
-            fields = Settings.model_fields
-            args.flush_intervals = (
-                f"{fields['ws_flush_interval'].default!r}/{fields['ws_flush_period'].default!r}"
-                f"/{fields['ws_flush_load_factor'].default!r}"
-            )
-        else:
-            args.flush_intervals = "0.05/0,0.01/0.12"
+        fields = Settings.model_fields
+        defaults = (
+            f"{fields['ws_flush_interval'].default!r}/{fields['ws_flush_period'].default!r}"
+            f"/{fields['ws_flush_load_factor'].default!r}"
+        )
+        # Without peers: fixed pacing (the default before da0e9c2) against the defaults.
+        args.flush_intervals = defaults if args.peers else f"0.01/0.12/0,{defaults}"
     args.peer_list = [p.strip() for p in (args.peers or "baseline").split(",") if p.strip()]
     unknown = [p for p in args.peer_list if p not in PEERS]
     if unknown:
