@@ -49,11 +49,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from tests.bench.agents import AgentProcess
 from tests.bench.hybridcon_process import REPO, pin, start_hybridcon_process, stop
 from tests.bench.media.common import Window, fmt, make_clip, percentile
 
 SESSION = "online-1"
 RPC_TIMEOUT = 180.0
+AGENT = "tests.bench.rooms_agent"
 GOAL_LATENCY_P95_MS = 200.0
 GOAL_JOIN_MS = 1000.0
 WIDTH, HEIGHT, FPS = 640, 360, 30
@@ -78,81 +80,6 @@ class Config:
 
 
 # --- agents ---------------------------------------------------------------------------------
-
-
-class Agent:
-    """A :mod:`tests.bench.rooms_agent` child and its JSON-lines RPC."""
-
-    def __init__(self, name: str, proc: asyncio.subprocess.Process, log: Any) -> None:
-        self.name = name
-        self.proc = proc
-        self._log = log
-        self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[Any]] = {}
-        self._reader = asyncio.create_task(self._read())
-
-    @classmethod
-    async def start(cls, name: str, work: Path, *, cpu: int | None, allow: Sequence[str]) -> Agent:
-        def prepare() -> None:  # in the child, before exec: its threads inherit it
-            if cpu is not None and cpu < (os.cpu_count() or 1):
-                os.sched_setaffinity(0, {cpu})
-
-        log = open(work / f"agent-{name}.log", "wb")  # noqa: ASYNC230, SIM115 - closed in stop()
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tests.bench.rooms_agent",
-            *allow,
-            cwd=REPO,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=log,
-            preexec_fn=prepare,
-            limit=1 << 24,
-        )
-        return cls(name, proc, log)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    async def _read(self) -> None:
-        assert self.proc.stdout is not None
-        while line := await self.proc.stdout.readline():
-            message = json.loads(line)
-            future = self._pending.pop(message.get("id"), None)
-            if future is not None and not future.done():
-                if "error" in message:
-                    future.set_exception(RuntimeError(f"agent {self.name}: {message['error']}"))
-                else:
-                    future.set_result(message["result"])
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(RuntimeError(f"agent {self.name} exited"))
-
-    async def call(self, cmd: str, timeout: float = RPC_TIMEOUT, **params: Any) -> Any:
-        assert self.proc.stdin is not None
-        ident = next(self._ids)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[ident] = future
-        self.proc.stdin.write((json.dumps({"id": ident, "cmd": cmd, **params}) + "\n").encode())
-        await self.proc.stdin.drain()
-        return await asyncio.wait_for(future, timeout)
-
-    async def stop(self) -> None:
-        if self.proc.returncode is None:
-            with contextlib.suppress(Exception):
-                assert self.proc.stdin is not None
-                self.proc.stdin.write(b'{"cmd": "quit", "id": 0}\n')
-                await self.proc.stdin.drain()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 30)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-        self._reader.cancel()
-        await asyncio.gather(self._reader, return_exceptions=True)
-        self._log.close()
 
 
 # --- the host -------------------------------------------------------------------------------
@@ -233,7 +160,7 @@ async def run_provider(provider: str, config: Config, work: Path, clip: Any) -> 
         addresses, allow = [address], [network]
     else:
         env, addresses, allow = {}, ["lo"], []
-    agents: list[Agent] = []
+    agents: list[AgentProcess] = []
     host: Host | None = None
     with stack:
         server = await asyncio.to_thread(
@@ -259,8 +186,13 @@ async def run_provider(provider: str, config: Config, work: Path, clip: Any) -> 
             await host.ok("session.join", session=SESSION)
             await host.ok("session.open", session=SESSION, auto_admit=True)
 
-            cameras_agent = await Agent.start(
-                f"{provider}-cameras", work, cpu=config.client_cpu, allow=allow
+            cameras_agent = await AgentProcess.start(
+                f"{provider}-cameras",
+                work,
+                AGENT,
+                *allow,
+                cpu=config.client_cpu,
+                timeout=RPC_TIMEOUT,
             )
             agents.append(cameras_agent)
             common = {"base": base, "session": SESSION, "addresses": addresses}
@@ -285,8 +217,13 @@ async def run_provider(provider: str, config: Config, work: Path, clip: Any) -> 
             load = watcher_tokens[config.probes :]
             for n in range(config.agents):
                 agents.append(
-                    await Agent.start(
-                        f"{provider}-watchers{n}", work, cpu=config.client_cpu, allow=allow
+                    await AgentProcess.start(
+                        f"{provider}-watchers{n}",
+                        work,
+                        AGENT,
+                        *allow,
+                        cpu=config.client_cpu,
+                        timeout=RPC_TIMEOUT,
                     )
                 )
             watcher_agents, probe_agent = agents[1:], agents[-1]

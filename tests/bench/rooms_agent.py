@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
+from tests.bench.agents import serve_lines
 from tests.bench.media.agent import RtpCount, count_received
 from tests.bench.media.common import (
     LoopTrack,
@@ -319,9 +319,6 @@ async def serve(allow: list[str]) -> None:
 
 
 async def _serve(agent: Agent) -> None:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=1 << 24)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     handlers = {
         "join": agent.join,
         "publish": agent.publish,
@@ -330,31 +327,7 @@ async def _serve(agent: Agent) -> None:
         "report": agent.report,
         "ice": agent.ice,
     }
-    running: set[asyncio.Task[None]] = set()
-
-    def say(message: dict[str, Any]) -> None:
-        sys.stdout.write(json.dumps(message) + "\n")
-        sys.stdout.flush()
-
-    async def handle(command: dict[str, Any]) -> None:
-        try:
-            say({"id": command["id"], "result": await handlers[command["cmd"]](command)})
-        except Exception as exc:
-            say({"id": command["id"], "error": f"{type(exc).__name__}: {exc}"})
-
-    while line := await reader.readline():
-        command = json.loads(line)
-        if command["cmd"] == "quit":
-            break
-        task = asyncio.ensure_future(handle(command))
-        running.add(task)
-        task.add_done_callback(running.discard)
-    for task in running:
-        task.cancel()
-    await asyncio.gather(*running, return_exceptions=True)
-    with contextlib.suppress(Exception):
-        await agent.close()
-    say({"id": None, "result": "bye"})
+    await serve_lines(handlers, agent.close)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
 import sys
 import time
@@ -41,6 +40,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
+from tests.bench.agents import serve_lines
 from tests.bench.media.common import (
     LoopTrack,
     SharedStart,
@@ -419,9 +419,12 @@ async def serve() -> None:
 
 
 async def _serve(agent: Agent) -> None:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=1 << 24)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    async def close() -> None:
+        await agent.unview({})
+        await agent.unpublish({})
+        if agent.http is not None:
+            await agent.http.close()
+
     handlers = {
         "publish": agent.publish,
         "unpublish": agent.unpublish,
@@ -432,35 +435,7 @@ async def _serve(agent: Agent) -> None:
         "ttff": agent.ttff,
         "ice": agent.ice,
     }
-    running: set[asyncio.Task[None]] = set()
-
-    def say(message: dict[str, Any]) -> None:
-        sys.stdout.write(json.dumps(message) + "\n")
-        sys.stdout.flush()
-
-    async def handle(command: dict[str, Any]) -> None:
-        try:
-            result = await handlers[command["cmd"]](command)
-            say({"id": command["id"], "result": result})
-        except Exception as exc:
-            say({"id": command["id"], "error": f"{type(exc).__name__}: {exc}"})
-
-    while line := await reader.readline():
-        command = json.loads(line)
-        if command["cmd"] == "quit":
-            break
-        task = asyncio.ensure_future(handle(command))
-        running.add(task)
-        task.add_done_callback(running.discard)
-    for task in running:
-        task.cancel()
-    await asyncio.gather(*running, return_exceptions=True)
-    with contextlib.suppress(Exception):
-        await agent.unview({})
-        await agent.unpublish({})
-    if agent.http is not None:
-        await agent.http.close()
-    say({"id": None, "result": "bye"})
+    await serve_lines(handlers, close)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import itertools
 import json
 import os
 import platform
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from tests.bench.agents import AgentProcess
 from tests.bench.media.common import (
     GOAL_CPU_PER_STAGE,
     GOAL_CPU_PER_VIEWER,
@@ -58,6 +58,7 @@ from tests.bench.media.server import REPO, SIX_STAGES, MediaServer, start_server
 
 BENCHMARKS = ("transcode", "packager", "fanout", "hls", "latency", "ttff", "soak")
 RPC_TIMEOUT = 120.0
+AGENT = "tests.bench.media.agent"
 FANOUT_STAGE = "plenary"
 LATENCY_STAGE = "plenary"
 VALID_DELIVERY = 0.95
@@ -165,82 +166,6 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, argparse.Namespace]:
 # --- agents ---------------------------------------------------------------------------------
 
 
-class AgentProcess:
-    """A :mod:`tests.bench.media.agent` child and its JSON-lines RPC."""
-
-    def __init__(self, name: str, proc: asyncio.subprocess.Process, log: Any) -> None:
-        self.name = name
-        self.proc = proc
-        self._log = log
-        self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[Any]] = {}
-        self._reader = asyncio.create_task(self._read())
-
-    @classmethod
-    async def start(cls, name: str, work: Path, *, cpu: int | None, nice: int) -> AgentProcess:
-        def prepare() -> None:  # in the child, before exec: its threads inherit both
-            if cpu is not None:
-                os.sched_setaffinity(0, {cpu})
-            if nice:
-                os.nice(nice)
-
-        log = open(work / f"agent-{name}.log", "wb")  # noqa: ASYNC230, SIM115 - closed in stop()
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tests.bench.media.agent",
-            cwd=REPO,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=log,
-            preexec_fn=prepare,
-            limit=1 << 24,
-        )
-        return cls(name, proc, log)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    async def _read(self) -> None:
-        assert self.proc.stdout is not None
-        while line := await self.proc.stdout.readline():
-            message = json.loads(line)
-            future = self._pending.pop(message.get("id"), None)
-            if future is not None and not future.done():
-                if "error" in message:
-                    future.set_exception(RuntimeError(f"agent {self.name}: {message['error']}"))
-                else:
-                    future.set_result(message["result"])
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(RuntimeError(f"agent {self.name} exited"))
-
-    async def call(self, cmd: str, timeout: float = RPC_TIMEOUT, **params: Any) -> Any:
-        assert self.proc.stdin is not None
-        ident = next(self._ids)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[ident] = future
-        self.proc.stdin.write((json.dumps({"id": ident, "cmd": cmd, **params}) + "\n").encode())
-        await self.proc.stdin.drain()
-        return await asyncio.wait_for(future, timeout)
-
-    async def stop(self) -> None:
-        if self.proc.returncode is None:
-            with contextlib.suppress(Exception):
-                assert self.proc.stdin is not None
-                self.proc.stdin.write(b'{"cmd": "quit", "id": 0}\n')
-                await self.proc.stdin.drain()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 30)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-        self._reader.cancel()
-        await asyncio.gather(self._reader, return_exceptions=True)
-        self._log.close()
-
-
 @dataclass
 class Rig:
     """The server and the two agents."""
@@ -316,8 +241,12 @@ async def start_rig(work: Path, clip: Clip, config: Config, name: str) -> Rig:
         start_server, work / name, cpu=config.server_cpu, log_level=config.server_log_level
     )
     try:
-        load = await AgentProcess.start(f"{name}-load", work, cpu=config.client_cpu, nice=10)
-        probe = await AgentProcess.start(f"{name}-probe", work, cpu=config.client_cpu, nice=0)
+        load = await AgentProcess.start(
+            f"{name}-load", work, AGENT, cpu=config.client_cpu, nice=10, timeout=RPC_TIMEOUT
+        )
+        probe = await AgentProcess.start(
+            f"{name}-probe", work, AGENT, cpu=config.client_cpu, timeout=RPC_TIMEOUT
+        )
     except BaseException:
         server.stop()
         raise
