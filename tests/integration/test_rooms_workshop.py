@@ -18,7 +18,7 @@ The networking scenario runs on the same two providers through the same routes u
 ``/api/v1/network/{room}``: two at a table see each other, a third not seated is refused
 (403, no peer connection), leaving ends the leaver's media and the other's subscription
 to it, the emptied table's room is closed; a roulette pair sees each other, and a report
-ends the pairing's room.
+ends the pairing's room; reported at the table, a person's camera ends there.
 """
 
 from __future__ import annotations
@@ -454,6 +454,24 @@ async def test_a_networking_table_and_a_roulette_pair(workshop, tmp_path: Path) 
             what="Ann and Bob decode each other's video and audio",
         )
 
+        # Cas sits down and shares; Ann reports her: Cas is stood up, her camera ends,
+        # and the gate refuses her.
+        await cas.ws.ok("network.join", table="t1")
+        status, cas_camera, message = await room.publish(cas, table)
+        assert status == 201, message
+        # Connected first: a peer closed before its DTLS is up only fails after ICE's
+        # own timeout (about 30 s in aiortc).
+        await eventually(
+            lambda: cas_camera.connectionState == "connected", what="Cas's camera connected"
+        )
+        await ann.ws.ok("network.report", user_id="u:cas", reason="test")
+        removed = await cas.ws.push("network.removed")
+        assert removed == {**removed, "table": "t1", "room": table_room, "reason": "reported"}
+        await eventually(_ended(cas_camera), timeout=10, what="Cas's camera ended")
+        status, _pc, message = await room.publish(cas, table)
+        assert status == 403 and "not seated" in message, message
+        assert ann_sees_bob.frames > 0 and bob_camera.connectionState == "connected"
+
         # Bob leaves the table: his camera and his watching end, and so does Ann's
         # subscription to him; Ann's camera goes on; the gate refuses Bob now.
         await bob.ws.ok("network.leave")
@@ -479,43 +497,43 @@ async def test_a_networking_table_and_a_roulette_pair(workshop, tmp_path: Path) 
         assert not await backend.has_room(table_room)
         assert media.owners == {}
 
-        # The roulette pairs Ann and Cas; they see each other in the pairing's room.
+        # The roulette pairs Ann and Bob; they see each other in the pairing's room.
         assert (await ann.ws.ok("network.roulette"))["state"] == "waiting"
-        paired = await cas.ws.ok("network.roulette")
+        paired = await bob.ws.ok("network.roulette")
         assert paired["state"] == "paired" and paired["partner"]["id"] == "u:ann"
         pair_room = paired["room"]
         assert (await ann.ws.push("network.paired"))["room"] == pair_room
         pair = f"/api/v1/network/{pair_room}"
         status, ann_camera, message = await room.publish(ann, pair)
         assert status == 201, message
-        status, cas_camera, message = await room.publish(cas, pair)
+        status, bob_camera, message = await room.publish(bob, pair)
         assert status == 201, message
-        status, _pc, message = await room.publish(bob, pair)  # not in this pairing
+        status, _pc, message = await room.publish(cas, pair)  # not in this pairing
         assert status == 403 and f"not in pairing {pair_room}" in message, message
 
         async def pair_listed() -> bool:
-            feeds = (await room.feeds(cas, pair))["feeds"]
-            return {f["participant"] for f in feeds} == {"u:ann", "u:cas"}
+            feeds = (await room.feeds(bob, pair))["feeds"]
+            return {f["participant"] for f in feeds} == {"u:ann", "u:bob"}
 
         await eventually(pair_listed, timeout=10, what="both feeds listed in the pairing")
-        ann_watching, ann_sees_cas = await room.watch(ann, cas, pair)
-        cas_watching, cas_sees_ann = await room.watch(cas, ann, pair)
+        ann_watching, ann_sees_bob = await room.watch(ann, bob, pair)
+        bob_watching, bob_sees_ann = await room.watch(bob, ann, pair)
         await eventually(
-            lambda: min(ann_sees_cas.frames, cas_sees_ann.frames) >= 15,
+            lambda: min(ann_sees_bob.frames, bob_sees_ann.frames) >= 15,
             timeout=15,
             what="the pair decode each other's video",
         )
 
-        # Ann reports Cas: the pairing ends, and with it its room and every connection.
-        await ann.ws.ok("network.report", user_id="u:cas", reason="test")
-        assert (await cas.ws.push("network.unpaired"))["reason"] == "reported"
+        # Ann reports Bob: the pairing ends, and with it its room and every connection.
+        await ann.ws.ok("network.report", user_id="u:bob", reason="test")
+        assert (await bob.ws.push("network.unpaired"))["reason"] == "reported"
         await eventually(
-            _ended(ann_camera, cas_camera, ann_watching, cas_watching),
+            _ended(ann_camera, bob_camera, ann_watching, bob_watching),
             timeout=10,
             what="the pairing's connections ended",
         )
         assert not await backend.has_room(pair_room)
-        status, _pc, message = await room.publish(cas, pair)
+        status, _pc, message = await room.publish(bob, pair)
         assert status == 404 and "no pairing" in message, message
         assert media.owners == {}
     finally:
