@@ -517,7 +517,7 @@ async def test_networking_with_camera_and_microphone(media_node: Node, media_bro
     await sees(bart, ann_id, "Bart decodes Ann's frames at the table")
     bart_tile = ann.locator(f'li.tile[data-participant="{bart_id}"]')
     await expect(bart_tile.locator("figcaption")).to_have_text("Bart Claes")
-    await expect(bart_tile.locator("video")).to_have_attribute("aria-label", "Video van Bart Claes")
+    await expect(bart_tile.locator("video")).to_have_attribute("aria-label", "Beeld van Bart Claes")
 
     # Her own microphone and camera, off and on again, from the keyboard.
     mic = ann.get_by_role("button", name="Microfoon aan")
