@@ -34,6 +34,7 @@ from hybridcon.media.ice import server_ice_servers
 from hybridcon.metrics import Metrics
 from hybridcon.periodic import Periodic
 from hybridcon.realtime import gateway
+from hybridcon.realtime.networking import Networking
 from hybridcon.realtime.sessions import Sessions
 from hybridcon.realtime.viewers import NODES_KEY
 from hybridcon.rooms.providers import make_provider
@@ -253,6 +254,11 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
         sessions = app[gateway.GATEWAY].capability(Sessions)
         sessions.attach_provider(provider)
         media.gate = sessions
+        # The networking tables and pairings are rooms of the same provider: the lounge
+        # ends a person's media when they stand up, and gates the network media routes.
+        networking = app[gateway.GATEWAY].capability(Networking)
+        networking.attach_provider(provider)
+        media.network = networking
         yield
         await provider.stop()
 

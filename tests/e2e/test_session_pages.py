@@ -11,6 +11,10 @@ removal that sticks, the end). Networking: six people sit at a table over the We
 (from Python: faster than six more browsers, and the page is the seventh, which is
 refused in words); the page then sits elsewhere, and the roulette pairs it with someone
 it reports.
+
+With Chromium's fake camera and microphone: a workshop (the floor, a host's mute, a
+breakout group), and networking (two people at a table see each other, then the
+roulette pairs them and they see each other in the pairing's room).
 """
 
 from __future__ import annotations
@@ -259,7 +263,6 @@ async def test_networking_tables_and_roulette(node: Node, browser: Any) -> None:
 
         await page.goto(f"{node.url}/network#token={node.token(Role.VIEWER, name='Dirk Wouters')}")
         await expect(page).to_have_url(f"{node.url}/network")
-        await expect(page.locator("#net-media")).to_contain_text("nog geen beeld en geluid")
         # The full table says so, and offers no seat.
         t1 = page.locator('.net-tables li[data-table="t1"]')
         await expect(t1).to_have_text("Tafel t1 Volzet (6 van 6)")
@@ -267,6 +270,9 @@ async def test_networking_tables_and_roulette(node: Node, browser: Any) -> None:
         await page.get_by_role("button", name="Aanschuiven waar plaats is").click()
         await expect(page.locator("#net-status")).to_have_text("Je zit aan tafel t2.")
         await expect(page.locator("#my-table-h")).to_have_text("Jouw tafel: t2 (1 van 6)")
+        # Sitting down starts the camera's preview, with a choice of devices.
+        await expect(page.locator("#net-media")).to_contain_text("Wie aan je tafel zit")
+        await expect(page.get_by_label("Camera", exact=True)).to_be_visible()
 
         # Someone sits down beside the page: it sees them arrive.
         eva = await connect(http, node, "Eva Jacobs")
@@ -464,4 +470,101 @@ async def test_a_workshop_with_camera_and_microphone(media_node: Node, media_bro
     await check_page(ann, "workshop-media-participant")
     await check_page(host, "workshop-media-host")
     for page in (host, ann, bart, cas):
+        assert page.errors == []
+
+
+async def test_networking_with_camera_and_microphone(media_node: Node, media_browser: Any) -> None:
+    """Two people with Chromium's fake camera and microphone sit at a table and see each
+    other (frames decoded); one leaves and the other's tile of them goes; the roulette
+    pairs them and they see each other in the pairing's room (the one who kept sharing
+    publishes there by itself, the other shares again)."""
+    node, browser = media_node, media_browser
+    auth = node.app[SERVICES].auth()
+    people: dict[str, tuple[Any, str]] = {}
+    for name in ("Ann Peeters", "Bart Claes"):
+        token = node.token(Role.VIEWER, name=name)
+        page = await media_page(browser)
+        await page.goto(f"{node.url}/network#token={token}")
+        await expect(page).to_have_url(f"{node.url}/network")
+        people[name] = (page, auth.verify(token).sub)
+    (ann, ann_id), (bart, bart_id) = people.values()
+
+    # Both sit down at the same table; each gets a preview with a choice of devices, and
+    # shares.
+    for page in (ann, bart):
+        await page.get_by_role("button", name="Aanschuiven waar plaats is").click()
+        await expect(page.locator("#net-status")).to_have_text("Je zit aan tafel t1.")
+        await expect(page.get_by_label("Camera", exact=True)).to_be_visible()
+        await expect(page.get_by_label("Microfoon", exact=True)).to_be_visible()
+    await expect(ann.locator("#my-table-h")).to_have_text("Jouw tafel: t1 (2 van 6)")
+    for page in (ann, bart):
+        await page.get_by_role("button", name="Camera en microfoon delen").click()
+        await expect(page.locator("#net-media-note")).to_have_text(
+            "De anderen zien en horen je nu."
+        )
+
+    async def sees(watcher: Any, publisher: str, what: str) -> None:
+        await expect(watcher.locator(f'li.tile[data-participant="{publisher}"]')).to_be_visible(
+            timeout=15_000
+        )
+
+        async def decoding() -> bool:
+            return (await feed(watcher, publisher)).get("frames", 0) > 10
+
+        await eventually(decoding, timeout=20, what=what)
+
+    await sees(ann, bart_id, "Ann decodes Bart's frames at the table")
+    await sees(bart, ann_id, "Bart decodes Ann's frames at the table")
+    bart_tile = ann.locator(f'li.tile[data-participant="{bart_id}"]')
+    await expect(bart_tile.locator("figcaption")).to_have_text("Bart Claes")
+    await expect(bart_tile.locator("video")).to_have_attribute("aria-label", "Beeld van Bart Claes")
+
+    # Her own microphone and camera, off and on again, from the keyboard.
+    mic = ann.get_by_role("button", name="Microfoon aan")
+    await mic.focus()
+    await ann.keyboard.press("Enter")
+    await expect(mic).to_have_attribute("aria-pressed", "false")
+    assert await ann.evaluate(
+        "window.__peers.some((pc) => pc.getSenders().some("
+        "(s) => s.track && s.track.kind === 'audio' && !s.track.enabled))"
+    )
+    await ann.keyboard.press("Enter")
+    await expect(mic).to_have_attribute("aria-pressed", "true")
+    await check_page(ann, "network-table-video")
+
+    # Bart leaves the table: Ann's tile of him goes, and his camera stops.
+    await bart.get_by_role("button", name="Tafel verlaten").click()
+    await expect(bart.locator("#net-status")).to_have_text("Je bent vertrokken.")
+    await expect(bart_tile).to_have_count(0, timeout=15_000)
+
+    async def bart_sends_nothing() -> bool:
+        return bool(
+            await bart.evaluate("window.__peers.every((pc) => pc.connectionState === 'closed')")
+        )
+
+    await eventually(bart_sends_nothing, timeout=10, what="every connection of Bart's closed")
+
+    # The roulette: Ann (still sharing) waits, Bart comes and is paired with her. Her
+    # page publishes in the pairing's room by itself; Bart shares again.
+    await ann.get_by_role("button", name="Zoek een gesprekspartner").click()
+    await expect(ann.locator("#net-pair")).to_have_text("Even wachten: we zoeken iemand voor je.")
+    await bart.get_by_role("button", name="Zoek een gesprekspartner").click()
+    await expect(bart.locator("#net-pair")).to_have_text("Je praat met Ann Peeters.")
+    await expect(ann.locator("#net-pair")).to_have_text("Je praat met Bart Claes.")
+    await expect(bart.locator("#net-media")).to_contain_text("Je gesprekspartner ziet en hoort je")
+    await bart.get_by_role("button", name="Camera en microfoon delen").click()
+    await expect(bart.locator("#net-media-note")).to_have_text("De anderen zien en horen je nu.")
+    await sees(ann, bart_id, "Ann decodes Bart's frames in the pairing")
+    await sees(bart, ann_id, "Bart decodes Ann's frames in the pairing")
+    await check_page(bart, "network-pair-video")
+
+    # Ann stops: the pairing ends, and Bart's tile of her goes.
+    await ann.get_by_role("button", name="Stoppen met de roulette").click()
+    await expect(bart.locator("#net-status")).to_have_text(
+        "Je gesprekspartner is vertrokken. We zoeken iemand anders."
+    )
+    await expect(bart.locator(f'li.tile[data-participant="{ann_id}"]')).to_have_count(
+        0, timeout=15_000
+    )
+    for page in (ann, bart):
         assert page.errors == []

@@ -13,6 +13,12 @@ third (frames decoded from each), a host's mute (the audio stops arriving, the v
 on), a removal (the person's connections end, the gate refuses them after), breakouts (a
 group's room made in the provider, two people publishing and seeing each other there,
 then back in the main room), and the end (every room destroyed in the provider).
+
+The networking scenario runs on the same two providers through the same routes under
+``/api/v1/network/{room}``: two at a table see each other, a third not seated is refused
+(403, no peer connection), leaving ends the leaver's media and the other's subscription
+to it, the emptied table's room is closed; a roulette pair sees each other, and a report
+ends the pairing's room; reported at the table, a person's camera ends there.
 """
 
 from __future__ import annotations
@@ -155,14 +161,15 @@ class Room:
         self.backend = backend
         self.media_file = media_file
 
-    async def publish(self, who: Person) -> tuple[int, RTCPeerConnection, str]:
+    async def publish(self, who: Person, base: str = BASE) -> tuple[int, RTCPeerConnection, str]:
         """``who`` offers camera and microphone (H.264 constrained baseline, which both
-        providers take); the status, the peer and the answer (or the error's message)."""
+        providers take) under ``base`` (a session's routes, or a networking room's); the
+        status, the peer and the answer (or the error's message)."""
         pc, player = publisher_peer(self.media_file, video_codecs=h264_capabilities("42"))
         with gathering_on(self.backend.addresses):
             await pc.setLocalDescription(await pc.createOffer())
         resp = await self.client.post(
-            f"{BASE}/publish", data=pc.localDescription.sdp, headers={**SDP, **bearer(who.token)}
+            f"{base}/publish", data=pc.localDescription.sdp, headers={**SDP, **bearer(who.token)}
         )
         if resp.status != 201:
             await pc.close()
@@ -174,9 +181,11 @@ class Room:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=await resp.text(), type="answer"))
         return resp.status, pc, ""
 
-    async def watch(self, who: Person, feed: Person) -> tuple[RTCPeerConnection, Watch]:
+    async def watch(
+        self, who: Person, feed: Person, base: str = BASE
+    ) -> tuple[RTCPeerConnection, Watch]:
         """``who`` subscribes to ``feed``: the provider's offer, answered with PATCH."""
-        resp = await self.client.post(f"{BASE}/feeds/{feed.sub}", headers=bearer(who.token))
+        resp = await self.client.post(f"{base}/feeds/{feed.sub}", headers=bearer(who.token))
         assert resp.status == 201, await resp.text()
         assert resp.content_type == "application/sdp"
         location = resp.headers["Location"]
@@ -198,8 +207,8 @@ class Room:
         assert patched.status == 204, await patched.text()
         return pc, watch
 
-    async def feeds(self, who: Person) -> dict[str, Any]:
-        resp = await self.client.get(f"{BASE}/feeds", headers=bearer(who.token))
+    async def feeds(self, who: Person, base: str = BASE) -> dict[str, Any]:
+        resp = await self.client.get(f"{base}/feeds", headers=bearer(who.token))
         assert resp.status == 200, await resp.text()
         body: dict[str, Any] = await resp.json()
         return body
@@ -379,6 +388,153 @@ async def test_a_workshop_from_lobby_to_end(workshop, tmp_path: Path) -> None:
         assert provider.feeds(SESSION) == []
         resp = await client.get(f"{BASE}/ice", headers=bearer(ann.token))
         assert resp.status == 403
+        assert media.owners == {}
+    finally:
+        for person in people.values():
+            await person.close()
+
+
+async def test_a_networking_table_and_a_roulette_pair(workshop, tmp_path: Path) -> None:
+    client, media, backend = workshop
+    provider = media.provider
+    room = Room(client, backend, make_media(tmp_path, seconds=20))
+    table_room = "net~t1"
+    table = f"/api/v1/network/{table_room}"
+    people: dict[str, Person] = {}
+    try:
+        for sub in ("u:ann", "u:bob", "u:cas"):
+            token = issue(client, Role.VIEWER, sub=sub, name=sub[2:].title())
+            people[sub] = Person(sub, token, await WsClient.connect(client, token))
+        ann, bob, cas = people.values()
+
+        # Ann and Bob sit at t1; Cas is not seated.
+        seated = await ann.ws.ok("network.join")
+        assert (seated["table"], seated["room"]) == ("t1", table_room)
+        await bob.ws.ok("network.join", table="t1")
+        status, ann_camera, message = await room.publish(ann, table)
+        assert status == 201, message
+        status, bob_camera, message = await room.publish(bob, table)
+        assert status == 201, message
+        assert await backend.has_room(table_room)
+
+        # Cas is not seated there: the server refuses her before any negotiation.
+        status, _pc, message = await room.publish(cas, table)
+        assert status == 403 and "not seated at table t1" in message, message
+        for path in ("/ice", "/feeds", "/feeds/u:ann"):
+            method = client.post if path == "/feeds/u:ann" else client.get
+            resp = await method(f"{table}{path}", headers=bearer(cas.token))
+            assert resp.status == 403, await resp.text()
+        assert {o.participant for o in media.owners.values()} == {"u:ann", "u:bob"}
+        # The gate follows the seat: seated, she may; stood up again, she may not.
+        assert (await cas.ws.ok("network.join", table="t1"))["table"] == "t1"
+        resp = await client.get(f"{table}/feeds", headers=bearer(cas.token))
+        assert resp.status == 200, await resp.text()
+        await cas.ws.ok("network.leave")
+        status, _pc, message = await room.publish(cas, table)
+        assert status == 403, message
+        resp = await client.get("/api/v1/network/net~t9/feeds", headers=bearer(ann.token))
+        assert resp.status == 404 and "no table t9" in (await resp.json())["error"]["message"]
+
+        async def both_listed() -> bool:
+            feeds = (await room.feeds(ann, table))["feeds"]
+            return {f["participant"] for f in feeds} == {"u:ann", "u:bob"}
+
+        await eventually(both_listed, timeout=10, what="both feeds listed at the table")
+        assert await backend.publishers_in(table_room) == 2
+
+        # They see each other: frames decoded both ways.
+        ann_watching, ann_sees_bob = await room.watch(ann, bob, table)
+        bob_watching, bob_sees_ann = await room.watch(bob, ann, table)
+        await eventually(
+            lambda: (
+                min(ann_sees_bob.frames, bob_sees_ann.frames) >= 15
+                and min(ann_sees_bob.audio_frames, bob_sees_ann.audio_frames) >= 10
+            ),
+            timeout=15,
+            what="Ann and Bob decode each other's video and audio",
+        )
+
+        # Cas sits down and shares; Ann reports her: Cas is stood up, her camera ends,
+        # and the gate refuses her.
+        await cas.ws.ok("network.join", table="t1")
+        status, cas_camera, message = await room.publish(cas, table)
+        assert status == 201, message
+        # Connected first: a peer closed before its DTLS is up only fails after ICE's
+        # own timeout (about 30 s in aiortc).
+        await eventually(
+            lambda: cas_camera.connectionState == "connected", what="Cas's camera connected"
+        )
+        await ann.ws.ok("network.report", user_id="u:cas", reason="test")
+        removed = await cas.ws.push("network.removed")
+        assert removed == {**removed, "table": "t1", "room": table_room, "reason": "reported"}
+        await eventually(_ended(cas_camera), timeout=10, what="Cas's camera ended")
+        status, _pc, message = await room.publish(cas, table)
+        assert status == 403 and "not seated" in message, message
+        assert ann_sees_bob.frames > 0 and bob_camera.connectionState == "connected"
+
+        # Bob leaves the table: his camera and his watching end, and so does Ann's
+        # subscription to him; Ann's camera goes on; the gate refuses Bob now.
+        await bob.ws.ok("network.leave")
+        while [p["id"] for p in (await ann.ws.push("network.table"))["people"]] != ["u:ann"]:
+            pass
+        await eventually(
+            _ended(bob_camera, bob_watching, ann_watching),
+            timeout=10,
+            what="Bob's connections and Ann's watching of him ended",
+        )
+        await eventually(
+            lambda: [f.participant for f in provider.feeds(table_room)] == ["u:ann"],
+            timeout=10,
+            what="Bob's feed gone from the table",
+        )
+        assert ann_camera.connectionState == "connected"
+        status, _pc, message = await room.publish(bob, table)
+        assert status == 403 and "not seated" in message, message
+
+        # Ann leaves too: the table empties, its room closes with her connections.
+        await ann.ws.ok("network.leave")
+        await eventually(_ended(ann_camera), timeout=10, what="Ann's camera ended")
+        assert not await backend.has_room(table_room)
+        assert media.owners == {}
+
+        # The roulette pairs Ann and Bob; they see each other in the pairing's room.
+        assert (await ann.ws.ok("network.roulette"))["state"] == "waiting"
+        paired = await bob.ws.ok("network.roulette")
+        assert paired["state"] == "paired" and paired["partner"]["id"] == "u:ann"
+        pair_room = paired["room"]
+        assert (await ann.ws.push("network.paired"))["room"] == pair_room
+        pair = f"/api/v1/network/{pair_room}"
+        status, ann_camera, message = await room.publish(ann, pair)
+        assert status == 201, message
+        status, bob_camera, message = await room.publish(bob, pair)
+        assert status == 201, message
+        status, _pc, message = await room.publish(cas, pair)  # not in this pairing
+        assert status == 403 and f"not in pairing {pair_room}" in message, message
+
+        async def pair_listed() -> bool:
+            feeds = (await room.feeds(bob, pair))["feeds"]
+            return {f["participant"] for f in feeds} == {"u:ann", "u:bob"}
+
+        await eventually(pair_listed, timeout=10, what="both feeds listed in the pairing")
+        ann_watching, ann_sees_bob = await room.watch(ann, bob, pair)
+        bob_watching, bob_sees_ann = await room.watch(bob, ann, pair)
+        await eventually(
+            lambda: min(ann_sees_bob.frames, bob_sees_ann.frames) >= 15,
+            timeout=15,
+            what="the pair decode each other's video",
+        )
+
+        # Ann reports Bob: the pairing ends, and with it its room and every connection.
+        await ann.ws.ok("network.report", user_id="u:bob", reason="test")
+        assert (await bob.ws.push("network.unpaired"))["reason"] == "reported"
+        await eventually(
+            _ended(ann_camera, bob_camera, ann_watching, bob_watching),
+            timeout=10,
+            what="the pairing's connections ended",
+        )
+        assert not await backend.has_room(pair_room)
+        status, _pc, message = await room.publish(bob, pair)
+        assert status == 404 and "no pairing" in message, message
         assert media.owners == {}
     finally:
         for person in people.values():

@@ -1,5 +1,5 @@
 """Networking rules with a fake clock: tables of six, roulette pairing that is fair with an
-odd number, leaving and reporting."""
+odd number, leaving and reporting, and who may use a table's or a pairing's media."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from itertools import pairwise
 
 import pytest
 
-from hybridcon.core.networking import TABLE_SIZE, Lounge
-from hybridcon.errors import Conflict, Invalid, NotFound
+from hybridcon.core.networking import PAIR_SIZE, TABLE_SIZE, Lounge, room_size, table_room
+from hybridcon.errors import Conflict, Forbidden, Invalid, NotFound
 
 T0 = datetime(2022, 5, 5, 12, 45, tzinfo=UTC)
 
@@ -116,3 +116,79 @@ def test_reporting_ends_the_pairing_and_they_never_meet_again():
     lounge.join_table("x", "X", None, at(6))
     lounge.join_table("y", "Y", None, at(6))
     assert lounge.report("x", "y", at(7))[0] == "table:t1"
+
+
+def test_reported_at_a_table_stands_up_and_does_not_sit_with_the_reporter_again():
+    lounge = Lounge()
+    for uid in ("x", "y", "z"):
+        lounge.join_table(uid, uid.upper(), None, at(0))
+    where, change = lounge.report("x", "y", at(1))
+    assert where == "table:t1"
+    assert change.sent_away == [("t1", "y")] and change.stood == [("t1", "y")]
+    assert change.tables == {"t1"} and lounge.tables["t1"] == ["x", "z"]
+    assert lounge.where("y") is None
+    with pytest.raises(Forbidden, match="not seated at table t1"):
+        lounge.media_room("y", "net~t1")
+    # Not at the reporter's table again: named, refused; unnamed, seated elsewhere.
+    with pytest.raises(Conflict, match="cannot sit at table t1"):
+        lounge.join_table("y", "Y", "t1", at(2))
+    assert lounge.join_table("y", "Y", None, at(2)).tables == {"t2"}
+    # Someone new sits with either.
+    assert lounge.join_table("w", "W", None, at(3)).tables == {"t1"}
+
+
+def test_only_the_people_at_a_table_may_use_its_media():
+    lounge = Lounge()
+    lounge.join_table("a", "A", None, at(0))
+    lounge.join_table("b", "B", None, at(1))
+    lounge.join_table("c", "C", None, at(2))
+    lounge.leave("c", at(3))
+    room = table_room("t1")
+    assert room == lounge.table_view("t1")["room"] == "net~t1"
+    for uid in ("a", "b"):
+        lounge.media_room(uid, room)  # seated: no refusal
+    with pytest.raises(Forbidden, match="you are not seated at table t1; sit down there first"):
+        lounge.media_room("c", room)
+    with pytest.raises(Forbidden):
+        lounge.media_room("nobody", room)
+    with pytest.raises(NotFound, match="no table t7 now"):
+        lounge.media_room("a", "net~t7")
+    for bad in ("t1", "net~x1", "online-1", "net~t1/../p1", "net~p"):
+        with pytest.raises(NotFound, match="not a networking room"):
+            lounge.media_room("a", bad)
+    assert room_size(room) == TABLE_SIZE and room_size("net~p3") == PAIR_SIZE
+    assert room_size("online-1") == 0
+
+
+def test_standing_up_names_the_table_whose_media_ends():
+    lounge = Lounge()
+    lounge.join_table("a", "A", None, at(0))
+    lounge.join_table("b", "B", None, at(1))
+    # Moving to the roulette stands up from the table; the table stays for b.
+    change = lounge.roulette("a", "A", at(2))
+    assert change.stood == [("t1", "a")] and "t1" in lounge.tables
+    # The last one leaving: the table goes (its room is to be closed).
+    change = lounge.leave("b", at(3))
+    assert change.stood == [("t1", "b")] and "t1" not in lounge.tables
+    # Sitting at the table one is at already changes nothing.
+    lounge.join_table("c", "C", None, at(4))
+    assert lounge.join_table("c", "C", "t2", at(5)).stood == []
+
+
+def test_only_the_pair_may_use_the_pairings_media_and_only_while_it_lasts():
+    lounge = Lounge(pair_seconds=60)
+    lounge.roulette("a", "A", at(0))
+    (pair,) = lounge.roulette("b", "B", at(1)).paired
+    lounge.roulette("c", "C", at(2))  # waiting: not in the pairing
+    for uid in ("a", "b"):
+        lounge.media_room(uid, pair.room)
+    with pytest.raises(Forbidden, match=f"not in pairing {pair.room}"):
+        lounge.media_room("c", pair.room)
+    # A pairing that ended is no room any more, for either of them.
+    (ended, _reason), *_ = lounge.tick(at(61)).ended
+    assert ended.room == pair.room
+    for uid in ("a", "b"):
+        with pytest.raises((NotFound, Forbidden)):
+            lounge.media_room(uid, pair.room)
+    with pytest.raises(NotFound, match="no pairing net~p99 now"):
+        lounge.media_room("a", "net~p99")

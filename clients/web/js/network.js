@@ -1,17 +1,26 @@
 // Networking (/network): tables of up to six that people join and leave freely, and
 // roulette pairing of two for a few minutes, with a way to leave and to report someone
 // (docs/protocol.md, "Networking"). What concerns one person arrives as pushes on the
-// connection without a topic (network.table, network.paired, network.unpaired).
+// connection without a topic (network.table, network.paired, network.unpaired,
+// network.removed).
 //
-// No camera or microphone here yet: the session media routes carry the online
-// workshops' rooms only, not the tables' (net~t1) or the pairs' (net~p1). The page says so.
+// Camera and microphone: a table (net~t1) and a pairing (net~p1) are rooms, reached
+// through the networking media routes (docs/protocol.md, "Networking tables' and
+// pairings' media") with roommedia.js, as the workshop page does; the preview, the
+// devices and the grid of videos are roomview.js's, shared with that page. Sitting down
+// (or being paired) starts the preview; sharing publishes into the room, and the page
+// publishes again in the next pairing's room while sharing is on. The others' feeds are
+// watched as they appear (asked on every change of the table, and every few seconds).
 
 import { byId, h, replace } from "./dom.js";
-import { errorText } from "./engage.js";
+import { errorText, label } from "./engage.js";
 import { onLangChange, t } from "./i18n.js";
+import { RoomMedia, networkBase } from "./roommedia.js";
+import { CameraControls, Tiles, mediaErrorText, resay, say } from "./roomview.js";
 import { connectOrSignIn, startPage } from "./shell.js";
 
 const REFRESH_MS = 5000;
+const FEEDS_MS = 3000;
 
 async function main() {
   const { fragment: { code } } = await startPage(() => t("network.tagline"));
@@ -42,7 +51,18 @@ class Lounge {
     this.placeEl = h("div", { id: "net-place" });
     this.rouletteEl = h("div", { id: "net-roulette" });
     this.timer = h("p", { class: "pair-timer", "aria-live": "off" });
-    this.layout = h("div", { class: "network" });
+    this.buildMedia();
+    this.layout = h("div", { class: "network" },
+      h("h1", { "data-k": "network.title" }),
+      h("p", { class: "lead", "data-k": "network.intro" }),
+      this.status, this.note,
+      this.mediaPanel,
+      h("div", { class: "network-layout" },
+        h("section", { class: "panel", "aria-labelledby": "tables-h" },
+          h("h2", { id: "tables-h", "data-k": "network.tables.title" }), this.placeEl, this.tablesEl),
+        h("section", { class: "panel", "aria-labelledby": "roulette-h" },
+          h("h2", { id: "roulette-h", "data-k": "network.roulette.title" }),
+          h("p", { "data-k": "network.roulette.intro" }), this.rouletteEl)));
     replace(main, this.layout);
     rt.addEventListener("push", (e) => this.onPush(e.detail));
     rt.addEventListener("status", (e) => {
@@ -51,6 +71,8 @@ class Lounge {
       if (this.connectedBefore && this.place.state !== "out") {
         this.place = { state: "out" };
         this.say("network.notice.reconnected");
+        this.redraw();
+        this.follow();
       }
       this.connectedBefore = true;
       this.refresh();
@@ -59,7 +81,137 @@ class Lounge {
       if (document.visibilityState === "visible") this.refresh();
     }, REFRESH_MS);
     setInterval(() => this.drawTimer(), 1000);
+    setInterval(() => {
+      if (this.media.base && document.visibilityState === "visible") this.syncFeeds();
+    }, FEEDS_MS);
     this.redraw();
+  }
+
+  // --- camera and microphone at the table or in the pairing ----------------------------
+
+  buildMedia() {
+    this.media = new RoomMedia(null, null);
+    this.wantShare = false;
+    this.camera = new CameraControls(this.media, "net", () => this.redraw());
+    this.tiles = new Tiles("net-media-h", (participant, tile) => this.caption(participant, tile),
+      () => say(this.note, () => t("workshop.room.click_to_play")));
+    this.media.addEventListener("feed", (e) => {
+      this.tiles.show(e.detail.participant, e.detail.stream);
+      this.drawMedia();
+    });
+    this.media.addEventListener("feedgone", (e) => {
+      this.tiles.drop(e.detail.participant);
+      this.drawMedia();
+    });
+    this.media.addEventListener("local", (e) => {
+      if (!e.detail.stream) this.tiles.drop("self");
+      else if (this.media.publishing) this.tiles.show("self", e.detail.stream);
+      this.drawMedia();
+    });
+    const camera = this.camera;
+    this.shareButton = h("button", { type: "button", id: "net-share", onclick: () => this.share() });
+    this.mediaHint = h("p", { class: "hint", id: "net-media" });
+    this.gridEmpty = h("p", { class: "empty", "data-k": "network.media.nobody" });
+    this.mediaPanel = h("section", { class: "panel media-panel net-media", "aria-labelledby": "net-media-h" },
+      h("h2", { id: "net-media-h", "data-k": "network.media.title" }),
+      this.mediaHint, this.gridEmpty, this.tiles.grid,
+      camera.previewBox, camera.devices,
+      h("div", { class: "actions" }, camera.startButton, camera.camToggle, camera.micToggle, this.shareButton),
+      camera.note);
+  }
+
+  /** The media room of the person's place now: their table's or their pairing's. */
+  mediaRoom() {
+    const p = this.place;
+    return p.state === "table" || p.state === "paired" ? p.room : null;
+  }
+
+  /**
+   * Follow the place with the media: a new room (sat down, paired, moved) ends what the
+   * old one carried and starts the preview, and publishes again while sharing is on;
+   * out of everything, the camera stops. Runs one at a time (pushes come in bursts).
+   */
+  follow() {
+    this.following = (this.following || Promise.resolve()).then(() => this._follow()).catch(() => {});
+    return this.following;
+  }
+
+  async _follow() {
+    const room = this.mediaRoom();
+    const base = room ? networkBase(room) : null;
+    if (base !== this.media.base) {
+      await this.media.move(base);
+      this.tiles.dropAll();
+      if (this.place.state === "out") {
+        this.wantShare = false;
+        await this.media.stop();
+      }
+      if (room && !this.media.local) await this.camera.start();
+      if (room && this.wantShare && this.media.local) await this.publish();
+    }
+    this.drawMedia();
+    await this.syncFeeds();
+  }
+
+  async syncFeeds() {
+    if (!this.media.base) return;
+    try {
+      await this.media.sync(this.rt.user?.id);
+    } catch {
+      // Stood up meanwhile (403/404), or offline: the next change or tick asks again.
+    }
+  }
+
+  async publish() {
+    try {
+      await this.media.publish();
+      this.tiles.show("self", this.media.local);
+      say(this.camera.note, () => t("workshop.media.sharing"));
+    } catch (error) {
+      this.wantShare = false;
+      say(this.camera.note, () => mediaErrorText(error));
+    }
+  }
+
+  async share() {
+    say(this.camera.note, null);
+    if (this.media.publishing) {
+      this.wantShare = false;
+      await this.media.unpublish();
+      this.tiles.drop("self");
+    } else {
+      if (!this.media.local) await this.camera.start();
+      if (this.media.local && this.media.base) {
+        this.wantShare = true;
+        await this.publish();
+      }
+    }
+    this.drawMedia();
+  }
+
+  personName(participant) {
+    if (participant === "self") return t("workshop.you_tile");
+    const p = this.place;
+    const people = p.state === "table" ? p.people : p.state === "paired" ? [p.partner] : [];
+    return people.find((person) => person.id === participant)?.name || t("workshop.someone");
+  }
+
+  caption(participant, tile) {
+    const name = this.personName(participant);
+    tile.video.setAttribute("aria-label", t("workshop.tile.video", { name }));
+    replace(tile.caption, h("span", { class: "who", text: name }));
+  }
+
+  drawMedia() {
+    const room = this.mediaRoom();
+    const on = !!this.media.local;
+    this.mediaPanel.hidden = !room && !on;
+    this.camera.draw(this.media.publishing);
+    this.shareButton.hidden = !room;
+    this.shareButton.textContent = t(this.media.publishing ? "workshop.media.stop_sharing" : "network.media.share");
+    this.mediaHint.textContent = room ? t(`network.media.hint.${this.place.state}`) : t("network.media.between");
+    this.tiles.draw(["self"]);
+    this.gridEmpty.hidden = this.tiles.size > 0 || !room;
   }
 
   async refresh() {
@@ -75,6 +227,9 @@ class Lounge {
     if (m.type === "network.table") {
       this.place = { state: "table", ...m };
       this.refresh(); // the list's count of this table changed too
+    } else if (m.type === "network.removed") {
+      this.place = { state: "out" };
+      this.say("network.notice.removed", { table: m.table });
     } else if (m.type === "network.paired") {
       this.place = { state: "paired", room: m.room, partner: m.partner, ends_at: m.ends_at };
       this.say("network.notice.paired", { name: m.partner.name });
@@ -87,6 +242,7 @@ class Lounge {
     }
     this.reporting = null;
     this.redraw();
+    this.follow();
   }
 
   async act(type, fields = {}) {
@@ -108,6 +264,7 @@ class Lounge {
     this.say("network.notice.seated", { table: result.table });
     this.redraw();
     this.refresh();
+    this.follow();
   }
 
   async roulette() {
@@ -118,6 +275,7 @@ class Lounge {
     else if (result.state === "paired") this.say("network.notice.paired", { name: result.partner.name });
     this.redraw();
     this.refresh();
+    this.follow();
   }
 
   async leave() {
@@ -127,6 +285,7 @@ class Lounge {
     this.say("network.notice.left");
     this.redraw();
     this.refresh();
+    this.follow();
   }
 
   async report(person, reason) {
@@ -147,17 +306,8 @@ class Lounge {
     if (this.status.textContent !== notice) this.status.textContent = notice;
     resay(this.note);
     this.status.hidden = !this.status.textContent;
-    replace(this.layout,
-      h("h1", { text: t("network.title") }),
-      h("p", { class: "lead", text: t("network.intro") }),
-      h("p", { class: "hint", id: "net-media", text: t("network.no_video") }),
-      this.status, this.note,
-      h("div", { class: "network-layout" },
-        h("section", { class: "panel", "aria-labelledby": "tables-h" },
-          h("h2", { id: "tables-h", text: t("network.tables.title") }), this.placeEl, this.tablesEl),
-        h("section", { class: "panel", "aria-labelledby": "roulette-h" },
-          h("h2", { id: "roulette-h", text: t("network.roulette.title") }),
-          h("p", { text: t("network.roulette.intro") }), this.rouletteEl)));
+    label(this.layout);
+    this.drawMedia();
     this.drawPlace();
     this.drawTables();
     this.drawRoulette();
@@ -265,19 +415,6 @@ class Lounge {
     const left = Math.max(0, Math.round((new Date(this.place.ends_at) - Date.now()) / 1000));
     this.timer.textContent = t("network.roulette.time_left", { time: `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")}` });
   }
-}
-
-/** Set a line from a function of the language, so a language switch redraws it. */
-function say(el, draw) {
-  el.drawText = draw || null;
-  el.textContent = draw ? draw() : "";
-}
-
-/** Redraw a line set with say() in the current language (unchanged text is not reset). */
-function resay(el) {
-  if (!el.drawText) return;
-  const text = el.drawText();
-  if (el.textContent !== text) el.textContent = text;
 }
 
 main().catch((error) => {

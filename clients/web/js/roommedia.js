@@ -1,7 +1,8 @@
-// Camera, microphone and the other people's feeds in an online workshop, over the
-// session media routes (docs/protocol.md, "Zoom-style sessions' media"): publish with an
-// SDP offer, watch a feed by answering the server's offer. The server decides who may
-// publish (the floor); this module only reports what it answers.
+// Camera, microphone and the other people's feeds in an online workshop or at a
+// networking table or pairing, over the media routes (docs/protocol.md, "Zoom-style
+// sessions' media" and "Networking tables' and pairings' media"): publish with an SDP
+// offer, watch a feed by answering the server's offer. The server decides who may
+// publish (the floor, the seat); this module only reports what it answers.
 
 import { ApiError, token } from "./session.js";
 
@@ -28,16 +29,22 @@ async function refusal(response) {
   return new ApiError(error.code || "internal", error.message || response.statusText, response.status);
 }
 
+/** The media routes' prefix of a networking table's or pairing's room (`net~t1`). */
+export function networkBase(room) {
+  return `/api/v1/network/${encodeURIComponent(room)}`;
+}
+
 /**
- * The media of one person in one session.
+ * The media of one person in one session (or, with `base`, under another prefix of the
+ * media routes: a networking room's, networkBase()).
  * Events: "feed" {participant, stream} when a feed's tracks arrive, "feedgone"
  * {participant} when it ends, "local" {stream|null} when the own camera starts or stops.
  */
 export class RoomMedia extends EventTarget {
-  constructor(session) {
+  constructor(session, base = `/api/v1/sessions/${encodeURIComponent(session)}`) {
     super();
     this.session = session;
-    this.base = `/api/v1/sessions/${encodeURIComponent(session)}`;
+    this.base = base; // null: in no room now (move() to one)
     this.local = null; // MediaStream of the chosen camera and microphone
     this.publisher = null; // {pc, location}
     this.feeds = new Map(); // participant -> {pc, location, stream}
@@ -226,6 +233,16 @@ export class RoomMedia extends EventTarget {
   /** Stop watching everyone (leaving the room, moving to a breakout group). */
   dropAll() {
     for (const participant of [...this.feeds.keys()]) this._drop(participant);
+  }
+
+  /**
+   * Go to the room under another prefix (null: none): what was watched and published
+   * in the old one ends; the camera stays on.
+   */
+  async move(base) {
+    this.dropAll();
+    await this.unpublish();
+    this.base = base;
   }
 
   /** participant -> audio level (0…1) of their arriving sound, for the active speaker. */

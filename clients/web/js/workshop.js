@@ -9,6 +9,7 @@ import { ChatView, PollsView, QaView, Reactions, errorText, label } from "./enga
 import { lang, onLangChange, t } from "./i18n.js";
 import { HEARTBEAT_MS } from "./realtime.js";
 import { RoomMedia } from "./roommedia.js";
+import { CameraControls, Tiles, mediaErrorText, resay, say } from "./roomview.js";
 import { connectOrSignIn, startPage } from "./shell.js";
 
 const LEVEL_MS = 1000;
@@ -47,7 +48,8 @@ class Workshop {
     this.wantShare = false;
     this.speaking = null;
     this.confirming = null;
-    this.tiles = new Map(); // participant -> {root, video, caption}
+    this.tiles = new Tiles("room-h", (participant, tile) => this.caption(participant, tile),
+      () => say(this.note, () => t("workshop.room.click_to_play")));
     this.media = new RoomMedia(session.id);
     this.media.addEventListener("feed", (e) => this.showFeed(e.detail.participant, e.detail.stream));
     this.media.addEventListener("feedgone", (e) => this.dropTile(e.detail.participant));
@@ -89,29 +91,21 @@ class Workshop {
     this.placeButtons = h("div", { class: "actions" });
     this.placeActions = h("div", { class: "place-row" }, this.place, this.placeButtons);
 
-    // Camera and microphone: the preview, the devices, on/off, share.
-    this.preview = h("video", { class: "video preview", autoplay: true, playsinline: true, "data-k-label": "workshop.media.preview" });
-    this.preview.muted = true;
-    this.cameraSelect = h("select", { id: "ws-camera", onchange: () => this.switchDevice() });
-    this.micSelect = h("select", { id: "ws-mic", onchange: () => this.switchDevice() });
-    this.startButton = h("button", { type: "button", class: "secondary", "data-k": "workshop.media.start", onclick: () => this.startCamera() });
-    this.camToggle = h("button", { type: "button", class: "secondary", "aria-pressed": "true", "data-k": "workshop.media.camera", onclick: () => this.toggle("video", this.camToggle) });
-    this.micToggle = h("button", { type: "button", class: "secondary", "aria-pressed": "true", "data-k": "workshop.media.microphone", onclick: () => this.toggle("audio", this.micToggle) });
+    // Camera and microphone: the preview, the devices, on/off (roomview.js), share.
+    const camera = new CameraControls(this.media, "ws", () => this.redraw());
+    this.camera = camera;
     this.shareButton = h("button", { type: "button", id: "ws-share", onclick: () => this.share() });
     this.mediaHint = h("p", { class: "hint hide-empty", id: "ws-media-hint" });
-    this.mediaNote = h("p", { class: "form-note", id: "ws-media-note", role: "status" });
-    this.devices = h("div", { class: "row devices" },
-      h("div", {}, h("label", { for: "ws-camera", "data-k": "workshop.media.camera_choice" }), this.cameraSelect),
-      h("div", {}, h("label", { for: "ws-mic", "data-k": "workshop.media.mic_choice" }), this.micSelect));
+    this.mediaNote = camera.note;
     this.mediaPanel = h("section", { class: "panel media-panel", "aria-labelledby": "media-h" },
       h("h2", { id: "media-h", "data-k": "workshop.media.title" }),
-      h("div", { class: "screen preview-box" }, this.preview),
-      this.devices,
-      h("div", { class: "actions" }, this.startButton, this.camToggle, this.micToggle, this.shareButton),
+      camera.previewBox,
+      camera.devices,
+      h("div", { class: "actions" }, camera.startButton, camera.camToggle, camera.micToggle, this.shareButton),
       this.mediaHint, this.mediaNote);
 
     // The room: who publishes, the breakout group, the people.
-    this.grid = h("ul", { class: "tiles", "aria-labelledby": "room-h" });
+    this.grid = this.tiles.grid;
     this.gridEmpty = h("p", { class: "empty", "data-k": "workshop.room.nobody" });
     this.groupLine = h("p", { class: "group-line" });
     this.timer = h("p", { class: "group-timer", "aria-live": "off" });
@@ -349,41 +343,6 @@ class Workshop {
     }
   }
 
-  async startCamera() {
-    say(this.mediaNote, null);
-    try {
-      await this.media.start(this.cameraSelect.value || undefined, this.micSelect.value || undefined);
-      await this.fillDevices();
-    } catch (error) {
-      say(this.mediaNote, () => t(error.name === "NotAllowedError" ? "workshop.media.denied" : "workshop.media.no_device"));
-    }
-    this.redraw();
-  }
-
-  async switchDevice() {
-    if (this.media.local) await this.startCamera();
-  }
-
-  async fillDevices() {
-    const { cameras, microphones } = await RoomMedia.devices();
-    const fill = (select, list, kind) => {
-      const current = this.media.local?.getTracks().find((tr) => tr.kind === kind)?.getSettings().deviceId;
-      replace(select, list.map((d, i) => h("option", {
-        value: d.deviceId, selected: d.deviceId === current,
-        text: d.label || t(kind === "video" ? "workshop.media.camera_n" : "workshop.media.mic_n", { n: i + 1 }),
-      })));
-    };
-    fill(this.cameraSelect, cameras, "video");
-    fill(this.micSelect, microphones, "audio");
-  }
-
-  toggle(kind, button) {
-    const on = !this.media.enabled(kind);
-    this.media.setEnabled(kind, on);
-    button.setAttribute("aria-pressed", String(on));
-    this.redraw();
-  }
-
   async share() {
     say(this.mediaNote, null);
     if (this.media.publishing) {
@@ -393,7 +352,7 @@ class Workshop {
       this.redraw();
       return;
     }
-    if (!this.media.local) await this.startCamera();
+    if (!this.media.local) await this.camera.start();
     if (!this.media.local) return;
     try {
       await this.media.publish();
@@ -401,18 +360,9 @@ class Workshop {
       this.showLocal(this.media.local);
       say(this.mediaNote, () => t("workshop.media.sharing"));
     } catch (error) {
-      say(this.mediaNote, () => this.mediaError(error));
+      say(this.mediaNote, () => mediaErrorText(error));
     }
     this.redraw();
-  }
-
-  mediaError(error) {
-    // The server's refusal, in words: without the floor it is 403 forbidden.
-    if (error.status === 403) return t("workshop.media.refused", { reason: error.message });
-    if (error.status === 409) return t("workshop.media.full", { reason: error.message });
-    if (error.status === 503) return t("workshop.media.unavailable");
-    if (error.code === "offline") return t("error.offline");
-    return t("workshop.media.failed", { reason: error.message });
   }
 
   /** Moved to a breakout group or back: the old room's connections have ended. */
@@ -427,7 +377,7 @@ class Workshop {
         await this.media.publish();
         this.showLocal(this.media.local);
       } catch (error) {
-        say(this.mediaNote, () => this.mediaError(error));
+        say(this.mediaNote, () => mediaErrorText(error));
       }
     } else {
       this.wantShare = false;
@@ -439,7 +389,8 @@ class Workshop {
     this.wantShare = false;
     this.media.dropAll();
     this.media.stop();
-    for (const participant of [...this.tiles.keys()]) this.dropTile(participant);
+    this.tiles.dropAll();
+    this.drawRoom();
   }
 
   syncMedia() {
@@ -556,7 +507,7 @@ class Workshop {
     this.when.textContent = `${clock(s.starts_at, lang())}–${clock(s.ends_at, lang())} · ${t("workshop.tagline")}`;
     const notice = this.lastNotice ? t(...this.lastNotice) : "";
     if (this.status.textContent !== notice) this.status.textContent = notice;
-    for (const el of [this.note, this.mediaNote, this.problem]) resay(el);
+    for (const el of [this.note, this.problem]) resay(el);
     this.status.hidden = !this.status.textContent;
     this.drawPlace();
     this.drawMedia();
@@ -612,16 +563,9 @@ class Workshop {
   }
 
   drawMedia() {
-    const on = !!this.media.local;
     const inRoom = this.you.state === "admitted";
     // While publishing, one's own tile in the room is the preview.
-    this.preview.hidden = !on || this.media.publishing;
-    this.devices.hidden = !on;
-    this.camToggle.hidden = !on;
-    this.micToggle.hidden = !on;
-    this.startButton.hidden = on;
-    this.camToggle.setAttribute("aria-pressed", String(this.media.enabled("video")));
-    this.micToggle.setAttribute("aria-pressed", String(this.media.enabled("audio")));
+    this.camera.draw(this.media.publishing);
     this.shareButton.hidden = !inRoom;
     this.shareButton.textContent = t(this.media.publishing ? "workshop.media.stop_sharing" : "workshop.media.share");
     const me = this.me();
@@ -656,10 +600,8 @@ class Workshop {
     this.handButton.textContent = mine >= 0 ? t("workshop.hand.lower", { n: mine + 1 }) : t("workshop.hand.raise");
     this.handButton.dataset.key = "hand";
     // Tiles: the spotlight first; captions follow the language.
-    for (const [participant, tile] of this.tiles) this.caption(participant, tile);
-    const spot = (id) => (id === "self" ? this.rt.user?.id : id) === state?.spotlight;
-    const order = [...this.tiles.entries()].sort(([a], [b]) => spot(b) - spot(a)).map(([, tile]) => tile.root);
-    if (order.some((root, i) => this.grid.children[i] !== root)) this.grid.append(...order);
+    const spotlight = state?.spotlight;
+    this.tiles.draw(spotlight ? [spotlight === this.rt.user?.id ? "self" : spotlight] : []);
     this.gridEmpty.hidden = this.tiles.size > 0;
   }
 
@@ -682,47 +624,19 @@ class Workshop {
     replace(tile.caption, h("span", { class: "who", text: name }), badges.map((b) => h("span", { class: "badge", text: b })));
   }
 
-  tile(participant) {
-    let tile = this.tiles.get(participant);
-    if (!tile) {
-      const video = h("video", { class: "video", autoplay: true, playsinline: true, "data-participant": participant });
-      const caption = h("figcaption", {});
-      const root = h("li", { class: "tile", "data-participant": participant }, h("figure", {}, video, caption));
-      tile = { root, video, caption };
-      this.tiles.set(participant, tile);
-    }
-    return tile;
-  }
-
   showFeed(participant, stream) {
-    const tile = this.tile(participant);
-    if (tile.video.srcObject !== stream) tile.video.srcObject = stream;
-    tile.video.play().catch(() => {
-      // Autoplay with sound refused (no click yet): the next click anywhere starts it.
-      document.addEventListener("click", () => tile.video.play().catch(() => {}), { once: true });
-      say(this.note, () => t("workshop.room.click_to_play"));
-    });
+    this.tiles.show(participant, stream);
     this.drawRoom();
   }
 
   showLocal(stream) {
-    this.preview.srcObject = stream;
-    if (stream && this.media.publishing) {
-      const tile = this.tile("self");
-      tile.video.muted = true; // one's own sound would echo
-      tile.video.srcObject = stream;
-    } else if (!stream) {
-      this.dropTile("self");
-    }
+    if (stream && this.media.publishing) this.tiles.show("self", stream);
+    else if (!stream) this.tiles.drop("self");
     this.redraw();
   }
 
   dropTile(participant) {
-    const tile = this.tiles.get(participant);
-    if (!tile) return;
-    tile.video.srcObject = null;
-    tile.root.remove();
-    this.tiles.delete(participant);
+    this.tiles.drop(participant);
     this.drawRoom();
   }
 
@@ -827,19 +741,6 @@ function joinedHere(session, on) {
   if (on === true) sessionStorage.setItem(key, "1");
   else if (on === false) sessionStorage.removeItem(key);
   return sessionStorage.getItem(key) === "1";
-}
-
-/** Set a line from a function of the language, so a language switch redraws it. */
-function say(el, draw) {
-  el.drawText = draw || null;
-  el.textContent = draw ? draw() : "";
-}
-
-/** Redraw a line set with say() in the current language (unchanged text is not reset). */
-function resay(el) {
-  if (!el.drawText) return;
-  const text = el.drawText();
-  if (el.textContent !== text) el.textContent = text;
 }
 
 main().catch((error) => {

@@ -15,19 +15,46 @@ roulette, or neither; joining one leaves the other.
   time, nobody waits twice in a row while others are paired.
   A pairing ends when its time is up, when one leaves, or when one reports the other;
   both go back to the waiting pool (except whoever left).
+- **Reports at a table**: the reported person is stood up from it, and two people of a
+  report do not sit at one table again (a named table where the other sits is refused;
+  joining without a name seats them elsewhere).
+- **Media**: a table (``net~t1``) and a pairing (``net~p1``) are rooms of the room
+  provider. :meth:`Lounge.media_room` says whether a person may use one: everyone seated
+  at the table, or either of the pair, publishes their own camera and watches the
+  others'; anyone else is refused. A :class:`Change` names who stood up from which
+  table, so that their media there ends (and an emptied table's room closes).
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from hybridcon.errors import Conflict, Invalid, NotFound
+from hybridcon.errors import Conflict, Forbidden, Invalid, NotFound
 
 TABLE_SIZE = 6
+PAIR_SIZE = 2
 ROOM_PREFIX = "net~"
+_TABLE_ROOM = re.compile(rf"^{re.escape(ROOM_PREFIX)}(t[0-9]{{1,6}})$")
+_PAIR_ROOM = re.compile(rf"^{re.escape(ROOM_PREFIX)}p([0-9]{{1,9}})$")
+
+
+def table_room(table: str) -> str:
+    """A table's media room."""
+    return f"{ROOM_PREFIX}{table}"
+
+
+def room_size(room: str) -> int:
+    """How many people a networking room holds (and may publish in it): a table's six,
+    a pairing's two; 0 for a name that is neither."""
+    if _TABLE_ROOM.match(room):
+        return TABLE_SIZE
+    if _PAIR_ROOM.match(room):
+        return PAIR_SIZE
+    return 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +78,13 @@ class Pair:
 
 @dataclass
 class Change:
-    """What a step changed: tables whose people changed, pairings that began or ended."""
+    """What a step changed: tables whose people changed, who stood up from which table
+    (their media there ends), people sent away from a table, pairings that began or
+    ended (an ended pairing's room closes)."""
 
     tables: set[str] = field(default_factory=set)
+    stood: list[tuple[str, str]] = field(default_factory=list)  # (table, person)
+    sent_away: list[tuple[str, str]] = field(default_factory=list)  # (table, person)
     paired: list[Pair] = field(default_factory=list)
     ended: list[tuple[Pair, str]] = field(default_factory=list)  # (pair, reason)
 
@@ -90,7 +121,7 @@ class Lounge:
         people = self.tables.get(table, [])
         return {
             "table": table,
-            "room": f"{ROOM_PREFIX}{table}",
+            "room": table_room(table),
             "people": [{"id": uid, "name": self.names.get(uid, "")} for uid in people],
             "seats": TABLE_SIZE,
         }
@@ -112,7 +143,39 @@ class Lounge:
             return "roulette"
         return None
 
+    def media_room(self, user_id: str, room: str) -> None:
+        """Whether ``user_id`` may use the media of ``room`` now: seated at its table, or
+        one of its pair (else this raises).
+
+        Raises:
+            NotFound: not a networking room, or no such table or pairing now.
+            Forbidden: the table or pairing exists but the person is not in it.
+        """
+        table = _TABLE_ROOM.match(room)
+        if table is not None:
+            name = table.group(1)
+            if name not in self.tables:
+                raise NotFound(f"no table {name} now (it emptied, or never was)")
+            if self.seat.get(user_id) != name:
+                raise Forbidden(f"you are not seated at table {name}; sit down there first")
+            return
+        pair = _PAIR_ROOM.match(room)
+        if pair is not None:
+            mine = self.pairs.get(user_id)
+            if mine is not None and mine.room == room:
+                return
+            if any(p.room == room for p in self.pairs.values()):
+                raise Forbidden(f"you are not in pairing {room}")
+            raise NotFound(f"no pairing {room} now (it ended, or never was)")
+        raise NotFound(
+            f"{room!r} is not a networking room (a table's is {ROOM_PREFIX}t<n>, "
+            f"a pairing's {ROOM_PREFIX}p<n>)"
+        )
+
     # --- tables --------------------------------------------------------------------------
+
+    def _avoided_at(self, user_id: str, table: str) -> bool:
+        return any(frozenset((user_id, other)) in self.avoid for other in self.tables[table])
 
     def join_table(self, user_id: str, name: str, table: str | None, now: datetime) -> Change:
         """Sit at ``table`` (or at the fullest one with a free seat, or a new one).
@@ -131,10 +194,19 @@ class Lounge:
                 f"table {table} is full ({TABLE_SIZE} people); pick another table or join "
                 "without one to be seated"
             )
+        if table is not None and self._avoided_at(user_id, table):
+            raise Conflict(
+                f"you cannot sit at table {table}: someone there reported you or was "
+                "reported by you; pick another table or join without one to be seated"
+            )
         change = self.leave(user_id, now)
         self.names[user_id] = name
         if table is None:
-            open_tables = [t for t, p in self.tables.items() if len(p) < TABLE_SIZE]
+            open_tables = [
+                t
+                for t, p in self.tables.items()
+                if len(p) < TABLE_SIZE and not self._avoided_at(user_id, t)
+            ]
             if open_tables:
                 table = max(open_tables, key=lambda t: len(self.tables[t]))
             else:
@@ -155,6 +227,7 @@ class Lounge:
         if not people:
             del self.tables[table]
         change.tables.add(table)
+        change.stood.append((table, user_id))
 
     # --- roulette ------------------------------------------------------------------------
 
@@ -228,8 +301,9 @@ class Lounge:
         return change
 
     def report(self, reporter: str, reported: str, now: datetime) -> tuple[str, Change]:
-        """Report someone at the reporter's table or in their pairing. A pairing ends;
-        the two are never paired again.
+        """Report someone at the reporter's table or in their pairing. At a table the
+        reported person is stood up (their media there ends) and the two do not sit
+        together again; a pairing ends; the two are never paired again.
 
         Returns:
             Where it happened (``table:<id>`` or ``pair:<room>``) and what changed.
@@ -243,7 +317,10 @@ class Lounge:
         table = self.seat.get(reporter)
         if table is not None and self.seat.get(reported) == table:
             self.avoid.add(frozenset((reporter, reported)))
-            return f"table:{table}", Change()
+            change = Change()
+            self._stand_up(reported, change)
+            change.sent_away.append((table, reported))
+            return f"table:{table}", change
         pair = self.pairs.get(reporter)
         if pair is not None and pair.partner(reporter) == reported:
             self.avoid.add(frozenset((reporter, reported)))

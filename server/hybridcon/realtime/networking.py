@@ -6,19 +6,33 @@ pairing, so each gets a push on the connection they joined from (the latest one,
 person joins again elsewhere). A report goes to the moderators on ``mod:event``
 (``network.reported``) and into the audit log, as chat reports go to ``mod:<topic>``.
 The lounge lives on this node, like the sessions (docs/architecture.md).
+
+Media: a table and a pairing are rooms of the node's room provider (handed over with
+:meth:`Networking.attach_provider`), reached through the same media routes as the
+workshops' (``/api/v1/network/{room}/…``, :mod:`hybridcon.api.rooms`). Those routes ask
+:meth:`Networking.media_access` before any negotiation: everyone seated at the table (or
+either of the pair) may publish their own camera and watch the others; anyone else is
+refused. Whoever stands up (leaves, sits elsewhere, closes the connection, is reported)
+has their peer connections in the table's room ended; an emptied table's room and an
+ended pairing's room are closed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
+import structlog
 from pydantic import StringConstraints
 
-from hybridcon.core.networking import Change, Lounge
+from hybridcon.core.networking import Change, Lounge, table_room
+from hybridcon.core.rooms import MediaAccess, RoomProvider
+from hybridcon.core.tokens import Claims
 from hybridcon.errors import Invalid
 from hybridcon.realtime.command import Capability, Request, UserId, command
 from hybridcon.realtime.context import Context, Node
+
+log = structlog.get_logger(__name__)
 
 TICK_INTERVAL = 1.0
 PAIR_SECONDS = 180.0
@@ -67,6 +81,7 @@ class Networking(Capability):
         "network.table": "one person: who sits at their table changed",
         "network.paired": "one person: the roulette paired them with someone",
         "network.unpaired": "one person: their pairing ended (time, left, reported)",
+        "network.removed": "one person: they were stood up from their table (reported)",
         "network.reported": "mod:event: someone reported a person at a table or in a pairing",
     }
 
@@ -74,6 +89,22 @@ class Networking(Capability):
         super().__init__(node)
         self.lounge = Lounge(pair_seconds=PAIR_SECONDS)
         self._people: dict[str, Context] = {}  # person -> the connection they joined from
+        self._provider: RoomProvider | None = None
+
+    def attach_provider(self, provider: RoomProvider) -> None:
+        """Carry the tables' and pairings' media through ``provider``."""
+        self._provider = provider
+
+    def media_access(self, room: str, claims: Claims) -> MediaAccess:
+        """The person's media access in a table's or a pairing's room (the media routes
+        ask first): seated there (or one of the pair) may publish and watch.
+
+        Raises:
+            NotFound: not a networking room, or no such table or pairing now.
+            Forbidden: the person is not at that table or in that pairing.
+        """
+        self.lounge.media_room(claims.sub, room)
+        return MediaAccess(room=room, participant=claims.sub, may_publish=True, host=False)
 
     async def start(self) -> None:
         """End pairings whose time is up, every second."""
@@ -83,8 +114,15 @@ class Networking(Capability):
         self._tell(self.lounge.tick(self._node.clock()))
 
     def _tell(self, change: Change) -> None:
-        """Push what a change means to each person it concerns."""
+        """Push what a change means to each person it concerns; end the media it ends."""
         lounge = self.lounge
+        self._carry(change)
+        for table, uid in change.sent_away:
+            self._push(
+                uid,
+                "network.removed",
+                {"table": table, "room": table_room(table), "reason": "reported"},
+            )
         for table in change.tables:
             view = lounge.table_view(table)
             for uid in lounge.tables.get(table, ()):
@@ -104,6 +142,31 @@ class Networking(Capability):
                         "ends_at": pair.ends_at.isoformat(),
                     },
                 )
+
+    def _carry(self, change: Change) -> None:
+        """End the media of whoever stood up, and the rooms of emptied tables and ended
+        pairings (in the background: nobody waits for it; the gate already refuses)."""
+        actions: list[tuple[str, Callable[[RoomProvider], Awaitable[None]]]] = []
+        for table, uid in change.stood:
+            room = table_room(table)
+            if table in self.lounge.tables:
+                actions.append((room, _remover(room, uid)))
+            else:
+                actions.append((room, _destroyer(room)))
+        for pair, _reason in change.ended:
+            actions.append((pair.room, _destroyer(pair.room)))
+        provider = self._provider
+        if provider is None or not actions:
+            return
+
+        async def run() -> None:
+            for room, action in actions:
+                try:
+                    await action(provider)
+                except Exception as exc:
+                    log.warning("network_media_action_failed", room=room, error=str(exc))
+
+        self._node.background(run())
 
     def _push(self, user_id: str, kind: str, fields: Mapping[str, Any]) -> None:
         ctx = self._people.get(user_id)
@@ -193,3 +256,11 @@ class Networking(Capability):
             "network.report", request.user_id, {"where": where, "reason": request.reason}
         )
         return {"reported": True, "where": where}
+
+
+def _remover(room: str, user_id: str) -> Callable[[RoomProvider], Awaitable[None]]:
+    return lambda provider: provider.remove(room, user_id)
+
+
+def _destroyer(room: str) -> Callable[[RoomProvider], Awaitable[None]]:
+    return lambda provider: provider.destroy_room(room)

@@ -19,7 +19,8 @@ first, :mod:`hybridcon.core.rooms`), over one WebSocket and one Janus session:
   Mute is ``moderate``, remove is ``kick``, unpublish is ``unpublish``.
 * **What Janus reports**: each room has a *watch* handle of hybridcon's, joined as a
   publisher that never publishes, which hears ``publishers``, ``unpublished``,
-  ``leaving``, ``kicked`` and ``moderation``: :meth:`JanusRooms.feeds` is that view. The
+  ``leaving``, ``kicked`` and ``moderation``: :meth:`JanusRooms.feeds` is that view, and a
+  publisher leaving ends the subscriptions to it (their handles detach). The
   participants' handles report ``webrtcup`` and ``hangup``, which become
   :class:`~hybridcon.core.rooms.RoomEvent` s for attendance.
 * **Janus down**: when the socket drops (or a keepalive is refused) ``ready`` turns False,
@@ -751,6 +752,7 @@ class JanusRooms:
             gone = data.get(key)
             if isinstance(gone, int):
                 room.published.pop(gone, None)
+                self._end_subscriptions_to(room, gone)
         moderated = data.get("moderation")
         janus_id, mid = data.get("id"), data.get("mid")
         if moderated in {"muted", "unmuted"} and isinstance(janus_id, int):
@@ -760,6 +762,16 @@ class JanusRooms:
                     published.muted.add(str(mid))
                 else:
                     published.muted.discard(str(mid))
+
+    def _end_subscriptions_to(self, room: _Room, feed_id: int) -> None:
+        """A publisher left: end the subscriptions to it, as the builtin provider does
+        (Janus keeps a subscriber's peer connection up with the stream made inactive; the
+        watcher's tracks would never end). Not reported: the watchers are still there."""
+        for peer in list(self._peers.values()):
+            if peer.kind == "subscribe" and peer.room == room.spec.room and peer.feed_id == feed_id:
+                task = asyncio.get_running_loop().create_task(self._end_peer(peer, report=False))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
     def _heard_publishers(self, room: _Room, publishers: object) -> None:
         if not isinstance(publishers, list):
