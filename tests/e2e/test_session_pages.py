@@ -25,6 +25,7 @@ import json
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -72,6 +73,8 @@ async def test_a_workshop_from_the_lobby_to_the_end(small_node: Node, browser: A
     ann = await new_page(browser, width=360)
     bart = await new_page(browser)
     cas = await new_page(browser)
+    sockets: list[str] = []
+    host.on("websocket", lambda ws: sockets.append(ws.url))
 
     await host.goto(f"{url}#token={person(node, 'Hanne Host', Role.MODERATOR)}")
     await expect(host).to_have_url(url)
@@ -94,6 +97,8 @@ async def test_a_workshop_from_the_lobby_to_the_end(small_node: Node, browser: A
         return row is not None and json.loads(row["data"])["visible"] is True
 
     await eventually(heartbeat_logged, timeout=10, what="the workshop page's heartbeat")
+    # On the rooms' own path, which a proxy sends to the node that runs the rooms.
+    assert [urlsplit(u).path for u in sockets] == ["/rooms/ws"], sockets
 
     # Two participants wait before the opening, in the order they came.
     await ann.goto(f"{url}#token={person(node, 'Ann Peeters')}")
@@ -261,6 +266,8 @@ async def test_networking_tables_and_roulette(node: Node, browser: Any) -> None:
         assert refused["type"] == "error" and refused["code"] == "conflict", refused
         assert refused["message"].startswith("table t1 is full (6 people)")
 
+        sockets: list[str] = []
+        page.on("websocket", lambda ws: sockets.append(ws.url))
         await page.goto(f"{node.url}/network#token={node.token(Role.VIEWER, name='Dirk Wouters')}")
         await expect(page).to_have_url(f"{node.url}/network")
         # The full table says so, and offers no seat.
@@ -269,6 +276,7 @@ async def test_networking_tables_and_roulette(node: Node, browser: Any) -> None:
         await expect(t1.get_by_role("button")).to_have_count(0)
         await page.get_by_role("button", name="Aanschuiven waar plaats is").click()
         await expect(page.locator("#net-status")).to_have_text("Je zit aan tafel t2.")
+        assert [urlsplit(u).path for u in sockets] == ["/rooms/ws"], sockets
         await expect(page.locator("#my-table-h")).to_have_text("Jouw tafel: t2 (1 van 6)")
         # Sitting down starts the camera's preview, with a choice of devices.
         await expect(page.locator("#net-media")).to_contain_text("Wie aan je tafel zit")

@@ -30,7 +30,9 @@ async function main() {
     h("li", {}, h("a", { href: "/network", "aria-current": "page", text: t("nav.network") })));
   nav();
   onLangChange(nav);
-  const rt = connectOrSignIn(main, code);
+  // The rooms' state is one node's: a proxy sends /rooms/ws there (operations.md,
+  // "Rooms across nodes").
+  const rt = connectOrSignIn(main, code, "/rooms/ws");
   if (!rt) return;
   const lounge = new Lounge(rt, main);
   onLangChange(() => lounge.redraw());

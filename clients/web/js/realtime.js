@@ -25,10 +25,15 @@ export class RequestError extends Error {
  * topic as detail.
  */
 export class Realtime extends EventTarget {
-  /** @param {() => string|null} getToken */
-  constructor(getToken) {
+  /**
+   * @param {() => string|null} getToken
+   * @param {string} [path]  the gateway's path: "/ws", or "/rooms/ws" for the session
+   *   and networking pages, which a proxy sends to the node that runs the rooms
+   */
+  constructor(getToken, path = "/ws") {
     super();
     this.getToken = getToken;
+    this.path = path;
     this.ws = null;
     this.status = "connecting";
     this.nextId = 1;
@@ -44,7 +49,7 @@ export class Realtime extends EventTarget {
   connect() {
     clearTimeout(this.timer);
     this._setStatus(this.attempt ? "reconnecting" : "connecting");
-    const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+    const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${this.path}`;
     const ws = new WebSocket(url);
     this.ws = ws;
     ws.addEventListener("open", () => {

@@ -103,9 +103,10 @@ export function signInForm(options) {
  * and the sign-out button.
  * @param {HTMLElement} main
  * @param {string|null|undefined} code  an invite code from the fragment
+ * @param {string} [path]  the gateway's path (see Realtime)
  * @returns {Realtime|null}
  */
-export function connectOrSignIn(main, code) {
+export function connectOrSignIn(main, code, path = "/ws") {
   if (!claims()) {
     const signIn = signInForm({
       code, onSignedIn: () => location.reload(), redeem: (c) => redeem(c, "invite"), errorKey: redeemErrorKey,
@@ -114,7 +115,7 @@ export function connectOrSignIn(main, code) {
     onLangChange(() => signIn.redraw());
     return null;
   }
-  const rt = new Realtime(token);
+  const rt = new Realtime(token, path);
   connectionBadge(rt, byId("conn"), () => {
     forget();
     location.reload();

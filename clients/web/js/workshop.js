@@ -27,7 +27,9 @@ async function main() {
     h("li", {}, h("a", { href: "/network", text: t("nav.network") })));
   nav();
   onLangChange(nav);
-  const rt = connectOrSignIn(main, code);
+  // The rooms' state is one node's: a proxy sends /rooms/ws there (operations.md,
+  // "Rooms across nodes").
+  const rt = connectOrSignIn(main, code, "/rooms/ws");
   if (!rt) return;
   const view = new Workshop(rt, session, main);
   onLangChange(() => view.redraw());
