@@ -282,3 +282,27 @@ class Consumer:
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+
+async def first_playable(consumers: list[Consumer]) -> bool:
+    """Wait until one of ``consumers`` (one per kind, new) hands out its first packet:
+    any audio, or a video keyframe (a video consumer starts at one). Closes them all.
+
+    Returns:
+        True when media arrived; False when every consumer ended first (the ingest
+        ended before any playable packet).
+    """
+    reads = [asyncio.ensure_future(c.get()) for c in consumers]
+    arrived = False
+    try:
+        while reads and not arrived:
+            done, pending = await asyncio.wait(reads, return_when=asyncio.FIRST_COMPLETED)
+            arrived = any(read.result() is not None for read in done)
+            reads = list(pending)
+    finally:
+        for read in reads:
+            read.cancel()
+        await asyncio.gather(*reads, return_exceptions=True)
+        for consumer in consumers:
+            consumer.close()
+    return arrived

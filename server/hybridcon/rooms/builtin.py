@@ -51,6 +51,7 @@ from hybridcon.core.rooms import (
     RoomSpec,
 )
 from hybridcon.errors import Conflict, Invalid, NotFound, Unavailable
+from hybridcon.media.consumer import first_playable
 from hybridcon.media.hub import StageHub
 from hybridcon.media.packets import Kind, as_kind
 from hybridcon.media.peers import Publisher, Viewer, accept_publisher, offer_viewer
@@ -284,19 +285,7 @@ class BuiltinRooms:
         """Report ``publishing`` when the feed's first playable packet reaches its hub:
         any audio, or a video keyframe."""
         consumers = [feed.hub.consumer(kind, name="first-media") for kind in feed.kinds]
-        reads = [asyncio.ensure_future(c.get()) for c in consumers]
-        arrived = False
-        try:
-            while reads and not arrived:
-                done, pending = await asyncio.wait(reads, return_when=asyncio.FIRST_COMPLETED)
-                arrived = any(read.result() is not None for read in done)
-                reads = list(pending)
-        finally:
-            for read in reads:
-                read.cancel()
-            await asyncio.gather(*reads, return_exceptions=True)
-            for consumer in consumers:
-                consumer.close()
+        arrived = await first_playable(consumers)
         if arrived and self._live(feed):
             feed.flowing = True
             self._emit(RoomEventKind.PUBLISHING, feed)

@@ -48,7 +48,7 @@ from hybridcon.core.streams import StreamEvent, StreamState, next_state
 from hybridcon.core.tokens import Claims
 from hybridcon.core.urls import hls_url
 from hybridcon.errors import Conflict, NotFound, Unavailable
-from hybridcon.media.consumer import Consumer
+from hybridcon.media.consumer import Consumer, first_playable
 from hybridcon.media.hls import HlsPackager
 from hybridcon.media.hub import StageHub
 from hybridcon.media.ice import server_ice_servers
@@ -666,19 +666,7 @@ class Streams:
         """Make the stage live when the first playable packet of ``session`` reaches the
         hub: any audio, or a video keyframe (a video consumer starts at one). Returns
         without a change when the ingest ends first."""
-        reads = [asyncio.ensure_future(c.get()) for c in consumers]
-        try:
-            arrived = False
-            while reads and not arrived:
-                done, pending = await asyncio.wait(reads, return_when=asyncio.FIRST_COMPLETED)
-                arrived = any(read.result() is not None for read in done)
-                reads = list(pending)
-        finally:
-            for read in reads:
-                read.cancel()
-            await asyncio.gather(*reads, return_exceptions=True)
-            for consumer in consumers:
-                consumer.close()
+        arrived = await first_playable(consumers)
         if not arrived or stream.publisher_session != session:
             return
         stream.media_at = time.monotonic()
