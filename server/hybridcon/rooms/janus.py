@@ -766,7 +766,10 @@ class JanusRooms:
     def _end_subscriptions_to(self, room: _Room, feed_id: int) -> None:
         """A publisher left: end the subscriptions to it, as the builtin provider does
         (Janus keeps a subscriber's peer connection up with the stream made inactive; the
-        watcher's tracks would never end). Not reported: the watchers are still there."""
+        watcher's tracks would never end). Not reported: the watchers are still there.
+        Not in a room being destroyed: :meth:`destroy_room` ends (and reports) everyone."""
+        if self._rooms.get(room.spec.room) is not room:
+            return
         for peer in list(self._peers.values()):
             if peer.kind == "subscribe" and peer.room == room.spec.room and peer.feed_id == feed_id:
                 task = asyncio.get_running_loop().create_task(self._end_peer(peer, report=False))
