@@ -25,6 +25,9 @@ pytestmark = pytest.mark.slow
 
 TOPIC = "stage:plenary"
 PAUSE_SECONDS = 8.0  # longer than a publish may wait for Redis (5 s)
+# A reply waits for Redis at most the bus's publish timeout (5 s), plus room for a
+# loaded machine.
+REPLY_BOUND = 7.0
 
 
 async def until(condition, what: str, timeout: float = 30.0) -> None:
@@ -146,6 +149,7 @@ async def test_redis_killed_during_a_chat_burst_through_three_nodes(cluster, red
     row.extra.update(refused=len(refused), refused_kept=len(kept), refused_shown=len(shown))
     assert row.lost == 0 and row.doubled == 0, row
     assert not burst.unknown, f"{len(burst.unknown)} requests got no reply"
+    assert max(waits) <= REPLY_BOUND, f"a reply waited {max(waits):.1f} s for Redis"
     assert roamer.resets == 0
     # `unavailable` means "not done, safe to retry": a refused line is not kept, or the
     # retry would say it twice (and a resync would show the first one from storage).
@@ -287,3 +291,17 @@ async def test_redis_paused_during_a_chat_burst_through_three_nodes(cluster, red
     )
     assert row.lost == 0 and row.doubled == 0, row
     assert not burst.unknown, f"{len(burst.unknown)} requests got no reply"
+    # A hang is an absence: /readyz says so, and no reply waits longer than for a
+    # Redis that refuses.
+    assert "unavailable: disconnected" in seen_while_paused, seen_while_paused
+    assert max(waits) <= REPLY_BOUND, f"a reply waited {max(waits):.1f} s for Redis"
+    # A refused line is not kept; one that Redis carried out when it resumed is taken
+    # back from every client that saw it (`chat.deleted`).
+    assert not set(refused) & set(rows), "a line refused `unavailable` is stored"
+    not_taken_back = [
+        (r.name, k)
+        for r in receivers
+        for k in r.seen_chat
+        if k in refused and k not in r.deleted_chat
+    ]
+    assert not not_taken_back, not_taken_back[:3]
