@@ -35,7 +35,7 @@ from hybridcon.core.engagement import actor_hash
 from hybridcon.core.payloads import ChatLine as ChatLineSent
 from hybridcon.core.payloads import ChatModerated
 from hybridcon.core.tokens import STAFF_ROLES
-from hybridcon.errors import Forbidden, NotFound, RateLimited
+from hybridcon.errors import Forbidden, NotFound, RateLimited, Unavailable
 from hybridcon.realtime.command import (
     Capability,
     MsgId,
@@ -55,6 +55,9 @@ log = structlog.get_logger(__name__)
 
 HELD_IN_SNAPSHOT = 200
 """At most this many held lines (the oldest) are loaded and shown in a ``mod:`` snapshot."""
+
+WITHDRAWN_BY = "hybridcon:not-published"
+"""``deleted_by`` of a line whose publish failed (its sender was told ``unavailable``)."""
 
 
 # --- requests ------------------------------------------------------------------------------
@@ -321,6 +324,21 @@ class Chat(Capability):
         seq, _ = await self._node.publish(line.topic, "chat.message", line.message())
         return seq
 
+    async def _withdraw(self, line: ChatLine) -> None:
+        """Take back a stored line whose publish failed: its sender was told
+        ``unavailable`` (safe to retry), so it must not stay to be found in the recent
+        lines after a resync, or be said twice by the retry. A Redis that hung may still
+        carry out the publish it received when it resumes: the deletion is published
+        too, after it, so every client removes the line again."""
+        node = self._node
+        try:
+            await chat_store.delete(
+                node.db(), line.topic, line.msg_id, by=WITHDRAWN_BY, now=node.clock()
+            )
+        except Exception as exc:
+            log.warning("chat_line_not_withdrawn", msg_id=line.msg_id, error=str(exc))
+        node.publish(line.topic, "chat.deleted", {"msg_id": line.msg_id})
+
     async def _record_seq(self, line: ChatLine, seq: int) -> None:
         try:
             await chat_store.set_seq(self._node.db(), line.topic, line.msg_id, seq)
@@ -394,7 +412,12 @@ class Chat(Capability):
                 {**line.message(), "reason": decision.reason, "matched": list(decision.matched)},
             )
         else:
-            await self._record_seq(line, await self._publish_line(chat, line))
+            try:
+                seq = await self._publish_line(chat, line)
+            except Unavailable:
+                await self._withdraw(line)
+                raise
+            await self._record_seq(line, seq)
         ctx.engage(ChatLineSent(msg_id=line.msg_id, length=len(line.text), held=line.held), topic)
         result: dict[str, Any] = {"msg_id": line.msg_id, "held": line.held}
         if line.held:
