@@ -24,10 +24,10 @@ from support import eventually
 pytestmark = pytest.mark.slow
 
 TOPIC = "stage:plenary"
-PAUSE_SECONDS = 8.0  # longer than a publish may wait for Redis (5 s)
-# A reply waits for Redis at most the bus's publish timeout (5 s), plus room for a
+PAUSE_SECONDS = 8.0  # longer than a publish may wait for Redis (4 s)
+# A reply waits for Redis at most the bus's publish timeout (4 s), plus room for a
 # loaded machine.
-REPLY_BOUND = 7.0
+REPLY_BOUND = 6.0
 
 
 async def until(condition, what: str, timeout: float = 30.0) -> None:
@@ -124,7 +124,7 @@ async def test_redis_killed_during_a_chat_burst_through_three_nodes(cluster, red
         timeout=10,
     )
     unready_after = loop.time() - killed_at
-    # Away for longer than a publish may wait (5 s): some sends are refused.
+    # Away for longer than a publish may wait (4 s): some sends are refused.
     await until(lambda: chat.refused(), "a send refused `unavailable`", timeout=20)
     r.start_again()
     restarted_at = loop.time()

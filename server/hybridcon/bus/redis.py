@@ -109,7 +109,7 @@ class RedisBus:
         publish_timeout: seconds a publish may wait for Redis before it fails.
     """
 
-    def __init__(self, url: str, *, history: int = 500, publish_timeout: float = 5.0) -> None:
+    def __init__(self, url: str, *, history: int = 500, publish_timeout: float = 4.0) -> None:
         self._url = url
         self._history = history
         self._publish_timeout = publish_timeout
@@ -518,14 +518,18 @@ def _nowhere(_topic: str, _payload: bytes) -> None:
 
 
 def _last_trimmed(info: Any) -> int:
-    """The seq of the newest entry trimmed from a Stream (XINFO STREAM), 0 for none or
-    when the Stream does not exist (an error in its place)."""
+    """The seq of the newest entry trimmed from a Stream (from XINFO STREAM): entries
+    leave it only from its head, by the trimming of each publish, so the trimmed ones
+    are those before its first entry. 0 when nothing was trimmed, or when the Stream
+    does not exist (an error in its place)."""
     if not isinstance(info, dict):
         return 0
-    last = info.get("max-deleted-entry-id") or b"0-0"
-    if isinstance(last, str):
-        last = last.encode()
-    return int(bytes(last).split(b"-")[0])
+    if int(info.get("entries-added") or 0) <= int(info.get("length") or 0):
+        return 0
+    first = info.get("recorded-first-entry-id") or (info.get("first-entry") or (b"0-0",))[0]
+    if isinstance(first, str):
+        first = first.encode()
+    return int(bytes(first).split(b"-")[0]) - 1
 
 
 def _log_failure(done: asyncio.Future[tuple[int, bytes]]) -> None:
