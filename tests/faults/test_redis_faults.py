@@ -28,6 +28,7 @@ PAUSE_SECONDS = 8.0  # longer than a publish may wait for Redis (4 s)
 # A reply waits for Redis at most the bus's publish timeout (4 s), plus room for a
 # loaded machine.
 REPLY_BOUND = 6.0
+AFTER_REFUSAL = 0.5  # seconds Redis stays away after the first refused send
 
 
 async def until(condition, what: str, timeout: float = 30.0) -> None:
@@ -56,6 +57,16 @@ def events(node: Node, *names: str) -> Counter[str]:
     """How many times this node logged each of ``names`` (its JSON log lines)."""
     assert node.server is not None
     return Counter(e["event"] for e in node.server.events() if e.get("event") in names)
+
+
+def warnings(node: Node) -> dict[str, int]:
+    """How many warning and error lines this node logged, per event."""
+    assert node.server is not None
+    return dict(
+        Counter(
+            str(e["event"]) for e in node.server.events() if e.get("level") in ("warning", "error")
+        )
+    )
 
 
 def people(nodes: list[Node], role: Role, per_node: int, tag: str) -> list[tuple[Peer, Node]]:
@@ -126,7 +137,11 @@ async def test_redis_killed_during_a_chat_burst_through_three_nodes(cluster, red
     unready_after = loop.time() - killed_at
     # Away for longer than a publish may wait (4 s): some sends are refused.
     await until(lambda: chat.refused(), "a send refused `unavailable`", timeout=20)
-    r.start_again()
+    # Away a little longer (part of the fault): the sends after the refusals wait for
+    # Redis, and are delivered once it is back.
+    await asyncio.sleep(AFTER_REFUSAL)
+    restarting_at = loop.time()
+    await asyncio.to_thread(r.start_again)
     restarted_at = loop.time()
     await until(lambda: all_say(nodes, "ok"), "every node ready again", timeout=20)
     ready_after = loop.time() - restarted_at
@@ -141,6 +156,15 @@ async def test_redis_killed_during_a_chat_burst_through_three_nodes(cluster, red
     shown = sorted({k for r in receivers for k in r.seen_chat} & set(refused))
     waits = chat.waits(killed_at, restarted_at)
     logged = [events(n, "redis_bus_reconnected", "shared_state_reloaded") for n in nodes]
+    # Lines sent while Redis was away and acknowledged once it was back: when the
+    # viewers, on every node and the sender's own, saw them.
+    away = {
+        k
+        for k, sent, _, outcome in burst.replies
+        if killed_at <= sent <= restarting_at and outcome == "result"
+    }
+    assert away, "no line sent while Redis was away was acknowledged after it"
+    seen_at = [r.seen_at[k] for r in receivers for k in away if k in r.seen_at]
     row = tally.count(
         "Redis SIGKILL (restarted empty) during a chat burst, 3 nodes",
         "chat lines",
@@ -150,15 +174,22 @@ async def test_redis_killed_during_a_chat_burst_through_three_nodes(cluster, red
         note=(
             f"away {restarted_at - killed_at:.1f} s; /readyz 503 within {unready_after:.1f} s, "
             f"200 {ready_after:.1f} s after the restart; {len(refused)} sends refused "
-            f"`unavailable`; replies meanwhile waited up to {max(waits):.1f} s; "
-            f"{roamer.resets} resets"
+            f"`unavailable`; replies meanwhile waited up to {max(waits):.1f} s; the "
+            f"{len(away)} lines sent while away were seen "
+            f"{min(seen_at) - restarting_at:.1f}–{max(seen_at) - restarting_at:.1f} s after "
+            f"the restart; {roamer.resets} resets"
         ),
     )
     row.extra.update(refused=len(refused), refused_kept=len(kept), refused_shown=len(shown))
+    for k, n in enumerate(nodes):
+        row.extra.update({f"node{k} {event}": c for event, c in warnings(n).items()})
     assert row.lost == 0 and row.doubled == 0, row
     assert not burst.unknown, f"{len(burst.unknown)} requests got no reply"
     assert max(waits) <= REPLY_BOUND, f"a reply waited {max(waits):.1f} s for Redis"
     assert roamer.resets == 0
+    # Nothing is delivered while Redis is away, not even on the sender's node: every
+    # push goes through it.
+    assert min(seen_at) >= restarting_at, "a line sent while Redis was away was seen before"
     # `unavailable` means "not done, safe to retry": a refused line is not kept, or the
     # retry would say it twice (and a resync would show the first one from storage).
     assert not kept, f"{len(kept)} lines refused `unavailable` are kept: {kept[:3]}"
@@ -272,10 +303,14 @@ async def test_redis_paused_during_a_chat_burst_through_three_nodes(cluster, red
     paused_at = loop.time()
     r.pause()
     seen_while_paused: set[str] = set()
+    unready_after = -1.0
     # The fault itself lasts this long (a hang, not a condition to wait for); meanwhile
     # what /readyz says is sampled.
     while loop.time() - paused_at < PAUSE_SECONDS:
-        seen_while_paused.update(await redis_check(nodes))
+        now = await redis_check(nodes)
+        if unready_after < 0 and all(c == "unavailable: disconnected" for c in now):
+            unready_after = loop.time() - paused_at
+        seen_while_paused.update(now)
         await asyncio.sleep(0.25)
     r.resume()
     resumed_at = loop.time()
@@ -297,8 +332,8 @@ async def test_redis_paused_during_a_chat_burst_through_three_nodes(cluster, red
         stored=rows,
         received={p.name: p.seen_chat for p in receivers},
         note=(
-            f"/readyz said {sorted(seen_while_paused)} while paused, ready {ready_after:.1f} s "
-            f"after; {len(refused)} sends refused `unavailable` ({len(doubtful)} of them "
+            f"/readyz 503 on every node {unready_after:.1f} s after the pause, 200 "
+            f"{ready_after:.1f} s after it ended; {len(refused)} sends refused `unavailable` ({len(doubtful)} of them "
             f"carried out on resume, then deleted); replies meanwhile waited up to "
             f"{max(waits):.1f} s"
         ),
@@ -307,7 +342,9 @@ async def test_redis_paused_during_a_chat_burst_through_three_nodes(cluster, red
     assert not burst.unknown, f"{len(burst.unknown)} requests got no reply"
     # A hang is an absence: /readyz says so, and no reply waits longer than for a
     # Redis that refuses.
-    assert "unavailable: disconnected" in seen_while_paused, seen_while_paused
+    assert unready_after >= 0, f"/readyz said {sorted(seen_while_paused)} while paused"
+    for k, n in enumerate(nodes):
+        row.extra.update({f"node{k} {event}": c for event, c in warnings(n).items()})
     assert max(waits) <= REPLY_BOUND, f"a reply waited {max(waits):.1f} s for Redis"
     # A refused line is not kept; one that Redis carried out when it resumed is taken
     # back from every client that saw it (`chat.deleted`).

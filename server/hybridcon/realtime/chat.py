@@ -188,6 +188,9 @@ class Chat(Capability):
         self._stale: set[str] = set()
         # Pushes delivered while a topic's chat is being read (topic -> (topic, message)).
         self._early: dict[str, list[tuple[str, bytes]]] = {}
+        # Withdrawn lines whose `chat.deleted` has not gone out yet (msg_id -> topic):
+        # published again after the bus reconnects, until it does.
+        self._withdrawn: dict[str, str] = {}
         node.on_delivered(self._delivered)
 
     async def start(self) -> None:
@@ -259,6 +262,8 @@ class Chat(Capability):
     async def resync(self) -> None:
         """Read every chat topic this node holds again: the bus came back, and pushes may
         have been lost with a Redis that restarted empty."""
+        for msg_id, topic in list(self._withdrawn.items()):
+            self._publish_withdrawal(topic, msg_id)
         for topic, chat in list(self._topics.items()):
             self._stale.add(topic)
             await self._refresh(topic)
@@ -337,7 +342,19 @@ class Chat(Capability):
             )
         except Exception as exc:
             log.warning("chat_line_not_withdrawn", msg_id=line.msg_id, error=str(exc))
-        node.publish(line.topic, "chat.deleted", {"msg_id": line.msg_id})
+        self._publish_withdrawal(line.topic, line.msg_id)
+
+    def _publish_withdrawal(self, topic: str, msg_id: str) -> None:
+        """``chat.deleted`` for a withdrawn line, kept until it is out: when Redis is
+        away for longer than a publish waits, :meth:`resync` sends it again, after the
+        bus is back (and so after anything a hung Redis carried out when it resumed)."""
+        self._withdrawn[msg_id] = topic
+
+        def sent(done: asyncio.Future[tuple[int, bytes]]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                self._withdrawn.pop(msg_id, None)
+
+        self._node.publish(topic, "chat.deleted", {"msg_id": msg_id}).add_done_callback(sent)
 
     async def _record_seq(self, line: ChatLine, seq: int) -> None:
         try:
