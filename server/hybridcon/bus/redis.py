@@ -429,6 +429,7 @@ class RedisBus:
                         state.held = []
                 await self._subscribe(list(self._by_channel))
                 await self._pubsub.ping()
+                await self._answered()  # a Redis that accepts but hangs is not back
                 self._connected.set()
                 if not first:
                     self.reconnects += 1
@@ -467,6 +468,32 @@ class RedisBus:
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, RECONNECT_MAX)
 
+    async def _next(self, wait: float) -> dict[str, Any] | None:
+        """The next message, pong or None after ``wait`` seconds of nothing."""
+        if self._sharded:
+            msg = await self._pubsub.get_sharded_message(timeout=wait)
+        else:
+            msg = await self._pubsub.get_message(timeout=wait)
+        return msg  # type: ignore[no-any-return]
+
+    async def _answered(self) -> None:
+        """Wait for the answer to the ping just sent; what comes before it is received as
+        usual (held back while its topic catches up).
+
+        Raises:
+            RedisConnectionError: no answer within :data:`SILENT_MAX` seconds.
+        """
+        deadline = time.monotonic() + SILENT_MAX
+        while (left := deadline - time.monotonic()) > 0:
+            msg = await self._next(min(left, PING_EVERY))
+            if msg is None:
+                continue
+            if msg["type"] == "pong":
+                return
+            if msg["type"] in ("message", "smessage"):
+                self._received(msg["channel"], msg["data"])
+        raise RedisConnectionError(f"Redis did not answer for {SILENT_MAX:.0f} s")
+
     async def _receive(self) -> None:
         """Deliver what comes in, and ping every second: a Redis silent for
         :data:`SILENT_MAX` seconds is taken as gone.
@@ -476,10 +503,7 @@ class RedisBus:
         """
         heard = pinged = time.monotonic()
         while not self._stopping:
-            if self._sharded:
-                msg = await self._pubsub.get_sharded_message(timeout=PING_EVERY)
-            else:
-                msg = await self._pubsub.get_message(timeout=PING_EVERY)
+            msg = await self._next(PING_EVERY)
             now = time.monotonic()
             if msg is not None:
                 heard = now
