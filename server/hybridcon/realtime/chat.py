@@ -551,7 +551,17 @@ class Chat(Capability):
             if line is None or not line.held:
                 raise NotFound(f"no held message {request.msg_id!r} in {topic}")
             await chat_store.release(pool, topic, request.msg_id)
-            seq = await self._publish_line(chat, replace(line, held=False))
+            try:
+                seq = await self._publish_line(chat, replace(line, held=False))
+            except Unavailable:
+                # Not approved after all: held again, so that it can be approved again.
+                # (No withdrawal as for a sent line: this msg_id is published again by
+                # that approval, which a late `chat.deleted` would take back.)
+                try:
+                    await chat_store.hold_again(pool, topic, request.msg_id)
+                except Exception as exc:
+                    log.warning("chat_line_not_held_again", msg_id=line.msg_id, error=str(exc))
+                raise
             await self._record_seq(line, seq)
             self._node.publish(f"mod:{topic}", "chat.approved", {"msg_id": line.msg_id})
         chat.room.approve(line.author_id)
