@@ -4,6 +4,7 @@ faults injected while clients chat, vote and react; every test counts with
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 import tally
-from harness import Node
+from harness import Node, Redis
 
 from hybridcon.settings import Settings
 from serve_process import Server
@@ -41,6 +42,27 @@ def node(
     with contextlib.suppress(OSError, ValueError, IndexError):
         pid = int(pid_file.read_text().split()[0])
         os.kill(pid, signal.SIGQUIT)  # immediate shutdown: the test's data is thrown away
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[Redis]:
+    """A Valkey of the test's own; stopped at the end (continued first if paused)."""
+    server = Redis(tmp_path / "valkey")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def cluster(redis: Redis, node: Callable[..., Node]) -> list[Node]:
+    """Three nodes over ``redis``, on one data directory (its embedded PostgreSQL, which
+    the first starts, and its keys), started and ready.
+
+    ``redis`` comes first so that it is stopped after the nodes are."""
+    nodes = [node(HYBRIDCON_REDIS_URL=redis.url) for _ in range(3)]
+    await nodes[0].start()
+    await asyncio.gather(nodes[1].start(), nodes[2].start())
+    return nodes
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

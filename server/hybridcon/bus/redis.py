@@ -14,10 +14,19 @@ and then keeps a local copy of the topic's recent history (filled from the Strea
 it starts listening), from which ``since`` is answered without a round trip.
 
 redis-py does not resubscribe after a dropped connection: a supervisor task reconnects
-with back-off, subscribes again to every watched topic, and delivers from the Streams
-what was published meanwhile, in order and once, before live messages of that topic.
-Publishing waits for Redis (up to ``publish_timeout``) while it is away; a publish that
-cannot be sent by then fails with ``Unavailable``.
+(retrying at least once a second), subscribes again to every watched topic, and
+delivers from the Streams what was published meanwhile, in order and once, before live
+messages of that topic. It also pings Redis every second: a Redis that hangs (a paused
+process, a network that drops packets) counts as away after :data:`SILENT_MAX` seconds
+without an answer, as one that refuses does at once. Should a Stream have been trimmed
+past what this node delivered (more than ``history`` messages while it was away), the
+node says so in its log and answers ``since`` from before that with a reset.
+
+Publishing waits for Redis (up to ``publish_timeout`` from the moment each message is
+queued, a hanging Redis included) while it is away; a publish that cannot be sent by
+then fails with ``Unavailable``. A publish whose command Redis received but did not
+answer in time (a hang) may still be carried out when Redis resumes: the caller that
+withdraws what it stored must also publish the withdrawal (see ``realtime/chat.py``).
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
 from hybridcon.bus.protocol import Deliver, Reconnected
@@ -52,7 +62,15 @@ return seq
 """
 
 RECONNECT_FIRST = 0.1
-RECONNECT_MAX = 5.0
+# At most this long between attempts: a listener that comes back later than the
+# publishers (whose retries reach the restarted Redis first) would find the Stream
+# trimmed past what it missed once more than `history` messages went out meanwhile.
+RECONNECT_MAX = 1.0
+PING_EVERY = 1.0
+# No answer on the listening connection for this long: Redis hangs; the bus is away.
+SILENT_MAX = 3.0
+# While Redis stays away, its absence is logged again at most this often.
+LOG_AGAIN = 10.0
 # How long stop() waits for the send and listen loops before it closes the connection.
 STOP_WAIT = 5.0
 
@@ -79,6 +97,7 @@ class _Send:
     head: bytes
     tail: bytes | None  # None: an unsequenced message (head is all of it)
     done: asyncio.Future[tuple[int, bytes]] | None
+    deadline: float  # time.monotonic() by which it is sent, or failed
 
 
 class RedisBus:
@@ -90,7 +109,7 @@ class RedisBus:
         publish_timeout: seconds a publish may wait for Redis before it fails.
     """
 
-    def __init__(self, url: str, *, history: int = 500, publish_timeout: float = 5.0) -> None:
+    def __init__(self, url: str, *, history: int = 500, publish_timeout: float = 4.0) -> None:
         self._url = url
         self._history = history
         self._publish_timeout = publish_timeout
@@ -146,7 +165,14 @@ class RedisBus:
         Raises:
             Unavailable: Redis does not answer.
         """
-        self._redis = aioredis.Redis.from_url(self._url, health_check_interval=5)
+        # No command waits longer than a publish may (a hanging Redis): the viewer
+        # counts, the connection cap and slow mode give up and carry on without it.
+        self._redis = aioredis.Redis.from_url(
+            self._url,
+            health_check_interval=5,
+            socket_timeout=self._publish_timeout,
+            socket_connect_timeout=self._publish_timeout,
+        )
         try:
             await self._redis.ping()
             self._sharded = await self._has_sharded_pubsub()
@@ -197,16 +223,19 @@ class RedisBus:
         done: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
         # Callers that do not need the seq never await it: a failure is logged here.
         done.add_done_callback(_log_failure)
-        self._queue.append(_Send(topic, head, tail, done))
+        self._queue.append(_Send(topic, head, tail, done, self._deadline()))
         self._idle.clear()
         self._wake.set()
         return done
 
     def publish(self, topic: str, payload: bytes, seq: int | None = None) -> None:
         """Queue an unsequenced message (in order with the sequenced ones)."""
-        self._queue.append(_Send(topic, payload, None, None))
+        self._queue.append(_Send(topic, payload, None, None, self._deadline()))
         self._idle.clear()
         self._wake.set()
+
+    def _deadline(self) -> float:
+        return time.monotonic() + self._publish_timeout
 
     async def _send_loop(self) -> None:
         while not self._stopping:
@@ -218,51 +247,61 @@ class RedisBus:
             self._idle.set()
 
     async def _send(self, batch: list[_Send]) -> None:
-        """One pipeline for the batch, in order; retried while Redis is away, up to
-        ``publish_timeout`` from the batch's start, then failed with ``Unavailable``."""
-        assert self._redis is not None
-        command = "SPUBLISH" if self._sharded else "PUBLISH"
-        deadline = time.monotonic() + self._publish_timeout
+        """One pipeline for the batch, in order; retried while Redis is away or silent,
+        each message until its deadline, then failed with ``Unavailable``."""
         wait = RECONNECT_FIRST
-        while True:
+        failing = False
+        while batch:
+            first = min(send.deadline for send in batch)
             try:
-                pipe = self._redis.pipeline(transaction=False)
-                now_ms = int(time.time() * 1000)
-                for send in batch:
-                    seq_key, log_key, channel = _keys(send.topic)
-                    if send.tail is None:
-                        pipe.execute_command(command, channel, b"U " + send.head)
-                    else:
-                        # Awaiting it only queues the call on the pipeline.
-                        await self._script(
-                            keys=[seq_key, log_key],
-                            args=[
-                                send.head,
-                                send.tail,
-                                now_ms,
-                                self._history,
-                                command,
-                                channel,
-                            ],
-                            client=pipe,
+                # A hanging Redis answers nothing: the attempt ends at the first deadline.
+                async with asyncio.timeout(max(first - time.monotonic(), RECONNECT_FIRST)):
+                    results = await self._execute(batch)
+            except (RedisError, OSError) as exc:  # TimeoutError is an OSError
+                now = time.monotonic()
+                expired = [send for send in batch if send.deadline <= now]
+                if expired:
+                    if not failing:  # once per batch, not per message or attempt
+                        log.warning(
+                            "redis_publish_failed",
+                            error=str(exc) or type(exc).__name__,
+                            messages=len(expired),
                         )
-                results = await pipe.execute()
-                break
-            except (RedisError, OSError) as exc:
-                if time.monotonic() + wait > deadline:
-                    log.warning("redis_publish_failed", error=str(exc), messages=len(batch))
-                    for send in batch:
+                    failing = True
+                    for send in expired:
                         if send.done is not None and not send.done.done():
                             send.done.set_exception(
                                 Unavailable("the message could not be sent; please try again")
                             )
-                    return
-                await asyncio.sleep(wait)
-                wait = min(wait * 2, RECONNECT_MAX)
-        for send, result in zip(batch, results, strict=True):
-            if send.done is not None and send.tail is not None and not send.done.done():
-                seq = int(result)
-                send.done.set_result((seq, b"%b%d%b" % (send.head, seq, send.tail)))
+                    batch = [send for send in batch if send.deadline > now]
+                if batch:
+                    pause = min(wait, min(send.deadline for send in batch) - now)
+                    await asyncio.sleep(max(pause, 0.0))
+                    wait = min(wait * 2, RECONNECT_MAX)
+                continue
+            for send, result in zip(batch, results, strict=True):
+                if send.done is not None and send.tail is not None and not send.done.done():
+                    seq = int(result)
+                    send.done.set_result((seq, b"%b%d%b" % (send.head, seq, send.tail)))
+            return
+
+    async def _execute(self, batch: list[_Send]) -> list[Any]:
+        assert self._redis is not None
+        command = "SPUBLISH" if self._sharded else "PUBLISH"
+        pipe = self._redis.pipeline(transaction=False)
+        now_ms = int(time.time() * 1000)
+        for send in batch:
+            seq_key, log_key, channel = _keys(send.topic)
+            if send.tail is None:
+                pipe.execute_command(command, channel, b"U " + send.head)
+            else:
+                # Awaiting it only queues the call on the pipeline.
+                await self._script(
+                    keys=[seq_key, log_key],
+                    args=[send.head, send.tail, now_ms, self._history, command, channel],
+                    client=pipe,
+                )
+        return list(await pipe.execute())
 
     # --- listening -----------------------------------------------------------------------
 
@@ -316,7 +355,25 @@ class RedisBus:
             entries.reverse()
             state.seq = int(current) if current else 0
         else:
-            entries = await self._redis.xrange(log_key, min=f"{state.seq + 1}-0")
+            # What was trimmed from the Stream is read with it: entries after the last
+            # this node delivered that are gone leave a gap it cannot fill.
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.xrange(log_key, min=f"{state.seq + 1}-0")
+            pipe.xinfo_stream(log_key)
+            entries, info = await pipe.execute(raise_on_error=False)
+            if isinstance(entries, Exception):
+                raise entries
+            trimmed = _last_trimmed(info)
+            if trimmed > state.seq:
+                log.error(
+                    "redis_bus_history_lost",
+                    topic=topic,
+                    delivered_up_to=state.seq,
+                    lost_up_to=trimmed,
+                    history=self._history,
+                )
+                # `since` from before the gap gets a reset; what is left is delivered.
+                state.frames.clear()
         for entry_id, fields in entries:
             seq = int(entry_id.split(b"-")[0])
             if not reload and seq <= state.seq:
@@ -361,6 +418,9 @@ class RedisBus:
         assert self._redis is not None
         wait = RECONNECT_FIRST
         first = True
+        away_since: float | None = None
+        logged_at = 0.0
+        attempts = 0
         while not self._stopping:
             try:
                 self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
@@ -369,31 +429,91 @@ class RedisBus:
                         state.held = []
                 await self._subscribe(list(self._by_channel))
                 await self._pubsub.ping()
+                await self._answered()  # a Redis that accepts but hangs is not back
                 self._connected.set()
                 if not first:
                     self.reconnects += 1
-                    log.info("redis_bus_reconnected", topics=len(self._topics))
+                    away = time.monotonic() - away_since if away_since is not None else 0.0
+                    log.info(
+                        "redis_bus_reconnected",
+                        topics=len(self._topics),
+                        away_seconds=round(away, 1),
+                    )
                     for topic, state in list(self._topics.items()):
                         await self._catch_up(topic, state, reload=False)
                     for callback in self._reconnected:
                         callback()
-                first, wait = False, RECONNECT_FIRST
-                while not self._stopping:
-                    if self._sharded:
-                        msg = await self._pubsub.get_sharded_message(timeout=1.0)
-                    else:
-                        msg = await self._pubsub.get_message(timeout=1.0)
-                    if msg is not None and msg["type"] in ("message", "smessage"):
-                        self._received(msg["channel"], msg["data"])
+                first, wait, away_since, attempts = False, RECONNECT_FIRST, None, 0
+                await self._receive()
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
                 self._connected.clear()
-                log.warning("redis_bus_disconnected", error=str(exc), retry_in=wait)
+                now = time.monotonic()
+                attempts += 1
+                if away_since is None:
+                    away_since = logged_at = now
+                    log.warning("redis_bus_disconnected", error=str(exc) or type(exc).__name__)
+                elif now - logged_at >= LOG_AGAIN:
+                    logged_at = now
+                    log.warning(
+                        "redis_bus_still_away",
+                        error=str(exc) or type(exc).__name__,
+                        seconds=round(now - away_since),
+                        attempts=attempts,
+                    )
                 with contextlib.suppress(Exception):
-                    await self._pubsub.aclose()
+                    async with asyncio.timeout(1.0):
+                        await self._pubsub.aclose()
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, RECONNECT_MAX)
+
+    async def _next(self, wait: float) -> dict[str, Any] | None:
+        """The next message, pong or None after ``wait`` seconds of nothing."""
+        if self._sharded:
+            msg = await self._pubsub.get_sharded_message(timeout=wait)
+        else:
+            msg = await self._pubsub.get_message(timeout=wait)
+        return msg  # type: ignore[no-any-return]
+
+    async def _answered(self) -> None:
+        """Wait for the answer to the ping just sent; what comes before it is received as
+        usual (held back while its topic catches up).
+
+        Raises:
+            RedisConnectionError: no answer within :data:`SILENT_MAX` seconds.
+        """
+        deadline = time.monotonic() + SILENT_MAX
+        while (left := deadline - time.monotonic()) > 0:
+            msg = await self._next(min(left, PING_EVERY))
+            if msg is None:
+                continue
+            if msg["type"] == "pong":
+                return
+            if msg["type"] in ("message", "smessage"):
+                self._received(msg["channel"], msg["data"])
+        raise RedisConnectionError(f"Redis did not answer for {SILENT_MAX:.0f} s")
+
+    async def _receive(self) -> None:
+        """Deliver what comes in, and ping every second: a Redis silent for
+        :data:`SILENT_MAX` seconds is taken as gone.
+
+        Raises:
+            RedisError, OSError: the connection failed or Redis stopped answering.
+        """
+        heard = pinged = time.monotonic()
+        while not self._stopping:
+            msg = await self._next(PING_EVERY)
+            now = time.monotonic()
+            if msg is not None:
+                heard = now
+                if msg["type"] in ("message", "smessage"):
+                    self._received(msg["channel"], msg["data"])
+            if now - heard > SILENT_MAX:
+                raise RedisConnectionError(f"Redis did not answer for {SILENT_MAX:.0f} s")
+            if now - pinged >= PING_EVERY:
+                pinged = now
+                await self._pubsub.ping()
 
     # --- what the hub asks ---------------------------------------------------------------
 
@@ -419,6 +539,21 @@ class RedisBus:
 
 def _nowhere(_topic: str, _payload: bytes) -> None:
     """Delivery before a hub is bound."""
+
+
+def _last_trimmed(info: Any) -> int:
+    """The seq of the newest entry trimmed from a Stream (from XINFO STREAM): entries
+    leave it only from its head, by the trimming of each publish, so the trimmed ones
+    are those before its first entry. 0 when nothing was trimmed, or when the Stream
+    does not exist (an error in its place)."""
+    if not isinstance(info, dict):
+        return 0
+    if int(info.get("entries-added") or 0) <= int(info.get("length") or 0):
+        return 0
+    first = info.get("recorded-first-entry-id") or (info.get("first-entry") or (b"0-0",))[0]
+    if isinstance(first, str):
+        first = first.encode()
+    return int(bytes(first).split(b"-")[0]) - 1
 
 
 def _log_failure(done: asyncio.Future[tuple[int, bytes]]) -> None:

@@ -35,7 +35,7 @@ from hybridcon.core.engagement import actor_hash
 from hybridcon.core.payloads import ChatLine as ChatLineSent
 from hybridcon.core.payloads import ChatModerated
 from hybridcon.core.tokens import STAFF_ROLES
-from hybridcon.errors import Forbidden, NotFound, RateLimited
+from hybridcon.errors import Forbidden, NotFound, RateLimited, Unavailable
 from hybridcon.realtime.command import (
     Capability,
     MsgId,
@@ -55,6 +55,9 @@ log = structlog.get_logger(__name__)
 
 HELD_IN_SNAPSHOT = 200
 """At most this many held lines (the oldest) are loaded and shown in a ``mod:`` snapshot."""
+
+WITHDRAWN_BY = "hybridcon:not-published"
+"""``deleted_by`` of a line whose publish failed (its sender was told ``unavailable``)."""
 
 
 # --- requests ------------------------------------------------------------------------------
@@ -185,6 +188,9 @@ class Chat(Capability):
         self._stale: set[str] = set()
         # Pushes delivered while a topic's chat is being read (topic -> (topic, message)).
         self._early: dict[str, list[tuple[str, bytes]]] = {}
+        # Withdrawn lines whose `chat.deleted` has not gone out yet (msg_id -> topic):
+        # published again after the bus reconnects, until it does.
+        self._withdrawn: dict[str, str] = {}
         node.on_delivered(self._delivered)
 
     async def start(self) -> None:
@@ -256,6 +262,8 @@ class Chat(Capability):
     async def resync(self) -> None:
         """Read every chat topic this node holds again: the bus came back, and pushes may
         have been lost with a Redis that restarted empty."""
+        for msg_id, topic in list(self._withdrawn.items()):
+            self._publish_withdrawal(topic, msg_id)
         for topic, chat in list(self._topics.items()):
             self._stale.add(topic)
             await self._refresh(topic)
@@ -320,6 +328,33 @@ class Chat(Capability):
         number; the line joins the recent ones as this node delivers it (_delivered)."""
         seq, _ = await self._node.publish(line.topic, "chat.message", line.message())
         return seq
+
+    async def _withdraw(self, line: ChatLine) -> None:
+        """Take back a stored line whose publish failed: its sender was told
+        ``unavailable`` (safe to retry), so it must not stay to be found in the recent
+        lines after a resync, or be said twice by the retry. A Redis that hung may still
+        carry out the publish it received when it resumes: the deletion is published
+        too, after it, so every client removes the line again."""
+        node = self._node
+        try:
+            await chat_store.delete(
+                node.db(), line.topic, line.msg_id, by=WITHDRAWN_BY, now=node.clock()
+            )
+        except Exception as exc:
+            log.warning("chat_line_not_withdrawn", msg_id=line.msg_id, error=str(exc))
+        self._publish_withdrawal(line.topic, line.msg_id)
+
+    def _publish_withdrawal(self, topic: str, msg_id: str) -> None:
+        """``chat.deleted`` for a withdrawn line, kept until it is out: when Redis is
+        away for longer than a publish waits, :meth:`resync` sends it again, after the
+        bus is back (and so after anything a hung Redis carried out when it resumed)."""
+        self._withdrawn[msg_id] = topic
+
+        def sent(done: asyncio.Future[tuple[int, bytes]]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                self._withdrawn.pop(msg_id, None)
+
+        self._node.publish(topic, "chat.deleted", {"msg_id": msg_id}).add_done_callback(sent)
 
     async def _record_seq(self, line: ChatLine, seq: int) -> None:
         try:
@@ -394,7 +429,12 @@ class Chat(Capability):
                 {**line.message(), "reason": decision.reason, "matched": list(decision.matched)},
             )
         else:
-            await self._record_seq(line, await self._publish_line(chat, line))
+            try:
+                seq = await self._publish_line(chat, line)
+            except Unavailable:
+                await self._withdraw(line)
+                raise
+            await self._record_seq(line, seq)
         ctx.engage(ChatLineSent(msg_id=line.msg_id, length=len(line.text), held=line.held), topic)
         result: dict[str, Any] = {"msg_id": line.msg_id, "held": line.held}
         if line.held:
@@ -511,7 +551,17 @@ class Chat(Capability):
             if line is None or not line.held:
                 raise NotFound(f"no held message {request.msg_id!r} in {topic}")
             await chat_store.release(pool, topic, request.msg_id)
-            seq = await self._publish_line(chat, replace(line, held=False))
+            try:
+                seq = await self._publish_line(chat, replace(line, held=False))
+            except Unavailable:
+                # Not approved after all: held again, so that it can be approved again.
+                # (No withdrawal as for a sent line: this msg_id is published again by
+                # that approval, which a late `chat.deleted` would take back.)
+                try:
+                    await chat_store.hold_again(pool, topic, request.msg_id)
+                except Exception as exc:
+                    log.warning("chat_line_not_held_again", msg_id=line.msg_id, error=str(exc))
+                raise
             await self._record_seq(line, seq)
             self._node.publish(f"mod:{topic}", "chat.approved", {"msg_id": line.msg_id})
         chat.room.approve(line.author_id)

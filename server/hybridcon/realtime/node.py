@@ -53,6 +53,7 @@ class GatewayNode:
             RedisCounts(self.redis, self.signals.node_id) if self.redis else LocalCounts()
         )
         self.counts = ViewerCounts(hub, counts)
+        self._claims_failing = False
 
     @property
     def word_filter(self) -> WordFilter:
@@ -123,16 +124,17 @@ class GatewayNode:
             0 when this call took it (always on one node, whose own rules already
             decided; and while Redis is away), else the seconds until it is free.
         """
-        if self.redis is None or seconds <= 0:
-            return 0.0
+        if self.redis is None or seconds <= 0 or not self._hub.bus.connected:
+            return 0.0  # Redis away: not waited for (this node's own rule still holds)
         try:
             taken = await self.redis.set(key, b"1", px=max(1, int(seconds * 1000)), nx=True)
-            if taken:
-                return 0.0
-            left = await self.redis.pttl(key)
+            left = 0 if taken else await self.redis.pttl(key)
         except (RedisError, OSError) as exc:
-            log.warning("shared_limit_not_checked", error=str(exc))
+            if not self._claims_failing:  # once per outage, not once per line
+                log.warning("shared_limit_not_checked", error=str(exc))
+            self._claims_failing = True
             return 0.0
+        self._claims_failing = False
         return max(0.0, left / 1000)
 
     async def start(self) -> None:

@@ -128,6 +128,16 @@ async def release(conn: Executor, topic: str, msg_id: str) -> bool:
     return result.endswith(" 1")
 
 
+async def hold_again(conn: Executor, topic: str, msg_id: str) -> None:
+    """A released line is held again (its publish failed: the approval did not happen)."""
+    await conn.execute(
+        "UPDATE chat_messages SET held = true "
+        "WHERE topic = $1 AND msg_id = $2 AND deleted_at IS NULL",
+        topic,
+        msg_id,
+    )
+
+
 async def set_seq(conn: Executor, topic: str, msg_id: str, seq: int) -> None:
     """Record the sequence number a line was published with."""
     await conn.execute(
