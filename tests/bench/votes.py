@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import multiprocessing
 import os
@@ -42,7 +43,6 @@ from typing import Any
 
 import orjson
 import psutil
-
 from tests.bench.hybridcon_process import HybridconProcess, start_hybridcon_process, stop
 from tests.bench.loadgen import WIRES, SetupError, client_frame, next_frame, open_viewer
 
@@ -190,7 +190,9 @@ def voter_agent(
                                     "poll_id": poll_id,
                                     "choice": choice,
                                 }
-                                due.append((at, index, request_id, client_frame(orjson.dumps(body))))
+                                due.append(
+                                    (at, index, request_id, client_frame(orjson.dumps(body)))
+                                )
                                 expected[(index, request_id)] = outcome
                         due.sort(key=lambda item: item[0])
                         counting_from = min((d[0] for d in due), default=now)
@@ -475,9 +477,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         pushes=len(watched),
         push_span_s=(watched[-1] - watched[0]) if len(watched) > 1 else 0.0,
         push_min_gap_ms=(
-            min(b - a for a, b in zip(watched, watched[1:], strict=False)) * 1000
-            if len(watched) > 1
-            else None
+            min(b - a for a, b in itertools.pairwise(watched)) * 1000 if len(watched) > 1 else None
         ),
         push_max_in_1s=_max_in_any_second(watched),
         pushes_per_voter_min=min(r["pushes_min"] for r in finals),
