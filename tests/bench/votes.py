@@ -31,7 +31,9 @@ import os
 import random
 import select
 import shutil
+import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -334,6 +336,18 @@ async def _stored(server: HybridconProcess, poll_id: str) -> tuple[int, int, dic
     return sum(per.values()), sum(int(r["people"]) for r in rows), per
 
 
+def _profile(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling the server until SIGINT, as collapsed stacks in ``out``."""
+    spy = Path(sys.executable).with_name("py-spy")
+    proc = subprocess.Popen(
+        [str(spy), "record", "-p", str(pid), "-r", "250", "--format", "raw", "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)  # attached before the window opens (it opens a second after the plan)
+    return proc
+
+
 def _verdict(met: bool, how: str) -> str:
     return f"MET ({how})" if met else f"MISSED ({how})"
 
@@ -388,6 +402,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         poll_id = poll["poll_id"]
         figures["poll_id"] = poll_id
 
+        profiler = _profile(server.proc.pid, args.profile) if args.profile else None
         # The plan: two instants in the window per voter; half change their mind.
         rng = random.Random(args.seed)
         start_at = time.monotonic() + 1.0
@@ -409,6 +424,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             assert kind == "done"
             results.append(data)
         cpu_after = server_ps.cpu_times()
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)  # py-spy writes what it sampled
+            profiler.wait(30)
+            _log(f"profile of the window in {args.profile}")
         time.sleep(1.0)  # the last coalesced push (every 0.25 s) reaches everyone
         finals: list[dict[str, Any]] = []
         for proc, conn in agents:
@@ -579,6 +598,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=14, help="the plan's random seed")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="sample the server with py-spy from just before the votes to the last ack, "
+        "collapsed stacks into this file (py-spy from the dev dependencies)",
+    )
     args = parser.parse_args(argv)
     if args.voters < 2:
         parser.error("--voters must be at least 2")
