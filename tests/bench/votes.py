@@ -567,9 +567,12 @@ def report(f: dict[str, Any], args: argparse.Namespace) -> str:
             ),
         ),
         f"  results pushed at <= {GOAL_PUSH_HZ:g} Hz: "
+        # A rate needs a window: at most 4 in any second, as seen by a viewer (the server
+        # waits 0.25 s after each round; delivery jitter can bring two arrivals closer).
         + _verdict(
-            f["push_hz"] <= GOAL_PUSH_HZ + 1e-9 and f["pushes"] > 0,
-            f"{f['push_hz']:.2f} Hz over the run, at most {f['push_max_in_1s']} in any 1 s",
+            f["pushes"] > 0 and f["push_max_in_1s"] <= GOAL_PUSH_HZ,
+            f"at most {f['push_max_in_1s']} in any 1 s; {f['push_hz']:.2f} Hz from the first "
+            "to the last",
         ),
     ]
     if f["sending_s"] > args.window * 1.2:
