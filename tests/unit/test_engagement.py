@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from types import MappingProxyType
@@ -14,6 +15,7 @@ from hybridcon.core.engagement import (
     EngagementEvent,
     EventKind,
     actor_hash,
+    new_event_id,
 )
 from hybridcon.errors import Invalid
 
@@ -152,3 +154,32 @@ GOOD = EngagementEvent.new(EventKind.JOIN, ts=NOON, actor="a", topic="t").to_lin
 def test_corrupt_line_is_invalid(line: bytes) -> None:
     with pytest.raises(Invalid):
         EngagementEvent.from_line(line)
+
+
+def test_event_ids_are_random_version_4_uuids_and_never_repeat() -> None:
+    ids = [new_event_id() for _ in range(5000)]  # several draws of the batch
+    assert len(set(ids)) == len(ids)
+    assert all(i.version == 4 and i.variant == uuid.RFC_4122 for i in ids)
+    # Random bits outside the version and variant: each hex digit takes many values.
+    assert all(len({str(i)[n] for i in ids}) == 16 for n in (0, 9, 20, 35))
+    assert EngagementEvent.new(EventKind.JOIN, ts=NOON).event_id.version == 4
+
+
+def test_a_forked_child_draws_ids_of_its_own() -> None:
+    new_event_id()  # the parent now holds spare ids
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: send its next ids to the parent, then leave at once
+        os.close(reader)
+        os.write(writer, b"".join(new_event_id().bytes for _ in range(100)))
+        os._exit(0)
+    os.close(writer)
+    data = b""
+    while chunk := os.read(reader, 65536):
+        data += chunk
+    os.close(reader)
+    os.waitpid(pid, 0)
+    theirs = {uuid.UUID(bytes=data[i : i + 16]) for i in range(0, len(data), 16)}
+    ours = {new_event_id() for _ in range(300)}
+    assert len(theirs) == 100
+    assert not theirs & ours

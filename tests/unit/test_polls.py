@@ -1002,3 +1002,13 @@ def test_taking_back_a_batch_with_put_restores_the_tally(
     assert tally.ballots == ballots_before
     assert tally.results(split=True) == before_results
     assert_consistent(tally)
+
+
+def test_results_go_out_four_times_a_second_then_less_often_past_2500_viewers() -> None:
+    from hybridcon.realtime.polls import RESULTS_INTERVAL, results_interval
+
+    assert RESULTS_INTERVAL == 0.25
+    assert results_interval(0) == results_interval(2500) == 0.25
+    assert results_interval(5000) == 0.5
+    assert results_interval(10_000) == 1.0
+    assert all(results_interval(n) <= results_interval(n + 1) for n in range(0, 20_000, 499))

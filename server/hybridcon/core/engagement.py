@@ -12,8 +12,10 @@ sequence of such lines.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
+import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +30,16 @@ from hybridcon.errors import Invalid
 # 22 base64url characters carry 132 bits of the HMAC: collisions among the subjects of
 # one event are out of reach, and the column stays short.
 ACTOR_HASH_CHARS = 22
+
+# People whose pseudonyms are kept at hand: a node logs the same people all day (a
+# heartbeat every 30 s each), and an HMAC costs more than the rest of an event.
+ACTOR_HASH_CACHE = 1 << 14
+
+# Event ids are drawn this many at a time: one getrandom() call for 256 ids instead of
+# one per event (uuid4 is a third of the cost of logging an event; benchmarks.md).
+_IDS_PER_DRAW = 256
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant
 
 _T = TypeVar("_T")
 
@@ -74,8 +86,31 @@ def actor_hash(key: bytes, sub: str) -> str:
     """
     if len(key) < 16:
         raise ValueError("the actor hash key must be at least 16 bytes")
+    return _actor_hash(key, sub)
+
+
+@functools.lru_cache(maxsize=ACTOR_HASH_CACHE)
+def _actor_hash(key: bytes, sub: str) -> str:
     digest = hmac.new(key, sub.encode("utf-8"), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")[:ACTOR_HASH_CHARS]
+
+
+_spare_ids: list[uuid.UUID] = []
+# A forked child must not hand out the ids its parent also holds (a second event with
+# the same id would be taken for a replay and not stored).
+os.register_at_fork(after_in_child=_spare_ids.clear)
+
+
+def new_event_id() -> uuid.UUID:
+    """A random (version 4) UUID, as :func:`uuid.uuid4` makes, from the operating
+    system's random source; drawn in batches, so most calls make no system call."""
+    if not _spare_ids:
+        raw = os.urandom(16 * _IDS_PER_DRAW)
+        _spare_ids.extend(
+            uuid.UUID(int=(int.from_bytes(raw[i : i + 16]) & _UUID4_CLEAR) | _UUID4_SET)
+            for i in range(0, len(raw), 16)
+        )
+    return _spare_ids.pop()
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +158,7 @@ class EngagementEvent:
             Invalid: ``ts`` is naive.
         """
         return cls(
-            event_id=uuid.uuid4(),
+            event_id=new_event_id(),
             ts=ts,
             kind=kind,
             actor=actor,

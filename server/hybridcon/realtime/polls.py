@@ -5,8 +5,9 @@ order against the in-memory :class:`~hybridcon.core.polls.Tally`, the batch's ba
 written in one statement, and only then do the voters get their replies. If the write
 fails, the batch is taken back out of the tally: memory and PostgreSQL always agree.
 Results go out as ``poll.results`` at most four times a second per poll (never once per
-vote): combined on the poll's topics (when the audience may see them) and split per
-origin on ``mod:<topic>``. What people see of a poll is in :mod:`hybridcon.core.poll_views`.
+vote), and less often where many watch (:func:`results_interval`): combined on the
+poll's topics (when the audience may see them) and split per origin on ``mod:<topic>``.
+What people see of a poll is in :mod:`hybridcon.core.poll_views`.
 
 Several nodes take votes for one poll: PostgreSQL decides between them (a ballot
 written where the poll is open; no second one where changes are not allowed), and
@@ -55,6 +56,11 @@ from hybridcon.store import polls as poll_store
 log = structlog.get_logger(__name__)
 
 RESULTS_INTERVAL = 0.25  # at most 4 pushes per second per poll
+# A results push goes to every viewer of the poll's topics on this node, ~17 µs each
+# (one send() per connection, docs/benchmarks.md): past this many viewers a poll's
+# results go out less often, so that pushing them takes at most ~1/6 of a core even while
+# everyone votes at once (at 10,000 viewers: once a second).
+RESULTS_DELIVERIES_PER_ROUND = 2500
 SCHEDULE_INTERVAL = 1.0
 MAX_BATCH = 2000
 
@@ -135,6 +141,12 @@ class _Vote:
     done: asyncio.Future[Outcome]
 
 
+def results_interval(viewers: int) -> float:
+    """Seconds between two results pushes of a poll whose topics have ``viewers`` on this
+    node: 0.25 up to ``RESULTS_DELIVERIES_PER_ROUND`` viewers, then in proportion."""
+    return RESULTS_INTERVAL * max(1.0, viewers / RESULTS_DELIVERIES_PER_ROUND)
+
+
 @dataclass
 class LivePoll:
     """One poll's tally and its queue of votes."""
@@ -149,6 +161,7 @@ class LivePoll:
     # all the same (killed during the COMMIT). Their retry then finds it stored and is
     # ``unchanged``, but its engagement event was never logged: the retry logs it.
     in_doubt: set[str] = field(default_factory=set)
+    pushed_at: float = float("-inf")  # loop time of the last results push
 
     def describe(self, *, results: bool) -> dict[str, Any]:
         """The poll for clients; with its (combined) results when asked."""
@@ -160,8 +173,8 @@ class Polls(Capability):
 
     pushes: ClassVar[Mapping[str, str]] = {
         "poll.opened": "a poll opened (on mod:<topic> with its results)",
-        "poll.results": "counts changed: at most 4 per second per poll (split per origin on "
-        "mod:<topic>)",
+        "poll.results": "counts changed: at most 4 per second per poll, less often past "
+        "2,500 viewers (split per origin on mod:<topic>)",
         "poll.closed": "a poll closed, with the final results when they are shown",
         "poll.wall": "a moderator put an open answer on the wall",
     }
@@ -514,10 +527,17 @@ class Polls(Capability):
         """Push ``poll.results`` for every poll whose counts changed since the last push."""
         dirty, self._dirty = self._dirty, set()
         node = self._node
+        now = asyncio.get_running_loop().time()
         for poll_id in dirty:
             live = self.polls.get(poll_id)
             if live is None:
                 continue
+            viewers = sum(node.viewers(topic) for topic in live.tally.spec.topics)
+            # A little early is on time: the rounds themselves are 0.25 s apart.
+            if now - live.pushed_at < results_interval(viewers) - RESULTS_INTERVAL / 2:
+                self._dirty.add(poll_id)  # a later round pushes it
+                continue
+            live.pushed_at = now
             shown = live.tally.audience_sees_results()
             combined = {"poll_id": poll_id, **live.tally.results()}
             split = {"poll_id": poll_id, **self.moderator_results(live)}

@@ -9,10 +9,12 @@ there, so the order of events is kept, until a replay of the whole spool succeed
 then the file is removed and batches go straight to the table again. A spool left by
 a crash is replayed at the next start.
 
-Exactly once: every event carries an ``event_id`` (UNIQUE in ``engagement_events``),
-and the replay inserts with ``ON CONFLICT (event_id) DO NOTHING``. A chunk that was
-committed but not yet counted (the acknowledgement lost with the connection, or the
-process dying before the spool was removed) is therefore sent again harmlessly.
+Exactly once: every event carries an ``event_id`` (UNIQUE in ``engagement_events``).
+The replay sends each chunk with ``COPY`` too (most spooled events were never sent:
+PostgreSQL was away, or the writer fell behind); a chunk of which some rows are stored
+already (the acknowledgement lost with the connection, or the process dying before the
+spool was removed) fails on the unique key as a whole, and is then inserted with
+``ON CONFLICT (event_id) DO NOTHING``. Either way it is stored once.
 
 File I/O on the spool is synchronous on purpose: appends happen only while PostgreSQL
 is away (a few per second), and with no ``await`` between reading the end of the
@@ -43,11 +45,13 @@ log = structlog.get_logger(__name__)
 TABLE = "engagement_events"
 COLUMNS = ("event_id", "ts", "kind", "actor", "topic", "data")
 
-# The replay (and retry) path: an array insert that skips events already stored.
+# For a chunk of which some rows are stored already: an array insert that skips them.
 # ORDER BY the ordinality keeps the spool's order in the table's ids. Measured here
 # against COPY into a temporary table followed by the same INSERT ... SELECT: both
 # ~55k rows/s, so the one statement without session state wins. Plain COPY, ~75k
-# rows/s, is used for batches never sent before.
+# rows/s, is tried first, the replay included: a writer that fell behind spools what
+# it could not hold, and a replay at the insert's speed could not catch up with events
+# arriving at the COPY's.
 INSERT_SKIPPING_STORED = """
 INSERT INTO engagement_events (event_id, ts, kind, actor, topic, data)
 SELECT e, t, k, a, o, d
@@ -348,7 +352,9 @@ class EngagementWriter:
                 log.info("engagement_spool_replayed", replayed=self.replayed)
                 return True
             try:
-                inserted = await self._store(events, skip_stored=True)
+                # COPY first: a chunk with rows already stored fails on the unique key
+                # and is then inserted skipping them (_insert).
+                inserted = await self._store(events, skip_stored=False)
             except Exception as exc:
                 self._unavailable(exc)
                 return False
