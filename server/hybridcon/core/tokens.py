@@ -334,15 +334,16 @@ def verify_token(
     name = payload.get("name", "")
     if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH:
         raise TokenError("token name is malformed")
-    aud = payload["aud"]
+    # PyJWT checked that iss and aud are these: each connection keeps the caller's
+    # strings (one copy per node), not copies of its own.
     return Claims(
         sub=sub,
         role=role,
         scopes=scopes,
         name=name,
         jti=jti,
-        iss=payload["iss"],
-        aud=aud if isinstance(aud, str) else audience,
+        iss=issuer,
+        aud=audience,
         iat=iat,
         nbf=nbf,
         exp=exp,
