@@ -305,7 +305,10 @@ class StormResult:
     rejoins: int = 0
     rejoin_p50_s: float | None = None
     rejoin_p99_s: float | None = None
-    rejoin_cpu_ms: float | None = None  # server CPU per rejoin
+    rejoin_cpu_ms: float | None = None  # server CPU per rejoin, all of it
+    # ... less the steady fan-out to the viewers already back (steady_cpu x live seconds)
+    rejoin_own_cpu_ms: float | None = None
+    steady_cpu_ms_per_viewer_s: float = 0.0  # before the kill, everyone connected, chat on
     helpers_cpu_s: float = 0.0
     failed_attempts: dict[str, int] = field(default_factory=dict)
     attempts: int = 0
@@ -405,7 +408,18 @@ def storm(args: argparse.Namespace, argv: list[str]) -> int:
             )
             sender.start()
             there.close()
+            # The steady cost of the chat's fan-out (and the node's periodic work) per
+            # viewer and second, everyone connected: subtracted from the storm's CPU below,
+            # so that what is left is the rejoins' own.
+            time.sleep(max(0.0, start_at + min(1.0, args.before / 2) - time.monotonic()))
+            steady0, steady_t0 = _cpu(node_pids), time.monotonic()
             time.sleep(max(0.0, kill_at - time.monotonic()))
+            result.steady_cpu_ms_per_viewer_s = (
+                (_cpu(node_pids) - steady0)
+                / max(1e-9, time.monotonic() - steady_t0)
+                / max(1, result.first_joined)
+                * 1e3
+            )
 
             victim = 0 if args.nodes == 1 else 1
             victim_proc = nodes.procs[victim]
@@ -457,8 +471,14 @@ def storm(args: argparse.Namespace, argv: list[str]) -> int:
                     )
             # Until every viewer whose connection the kill cut is back and caught up.
             deadline = killed + STORM_TIMEOUT
+            live_seconds = 0.0  # viewers live on the surviving or new node(s), x seconds
+            last_poll, last_live = (ready or killed), 0
             while True:
                 reports = _swarm_reports(swarms)
+                now = time.monotonic()
+                if args.nodes > 1 or ready is not None:
+                    live_seconds += last_live * (now - last_poll)
+                last_poll, last_live = now, sum(r["live"] for r in reports)
                 losses = sum(r["losses"] for r in reports) - losses_before
                 rejoins = sum(r["rejoins"] for r in reports)
                 live = sum(r["live"] for r in reports)
@@ -484,10 +504,13 @@ def storm(args: argparse.Namespace, argv: list[str]) -> int:
                 if ready is not None:
                     result.back_from_ready_s = last_back - ready
             if args.nodes == 1:
-                result.rejoin_cpu_ms = (_cpu(new_pids) - cpu_ready) / max(1, rejoins) * 1e3
+                storm_cpu = _cpu(new_pids) - cpu_ready
             else:
-                result.rejoin_cpu_ms = (_cpu(survivors) - surv_cpu0) / max(1, rejoins) * 1e3
-                assert nodes.helpers is not None
+                storm_cpu = _cpu(survivors) - surv_cpu0
+            result.rejoin_cpu_ms = storm_cpu / max(1, rejoins) * 1e3
+            fanout = result.steady_cpu_ms_per_viewer_s * live_seconds / 1e3
+            result.rejoin_own_cpu_ms = max(0.0, storm_cpu - fanout) / max(1, rejoins) * 1e3
+            if nodes.helpers is not None:
                 result.helpers_cpu_s = nodes.helpers.helpers_cpu_seconds() - helpers0
 
             # The senders finish; then every viewer must hold every message up to the last.
@@ -590,7 +613,9 @@ def storm_report(r: StormResult, args: argparse.Namespace) -> str:
         what = "the new process's" if r.nodes == 1 else "the surviving nodes'"
         lines.append(
             f"- server CPU per rejoin (handshake + auth + subscribe with since, and the chat's "
-            f"fan-out meanwhile): {r.rejoin_cpu_ms:.2f} ms ({what})"
+            f"fan-out meanwhile): {r.rejoin_cpu_ms:.2f} ms ({what}); without that fan-out "
+            f"(the steady {r.steady_cpu_ms_per_viewer_s * 1e3:.1f} µs per viewer-second before "
+            f"the kill, times the viewers back): {r.rejoin_own_cpu_ms or 0:.2f} ms"
             + (f"; Valkey and PostgreSQL {r.helpers_cpu_s:.2f} s in all" if r.nodes > 1 else "")
         )
     lines.append(
@@ -628,29 +653,34 @@ def storm_report(r: StormResult, args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def profile_summary(path: Path, top: int = 25) -> str:
-    """py-spy's collapsed stacks as the functions with the largest share of samples
-    (inclusive: a function counts once per sample it is on the stack of)."""
+def profile_summary(path: Path, top: int = 30) -> str:
+    """py-spy's collapsed stacks as the functions with the largest share of the busy
+    samples (inclusive: a function counts once per sample it is on the stack of; samples
+    waiting in ``epoll`` are idle and left out)."""
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
-    total = 0
+    busy = idle = 0
     for line in path.read_text("utf-8", "replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        total += count
-        frames = [
-            f.split(" (")[0] + " " + f.rsplit("/", 1)[-1].rstrip(")") for f in stack.split(";")
-        ]
+        frames = stack.split(";")
+        if frames[-1].startswith(("EpollSelector.select", "select (")):
+            idle += count
+            continue
+        busy += count
         for frame in set(frames):
             inclusive[frame] += count
         own[frames[-1]] += count
-    if not total:
-        return "profile: no samples"
-    lines = [f"profile of the new process during the storm ({total} samples): inclusive / own"]
+    if not busy:
+        return "profile: no busy samples"
+    lines = [
+        f"profile of the new process from its start until all were back: {busy} busy "
+        f"samples ({idle} idle); share of the busy ones, inclusive / own:"
+    ]
     for frame, count in inclusive.most_common(top):
-        lines.append(f"  {count / total:6.1%} {own[frame] / total:6.1%}  {frame}")
+        lines.append(f"  {count / busy:6.1%} {own[frame] / busy:6.1%}  {frame}")
     return "\n".join(lines)
 
 
