@@ -292,7 +292,8 @@ class Gateway:
                 if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
                     await self._answer(ctx, msg.data)
                 elif kind is WSMsgType.PING:
-                    await ws.pong(msg.data)
+                    with contextlib.suppress(ConnectionError, RuntimeError):  # closing
+                        await ws.pong(msg.data)
                 elif kind is not WSMsgType.PONG:
                     break  # CLOSE, CLOSING, CLOSED, ERROR (e.g. a frame over the limit: 1009)
                 del msg
