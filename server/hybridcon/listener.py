@@ -29,6 +29,7 @@ import errno
 import resource
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -65,7 +66,7 @@ REQUEST_ID_HEADER = "X-Request-Id"
 # RequestHandler internals the header timer and set_parser use (aiohttp is pinned by the lock files;
 # tests/integration/test_listener.py fails if their meaning changes). Checked at import
 # so an aiohttp without them stops the server at start, not at the first slow client.
-for _slot in ("_waiter", "_request_count", "_parser", "_upgraded"):
+for _slot in ("_waiter", "_request_count", "_parser", "_upgraded", "_messages"):
     if not any(_slot in getattr(c, "__slots__", ()) for c in web.RequestHandler.__mro__):
         raise ImportError(f"aiohttp's RequestHandler has no {_slot}; hybridcon.listener needs it")
 
@@ -109,6 +110,11 @@ def _raw_json_response(status: int, code: str, message: str, **headers: str) -> 
         *(f"{name}: {value}" for name, value in headers.items()),
     ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + body
+
+
+# What an upgraded connection's request queue becomes (see _Handler.set_parser): it keeps
+# nothing appended to it, so one serves every WebSocket.
+_NO_MESSAGES: deque[Any] = deque(maxlen=0)
 
 
 class _Handler(web.RequestHandler):
@@ -165,6 +171,9 @@ class _Handler(web.RequestHandler):
         # not kept for the socket's lifetime.
         if self._upgraded:
             self._parser = None
+            # Likewise its queue of parsed requests (a deque: 624 bytes even empty), only
+            # filled before an upgrade: one shared queue that holds nothing replaces it.
+            self._messages = _NO_MESSAGES
 
     # --- header-read timeout --------------------------------------------------------
 

@@ -309,7 +309,6 @@ class StormResult:
     # ... less the steady fan-out to the viewers already back (steady_cpu x live seconds)
     rejoin_own_cpu_ms: float | None = None
     steady_cpu_ms_per_viewer_s: float = 0.0  # before the kill, everyone connected, chat on
-    helpers_cpu_s: float = 0.0
     failed_attempts: dict[str, int] = field(default_factory=dict)
     attempts: int = 0
     service_p50_s: float | None = None  # the successful attempt: connect -> caught up
@@ -429,7 +428,6 @@ def storm(args: argparse.Namespace, argv: list[str]) -> int:
             result.load.append(f"kill {_load()}")
             _log(f"SIGKILL node {victim} (pid {victim_proc.pid}), {live_before} viewers live")
             surv_cpu0 = _cpu(survivors)
-            helpers0 = nodes.helpers.helpers_cpu_seconds() if nodes.helpers else 0.0
             killed = time.monotonic()
             victim_proc.kill()
             victim_proc.wait(10)
@@ -510,8 +508,6 @@ def storm(args: argparse.Namespace, argv: list[str]) -> int:
             result.rejoin_cpu_ms = storm_cpu / max(1, rejoins) * 1e3
             fanout = result.steady_cpu_ms_per_viewer_s * live_seconds / 1e3
             result.rejoin_own_cpu_ms = max(0.0, storm_cpu - fanout) / max(1, rejoins) * 1e3
-            if nodes.helpers is not None:
-                result.helpers_cpu_s = nodes.helpers.helpers_cpu_seconds() - helpers0
 
             # The senders finish; then every viewer must hold every message up to the last.
             _log("waiting for the senders")
@@ -616,7 +612,6 @@ def storm_report(r: StormResult, args: argparse.Namespace) -> str:
             f"fan-out meanwhile): {r.rejoin_cpu_ms:.2f} ms ({what}); without that fan-out "
             f"(the steady {r.steady_cpu_ms_per_viewer_s * 1e3:.1f} µs per viewer-second before "
             f"the kill, times the viewers back): {r.rejoin_own_cpu_ms or 0:.2f} ms"
-            + (f"; Valkey and PostgreSQL {r.helpers_cpu_s:.2f} s in all" if r.nodes > 1 else "")
         )
     lines.append(
         f"- reconnect attempts {r.attempts:,}; failed: "

@@ -1,12 +1,14 @@
 """What an idle WebSocket holds and when it is closed, through the listener ``hybridcon
-serve`` runs: the idle sweep (no timer per socket), pings counting as frames, and the HTTP
-parser dropped once the connection is a WebSocket."""
+serve`` runs: the sweep (no timer per socket) for silence and for an expired token, pings
+counting as frames, and the HTTP parser and its queue dropped once the connection is a
+WebSocket."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -88,7 +90,7 @@ async def test_a_silent_socket_is_closed_by_the_sweep_and_one_that_pings_is_not(
         await pinging.close()
 
 
-async def test_an_upgraded_connection_no_longer_holds_the_http_parser(served):
+async def test_an_upgraded_connection_no_longer_holds_the_http_parser_or_its_queue(served):
     serving = await served()
     async with aiohttp.ClientSession() as session:
         ws = await signed_in(session, serving)
@@ -98,6 +100,7 @@ async def test_an_upgraded_connection_no_longer_holds_the_http_parser(served):
         upgraded = [h for h in handlers if h._upgraded]
         assert len(upgraded) == 1
         assert upgraded[0]._parser is None
+        assert len(upgraded[0]._messages) == 0 and upgraded[0]._messages.maxlen == 0
         # An ordinary request on another connection still has its parser and is served.
         async with session.get(f"http://127.0.0.1:{serving.settings.port}/healthz") as resp:
             assert resp.status == 200
@@ -107,3 +110,28 @@ async def test_an_upgraded_connection_no_longer_holds_the_http_parser(served):
         await ws.close()
         gateway = serving.app[GATEWAY]
         await eventually(lambda: not list(gateway.connections), what="the gateway forgetting it")
+
+
+async def test_the_sweep_closes_a_socket_whose_token_expired_with_4001(served):
+    serving = await served(ws_idle_timeout=IDLE)
+    token, claims = (
+        serving.app[SERVICES]
+        .auth()
+        .issue(TokenRequest(role=Role.VIEWER, scopes=("*",), ttl=timedelta(seconds=1)), via="test")
+    )
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(
+            f"http://127.0.0.1:{serving.settings.port}/ws", autoping=False
+        )
+        await ws.send_json({"type": "auth", "token": token})
+        assert (await ws.receive_json(timeout=5))["type"] == "auth.ok"
+        # Pings keep it from going idle; only the expiry can close it.
+        while True:
+            await ws.ping()
+            msg = await ws.receive(timeout=IDLE / 4)
+            if msg.type is WSMsgType.CLOSE:
+                break
+            assert msg.type is WSMsgType.PONG
+        assert msg.data == 4001 and "expired" in msg.extra
+        late = datetime.now(UTC) - claims.exp
+        assert timedelta(0) <= late < timedelta(seconds=idle_sweep_seconds(IDLE) + 1)

@@ -60,14 +60,15 @@ from hybridcon.store.db import is_outage
 log = structlog.get_logger(__name__)
 
 MAX_FRAME_BYTES = 64 * 1024
-# The idle sweep runs this often (a silent socket is closed within idle + this), at most
-# every IDLE_SWEEP_MAX seconds.
+# The sweep (idle sockets, expired tokens) runs this often: a silent socket is closed within
+# idle + this, an expired token within this; at most every IDLE_SWEEP_MAX seconds.
 IDLE_SWEEP_SHARE = 0.125
 IDLE_SWEEP_MAX = 5.0
 
 
 def idle_sweep_seconds(idle: float) -> float:
-    """How often the gateway looks for sockets that sent nothing for ``idle`` seconds."""
+    """How often the gateway looks for sockets that sent nothing for ``idle`` seconds
+    (and for expired tokens)."""
     return min(IDLE_SWEEP_MAX, idle * IDLE_SWEEP_SHARE)
 
 
@@ -222,7 +223,7 @@ class Gateway:
             await capability.start()
         self.node.every(COUNT_INTERVAL, self.node.counts.tick, "presence-counts")
         idle = self.services.settings.ws_idle_timeout
-        self.node.every(idle_sweep_seconds(idle), self.close_idle, "ws-idle")
+        self.node.every(idle_sweep_seconds(idle), self.sweep, "ws-sweep")
 
     async def shutdown(self) -> None:
         """Close every connection with 1012 (reconnect elsewhere) and wait for them."""
@@ -270,19 +271,13 @@ class Gateway:
             old.close(CLOSE_POLICY, "too many connections for this person")
         self.people.joined(conn)  # and across nodes
         self.heap.joined()
-        expiry = asyncio.get_running_loop().call_later(
-            max(0.0, (conn.claims.exp - services.clock()).total_seconds()),
-            conn.close,
-            CLOSE_UNAUTHORIZED,
-            "token expired",
-        )
         opened = time.monotonic()
         log.info("ws_open", role=conn.claims.role.value)
         ctx = Context(self.node, conn)
         try:
             # The read loop, here rather than in a coroutine of its own: a waiting socket
             # then holds one frame fewer. No timeout per receive: the idle sweep
-            # (close_idle) closes silent sockets, so a waiting socket holds no timer.
+            # (sweep) closes silent sockets, so a waiting socket holds no timer.
             # Nothing of the last request is kept while it waits for the next (its frame
             # and reply are names in _answer).
             while conn.close_code is None:
@@ -300,7 +295,6 @@ class Gateway:
         finally:
             # Book-keeping first, without awaiting: aiohttp may cancel this handler while
             # the server shuts down, and the leave events must be logged regardless.
-            expiry.cancel()
             self.connections.remove(conn)
             self.people.left(conn)
             self.heap.left(len(self.connections))
@@ -379,13 +373,18 @@ class Gateway:
             else:
                 ctx.conn.send(reply)
 
-    def close_idle(self) -> None:
-        """Close the sockets that sent nothing for ``ws_idle_timeout`` seconds (run every
-        :func:`idle_sweep_seconds`)."""
+    def sweep(self) -> None:
+        """Close the sockets that sent nothing for ``ws_idle_timeout`` seconds (4008) and
+        those whose token expired (4001); run every :func:`idle_sweep_seconds`, so one
+        pass over the connections replaces a timer per socket. A token is closed at most
+        that long after its ``exp`` (well within ``token_leeway``, which auth allows)."""
         idle = self.services.settings.ws_idle_timeout
         oldest = time.monotonic() - idle
+        now = self.services.clock()
         for conn in self.connections:
-            if conn.last_received < oldest:
+            if conn.claims.exp <= now:
+                conn.close(CLOSE_UNAUTHORIZED, "token expired")
+            elif conn.last_received < oldest:
                 conn.close(CLOSE_POLICY, f"idle: nothing received for {idle:.0f} s")
 
     async def _request(self, ctx: Context, data: str | bytes) -> dict[str, Any] | bytes | None:
