@@ -63,9 +63,10 @@ BAD_REQUEST_LOG_RATE = 5.0
 BAD_REQUEST_LOG_BURST = 50.0
 REQUEST_ID_HEADER = "X-Request-Id"
 
-# RequestHandler internals the header timer and set_parser use (aiohttp is pinned by the lock files;
-# tests/integration/test_listener.py fails if their meaning changes). Checked at import
-# so an aiohttp without them stops the server at start, not at the first slow client.
+# RequestHandler internals the header timer and set_parser use (aiohttp is pinned by the
+# lock files; tests/integration/test_listener.py and test_gateway_idle.py fail if their
+# meaning changes). Checked at import so an aiohttp without them stops the server at
+# start, not at the first slow client.
 for _slot in ("_waiter", "_request_count", "_parser", "_upgraded", "_messages"):
     if not any(_slot in getattr(c, "__slots__", ()) for c in web.RequestHandler.__mro__):
         raise ImportError(f"aiohttp's RequestHandler has no {_slot}; hybridcon.listener needs it")

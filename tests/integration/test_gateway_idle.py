@@ -135,3 +135,17 @@ async def test_the_sweep_closes_a_socket_whose_token_expired_with_4001(served):
         assert msg.data == 4001 and "expired" in msg.extra
         late = datetime.now(UTC) - claims.exp
         assert timedelta(0) <= late < timedelta(seconds=idle_sweep_seconds(IDLE) + 1)
+
+
+async def test_a_request_to_the_websocket_route_that_is_no_upgrade_gets_a_json_400(served):
+    # Upgrades skip the HTTP middleware (it would hold a frame per socket for hours); a
+    # plain GET of /ws still goes through it and gets the JSON error contract.
+    serving = await served()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{serving.settings.port}/ws") as resp,
+    ):
+        assert resp.status == 400
+        body = await resp.json()
+        assert body["error"]["code"] == "invalid"
+        assert resp.headers["X-Request-Id"]

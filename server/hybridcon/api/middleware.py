@@ -36,14 +36,19 @@ WEBSOCKET_ROUTE = "/ws"
 def request_context(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
     """Give each request an id, log it, count it, and turn errors into JSON.
 
-    The WebSocket route is handed straight to its handler, with nothing awaited here: its
+    A WebSocket upgrade is handed straight to its handler, with nothing awaited here: its
     request lasts as long as the socket (hours), and the gateway logs, counts and answers
     its connections itself (``ws_open``/``ws_closed``, ``hybridcon_ws_connections``,
     close codes). Awaiting it here would hold this frame, ~400 bytes, for every open
-    socket, and time a whole connection as if it were one request.
+    socket, and time a whole connection as if it were one request. A request to the
+    route that is not an upgrade goes the ordinary way (its 400 gets the JSON contract).
     """
     resource = request.match_info.route.resource
-    if resource is not None and resource.canonical == WEBSOCKET_ROUTE:
+    if (
+        resource is not None
+        and resource.canonical == WEBSOCKET_ROUTE
+        and request.headers.get("Upgrade", "").lower() == "websocket"
+    ):
         structlog.contextvars.clear_contextvars()
         return handler(request)
     return _request_context(request, handler)

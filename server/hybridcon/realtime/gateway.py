@@ -276,10 +276,9 @@ class Gateway:
         ctx = Context(self.node, conn)
         try:
             # The read loop, here rather than in a coroutine of its own: a waiting socket
-            # then holds one frame fewer. No timeout per receive: the idle sweep
-            # (sweep) closes silent sockets, so a waiting socket holds no timer.
-            # Nothing of the last request is kept while it waits for the next (its frame
-            # and reply are names in _answer).
+            # then holds one frame fewer. No timeout per receive: `sweep` closes silent
+            # sockets, so a waiting socket holds no timer. Nothing of the last request is
+            # kept while it waits for the next (its frame and reply are names in _answer).
             while conn.close_code is None:
                 msg = await ws.receive()
                 kind = msg.type
