@@ -29,6 +29,8 @@ import errno
 import resource
 import time
 import uuid
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -61,11 +63,12 @@ BAD_REQUEST_LOG_RATE = 5.0
 BAD_REQUEST_LOG_BURST = 50.0
 REQUEST_ID_HEADER = "X-Request-Id"
 
-# RequestHandler internals the header timer reads (aiohttp is pinned by the lock files;
-# tests/integration/test_listener.py fails if their meaning changes). Checked at import
-# so an aiohttp without them stops the server at start, not at the first slow client.
-for _slot in ("_waiter", "_request_count"):
-    if _slot not in getattr(web.RequestHandler, "__slots__", ()):
+# RequestHandler internals the header timer and set_parser use (aiohttp is pinned by the
+# lock files; tests/integration/test_listener.py and test_gateway_idle.py fail if their
+# meaning changes). Checked at import so an aiohttp without them stops the server at
+# start, not at the first slow client.
+for _slot in ("_waiter", "_request_count", "_parser", "_upgraded", "_messages"):
+    if not any(_slot in getattr(c, "__slots__", ()) for c in web.RequestHandler.__mro__):
         raise ImportError(f"aiohttp's RequestHandler has no {_slot}; hybridcon.listener needs it")
 
 
@@ -110,8 +113,17 @@ def _raw_json_response(status: int, code: str, message: str, **headers: str) -> 
     return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + body
 
 
+# What an upgraded connection's request queue becomes (see _Handler.set_parser): it keeps
+# nothing appended to it, so one serves every WebSocket.
+_NO_MESSAGES: deque[Any] = deque(maxlen=0)
+
+
 class _Handler(web.RequestHandler):
     """aiohttp's request handler with admission, the header timer and JSON parse errors."""
+
+    # One per open connection, WebSockets included: slots as aiohttp's own class has, not
+    # a dict of these five per connection.
+    __slots__ = ("_address", "_head_armed_at", "_head_started", "_head_timer", "_listener")
 
     def __init__(self, manager: Any, *, listener: Listener, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -151,6 +163,18 @@ class _Handler(web.RequestHandler):
         self._listener.caps.release(self._address)
         self._listener.metrics.http_connections.set(self._listener.caps.open)
         super().connection_lost(exc)
+
+    def set_parser(self, parser: Any, data_received_cb: Callable[[], None] | None = None) -> None:
+        super().set_parser(parser, data_received_cb)
+        # The connection is a WebSocket now (aiohttp sets its frame parser here, after
+        # the upgrade): the HTTP parser, ~760 bytes with its buffers, only parses
+        # requests before an upgrade (aiohttp never touches it once upgraded), so it is
+        # not kept for the socket's lifetime.
+        if self._upgraded:
+            self._parser = None
+            # Likewise its queue of parsed requests (a deque: 624 bytes even empty), only
+            # filled before an upgrade: one shared queue that holds nothing replaces it.
+            self._messages = _NO_MESSAGES
 
     # --- header-read timeout --------------------------------------------------------
 

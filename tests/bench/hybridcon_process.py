@@ -147,7 +147,12 @@ class HybridconProcess:
 
 
 def start_hybridcon_process(
-    work: Path, *, env: Mapping[str, str], cpu: int | None, log_name: str = "hybridcon.log"
+    work: Path,
+    *,
+    env: Mapping[str, str],
+    cpu: int | None,
+    log_name: str = "hybridcon.log",
+    port: int | None = None,
 ) -> HybridconProcess:
     """Start ``hybridcon serve`` on a fresh data directory under ``work`` and wait until it
     is running.
@@ -161,6 +166,8 @@ def start_hybridcon_process(
             caller's database, Redis and key settings are never inherited).
         cpu: the core to pin the server to, or None.
         log_name: the log's file name under ``work``.
+        port: the port to listen on (a node started again where a killed one was, for
+            its clients to come back to); default: a free one.
 
     Raises:
         RuntimeError: the server exited or did not start in time.
@@ -170,7 +177,7 @@ def start_hybridcon_process(
 
     data_dir = work / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     inherited = {
         name: value
         for name, value in os.environ.items()

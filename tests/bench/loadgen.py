@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import heapq
 import itertools
 import os
 import random
@@ -540,6 +542,7 @@ def sender_process(
     t1: float,
     cpu: int | None,
     wire: str = "hybridcon",
+    reconnect: bool = False,
 ) -> None:
     """Send chat lines at ``rate`` lines/s in total from ``start_at`` until ``t1``.
 
@@ -548,16 +551,19 @@ def sender_process(
     """
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
-    result = asyncio.run(_send_lines(url, tokens, topic, rate, start_at, t0, t1, wire))
+    result = asyncio.run(
+        _send_lines(url, tokens, topic, rate, start_at, t0, t1, wire, reconnect=reconnect)
+    )
     ctl.send(("done", result.__dict__))
     ctl.close()
 
 
-def _chat_sender(url: str, token: str, wire: str) -> ChatSender:
-    """The sender's client on ``wire``: the SDK for hybridcon's own frames."""
+def _chat_sender(url: str, token: str, wire: str, reconnect: bool = False) -> ChatSender:
+    """The sender's client on ``wire``: the SDK for hybridcon's own frames (with
+    ``reconnect``, it comes back after the server went away, as a real client would)."""
     if wire == "socketio":
         return SocketIOSender(url, token, request_timeout=60.0)
-    return HybridconClient(url, token, reconnect=False, request_timeout=60.0)
+    return HybridconClient(url, token, reconnect=reconnect, request_timeout=60.0)
 
 
 async def _send_lines(
@@ -569,9 +575,11 @@ async def _send_lines(
     t0: float,
     t1: float,
     wire: str = "hybridcon",
+    *,
+    reconnect: bool = False,
 ) -> SenderResult:
     result = SenderResult()
-    clients = [_chat_sender(url, token, wire) for token in tokens]
+    clients = [_chat_sender(url, token, wire, reconnect) for token in tokens]
     await asyncio.gather(*(client.connect() for client in clients))
     each = rate / len(clients)
 
@@ -617,3 +625,398 @@ async def _send_lines(
     finally:
         await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)
     return result
+
+
+# --- viewers that come back: the reconnect storm (tests/bench/connections.py) ------------
+
+# The client SDK's reconnect (clients/python, HybridconClient._reconnect): the n-th attempt
+# after a loss waits uniformly in [0, min(BACKOFF_MAX, BACKOFF_INITIAL * 2**(n-1))]
+# ("full jitter"), then connects, authenticates with the same token and subscribes again
+# with ``since`` = the last ``seq`` it holds.
+BACKOFF_INITIAL = 0.2
+BACKOFF_MAX = 10.0
+SEQ_MARK = b'"seq":'
+# Sockets a swarm sets up at once when it first connects its viewers (the storm has no
+# such limit: each viewer comes back when its own backoff says).
+FIRST_JOINS_IN_FLIGHT = 16
+
+_WAIT, _CONNECTING, _HANDSHAKE, _SETUP, _LIVE = range(5)
+
+
+def backoff_bound(attempt: int) -> float:
+    """The upper bound of the wait before reconnect attempt ``attempt`` (1, 2, ...)."""
+    return min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** min(attempt - 1, 32))
+
+
+def _seq_at(buf: bytes, start: int, end: int) -> int | None:
+    """The ``"seq":N`` of the JSON object in ``buf[start:end]``, if it has one."""
+    mark = buf.find(SEQ_MARK, start, end)
+    if mark < 0:
+        return None
+    i = mark + len(SEQ_MARK)
+    j = i
+    while j < end and 0x30 <= buf[j] <= 0x39:
+        j += 1
+    return int(buf[i:j]) if j > i else None
+
+
+def _line_time(buf: bytes, start: int, end: int) -> float | None:
+    """The send time of the chat line in ``buf[start:end]`` (its text's ``B <time>``)."""
+    mark = buf.find(TEXT_MARK, start, end)
+    if mark < 0:
+        return None
+    ts_start = mark + len(TEXT_MARK)
+    return float(buf[ts_start : buf.find(b" ", ts_start, end)])
+
+
+class _Comer:
+    """One viewer that comes back after losing its connection (see :func:`storm_process`)."""
+
+    __slots__ = (
+        "attempt",
+        "buf",
+        "down_at",
+        "first_at",
+        "home",
+        "last_seq",
+        "port_turn",
+        "seen",
+        "sock",
+        "src_ip",
+        "started_at",
+        "state",
+        "token",
+    )
+
+    def __init__(self, token: str, src_ip: str, home: int) -> None:
+        self.token = token
+        self.src_ip = src_ip
+        self.home = home  # index of the port it was last connected to
+        self.port_turn = home
+        self.sock: socket.socket | None = None
+        self.state = _WAIT
+        self.buf = b""
+        self.attempt = 0
+        self.last_seq: int | None = None
+        self.down_at = 0.0  # when the connection was lost (monotonic)
+        self.started_at = 0.0  # when the current connection attempt began
+        self.first_at = 0.0  # when it was first subscribed
+        self.seen = bytearray()  # 1 at the index of each chat line it holds (the swarm's)
+
+
+@dataclass
+class StormStats:
+    """What one swarm of returning viewers counted."""
+
+    viewers: int = 0
+    live: int = 0
+    first_joined: int = 0
+    first_failed_attempts: int = 0
+    losses: int = 0  # connections lost while subscribed
+    rejoins: int = 0  # subscribed again with since (caught up: reset false, nothing skipped)
+    attempts: int = 0  # reconnect attempts (all, failed included)
+    failed_attempts: dict[str, int] = field(default_factory=dict)  # why, how many
+    resets: int = 0  # history did not reach back to since
+    duplicates: int = 0  # chat lines received twice (dropped, as the SDK drops them)
+    last_back_at: float = 0.0  # monotonic time the last viewer was caught up
+    rejoin_seconds: list[float] = field(default_factory=list)  # loss -> caught up, each
+    # The successful attempt's own time, connect -> caught up (the server's part of it).
+    rejoin_service_seconds: list[float] = field(default_factory=list)
+    missing: int = 0  # (viewer, line) pairs not held, at the last check
+    viewers_missing: int = 0
+
+    def count_failure(self, why: str) -> None:
+        self.failed_attempts[why] = self.failed_attempts.get(why, 0) + 1
+
+    def summary(self, *, full: bool) -> dict[str, Any]:
+        lists = ("rejoin_seconds", "rejoin_service_seconds")
+        data = {k: v for k, v in self.__dict__.items() if k not in lists}
+        if full:
+            data.update((k, getattr(self, k)) for k in lists)
+        return data
+
+
+def storm_process(
+    ctl: Connection,
+    host: str,
+    ports: list[int],
+    src_prefix: str,
+    tokens: list[str],
+    topic: str,
+    cpu: int | None,
+    first_port: int = 0,
+) -> None:
+    """A swarm of viewers that reconnect as the client SDK does, all in one ``epoll`` loop.
+
+    Each viewer connects (non-blocking), does the handshake, ``auth`` and ``subscribe``
+    (with ``since`` once it holds a ``seq``), then reads, noting each chat line it gets,
+    live or in a subscribe's ``missed``, by its send time (the text's ``B <time>``); a
+    ``("check", times)`` command counts, for each viewer, the lines of ``times`` sent after
+    it first subscribed that it does not hold (a node started again numbers on from a
+    higher ``seq``, so lines, not numbers, are what is checked). When its
+    connection is lost it waits as the SDK does (:func:`backoff_bound`, full jitter) and
+    comes back, taking the next of ``ports`` after each failed attempt (a load balancer's
+    choice among the nodes; one port: the same node). A rejoin counts once the subscribe
+    result is in without ``reset`` and its ``missed`` continue the viewer's sequence.
+    Viewer ``i`` binds to ``src_prefix`` + one of 200 host numbers, so each address has
+    few sockets signing in at once (as households would), and starts on port
+    ``first_port + i`` (mod the ports).
+
+    Commands over ``ctl``: ``("report",)``, ``("final",)`` and ``("check", times)`` answer
+    a summary, ``("stop",)`` ends it. It sends ``("ready", summary)`` once every viewer was first
+    subscribed.
+    """
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    rng = random.Random(os.getpid())  # jitter, not security
+    stats = StormStats(viewers=len(tokens))
+    comers = [
+        _Comer(token, f"{src_prefix}.{10 + i % 200}", (first_port + i) % len(ports))
+        for i, token in enumerate(tokens)
+    ]
+    by_fd: dict[int, _Comer] = {}
+    line_index: dict[float, int] = {}  # a chat line's send time -> its index in `seen`
+    poller = select.epoll()
+    ctl_fd = ctl.fileno()
+    poller.register(ctl_fd, select.EPOLLIN)
+    timers: list[tuple[float, int, _Comer]] = []  # (when, tie-break, viewer)
+    tie = itertools.count()
+    waiting_first = list(reversed(comers))  # not yet started, first joins
+    in_flight_first = 0
+    ready_sent = False
+    monotonic = time.monotonic
+
+    def drop(c: _Comer) -> None:
+        if c.sock is not None:
+            fd = c.sock.fileno()
+            by_fd.pop(fd, None)
+            with contextlib.suppress(OSError, ValueError):
+                poller.unregister(fd)
+            c.sock.close()
+            c.sock = None
+        c.buf = b""
+
+    def note_line(c: _Comer, sent: float) -> None:
+        index = line_index.setdefault(sent, len(line_index))
+        seen = c.seen
+        if index >= len(seen):
+            seen.extend(bytes(index + 64 - len(seen)))
+        if seen[index]:
+            stats.duplicates += 1
+        seen[index] = 1
+
+    def missing(c: _Comer, times: list[float]) -> int:
+        seen = c.seen
+        count = 0
+        for sent in times:
+            if sent <= c.first_at:
+                continue
+            index = line_index.get(sent)
+            if index is None or index >= len(seen) or not seen[index]:
+                count += 1
+        return count
+
+    def start(c: _Comer) -> None:
+        c.started_at = monotonic()
+        if c.last_seq is not None:
+            stats.attempts += 1
+        port = ports[c.port_turn % len(ports)]
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.bind((c.src_ip, 0))
+            err = sock.connect_ex((host, port))
+        except OSError as exc:
+            sock.close()
+            failed(c, f"bind/connect: {exc.strerror}")
+            return
+        if err not in (0, errno.EINPROGRESS):
+            sock.close()
+            failed(c, f"connect: {os.strerror(err)}")
+            return
+        c.sock = sock
+        c.state = _CONNECTING
+        by_fd[sock.fileno()] = c
+        poller.register(sock.fileno(), select.EPOLLOUT)
+
+    def failed(c: _Comer, why: str) -> None:
+        """A connection attempt failed, or a live connection was lost: back off, retry."""
+        was = c.state
+        drop(c)
+        now = monotonic()
+        if was == _LIVE:
+            stats.losses += 1
+            stats.live -= 1
+            c.attempt = 0
+            c.down_at = now
+        else:
+            stats.count_failure(why)
+            if c.last_seq is None:
+                stats.first_failed_attempts += 1
+            c.port_turn += 1  # another node, if there are several
+        c.state = _WAIT
+        c.attempt += 1
+        heapq.heappush(timers, (now + rng.uniform(0, backoff_bound(c.attempt)), next(tie), c))
+
+    def subscribed(c: _Comer, data: dict[str, Any]) -> None:
+        nonlocal in_flight_first
+        seq = data.get("seq")
+        first = c.last_seq is None
+        if not first and data.get("reset"):
+            stats.resets += 1
+        for message in data.get("missed") or ():
+            text = message.get("text") if isinstance(message, dict) else None
+            if isinstance(text, str) and text.startswith("B "):
+                note_line(c, float(text.split(" ", 2)[1]))
+        if isinstance(seq, int):
+            c.last_seq = seq
+        c.state = _LIVE
+        c.attempt = 0
+        c.home = c.port_turn % len(ports)
+        stats.live += 1
+        now = monotonic()
+        if first:
+            stats.first_joined += 1
+            in_flight_first -= 1
+            c.first_at = now
+        else:
+            stats.rejoins += 1
+            stats.rejoin_seconds.append(now - c.down_at)
+            stats.rejoin_service_seconds.append(now - c.started_at)
+            stats.last_back_at = max(stats.last_back_at, now)
+
+    def on_readable(c: _Comer) -> None:
+        assert c.sock is not None
+        try:
+            data = c.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            failed(c, f"recv: {exc.strerror}")
+            return
+        if not data:
+            failed(c, "closed" if c.state != _LIVE else "lost")
+            return
+        buf = c.buf + data if c.buf else data
+        if c.state == _HANDSHAKE:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                c.buf = buf
+                return
+            status = buf[: buf.find(b"\r\n")]
+            if b" 101 " not in status:
+                failed(c, f"handshake: {status[:40].decode('latin-1')}")
+                return
+            buf = buf[end + 4 :]
+            c.state = _SETUP
+            fields: dict[str, Any] = {"id": 1, "type": "subscribe", "topic": topic}
+            if c.last_seq is not None:
+                fields["since"] = c.last_seq
+            c.sock.sendall(
+                client_frame(orjson.dumps({"type": "auth", "token": c.token}))
+                + client_frame(orjson.dumps(fields))
+            )
+        pos = 0
+        n = len(buf)
+        while True:
+            frame = next_frame(buf, pos)
+            if frame is None:
+                break
+            opcode, start, end = frame
+            pos = end
+            if opcode == 0x8:
+                code = (buf[start] << 8) | buf[start + 1] if end - start >= 2 else 1005
+                failed(c, f"close {code}" if c.state != _LIVE else "lost")
+                return
+            if opcode == 0x9:
+                c.sock.send(client_frame(buf[start:end], 0xA))
+                continue
+            if opcode != 0x1:
+                continue
+            if c.state == _SETUP:
+                message = orjson.loads(buf[start:end])
+                if message.get("id") != 1:
+                    continue  # auth.ok, and pushes before the result
+                if message.get("type") != "result":
+                    failed(c, f"subscribe: {message.get('code')}")
+                    return
+                subscribed(c, message.get("data") or {})
+                continue
+            if buf[start + 2 : start + 4] == b"id":
+                continue  # a reply
+            seq = _seq_at(buf, start, end)
+            if seq is not None:
+                c.last_seq = seq
+                sent = _line_time(buf, start, end)
+                if sent is not None:
+                    note_line(c, sent)
+        c.buf = buf[pos:] if pos < n else b""
+
+    def on_writable(c: _Comer) -> None:
+        assert c.sock is not None
+        err = c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            failed(c, f"connect: {os.strerror(err)}")
+            return
+        port = ports[c.port_turn % len(ports)]
+        key = "dGhlIHNhbXBsZSBub25jZQ=="  # any 16 bytes in base64; the server only echoes it
+        c.sock.sendall(
+            (
+                f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        c.state = _HANDSHAKE
+        poller.modify(c.sock.fileno(), select.EPOLLIN)
+
+    running = True
+    try:
+        while running:
+            while waiting_first and in_flight_first < FIRST_JOINS_IN_FLIGHT:
+                in_flight_first += 1
+                start(waiting_first.pop())
+            if not ready_sent and not waiting_first and in_flight_first <= 0:
+                ready_sent = True
+                ctl.send(("ready", stats.summary(full=False)))
+            now = monotonic()
+            while timers and timers[0][0] <= now:
+                _, _, c = heapq.heappop(timers)
+                if c.state == _WAIT:
+                    start(c)
+            timeout = min(0.2, max(0.0, timers[0][0] - now)) if timers else 0.2
+            for fd, events in poller.poll(timeout):
+                if fd == ctl_fd:
+                    try:
+                        command = ctl.recv()
+                    except EOFError:
+                        running = False
+                        break
+                    if command[0] == "report":
+                        ctl.send(stats.summary(full=False))
+                    elif command[0] == "final":
+                        ctl.send(stats.summary(full=True))
+                    elif command[0] == "check":
+                        counts = [missing(c, command[1]) for c in comers]
+                        stats.missing = sum(counts)
+                        stats.viewers_missing = sum(1 for n in counts if n)
+                        ctl.send(stats.summary(full=False))
+                    elif command[0] == "stop":
+                        running = False
+                    continue
+                c = by_fd.get(fd)
+                if c is None:
+                    continue
+                try:
+                    if c.state == _CONNECTING:
+                        on_writable(c)
+                    elif events & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
+                        on_readable(c)
+                except OSError as exc:
+                    failed(c, f"{type(exc).__name__}: {exc.strerror}")
+    finally:
+        poller.close()
+        for c in comers:
+            drop(c)
+        with contextlib.suppress(OSError):
+            ctl.close()

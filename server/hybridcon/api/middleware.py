@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable
 
 import structlog
 from aiohttp import web
@@ -28,9 +29,32 @@ def json_error(error: HybridconError, request_id: str) -> web.Response:
     return response
 
 
+WEBSOCKET_ROUTE = "/ws"
+
+
 @web.middleware
-async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Give each request an id, log it, count it, and turn errors into JSON."""
+def request_context(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+    """Give each request an id, log it, count it, and turn errors into JSON.
+
+    A WebSocket upgrade is handed straight to its handler, with nothing awaited here: its
+    request lasts as long as the socket (hours), and the gateway logs, counts and answers
+    its connections itself (``ws_open``/``ws_closed``, ``hybridcon_ws_connections``,
+    close codes). Awaiting it here would hold this frame, ~400 bytes, for every open
+    socket, and time a whole connection as if it were one request. A request to the
+    route that is not an upgrade goes the ordinary way (its 400 gets the JSON contract).
+    """
+    resource = request.match_info.route.resource
+    if (
+        resource is not None
+        and resource.canonical == WEBSOCKET_ROUTE
+        and request.headers.get("Upgrade", "").lower() == "websocket"
+    ):
+        structlog.contextvars.clear_contextvars()
+        return handler(request)
+    return _request_context(request, handler)
+
+
+async def _request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
     request_id = incoming if 8 <= len(incoming) <= 64 and incoming.isascii() else uuid.uuid4().hex
     structlog.contextvars.clear_contextvars()
@@ -72,7 +96,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             method=request.method, route=route_name, status=str(status)
         ).inc()
         metrics.http_seconds.labels(route=route_name).observe(elapsed)
-        if route_name not in {"/healthz", "/metrics", "/ws"}:
+        if route_name not in {"/healthz", "/metrics"}:
             log.info(
                 "http_request",
                 method=request.method,

@@ -9,6 +9,8 @@ are switched off for that reason and done here, with an explicit leeway).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import uuid
 from collections.abc import Container, Sequence
@@ -18,6 +20,9 @@ from enum import StrEnum
 from typing import Any
 
 import jwt
+import orjson
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hybridcon.core.durations import describe_duration
 from hybridcon.core.keys import ALGORITHM, Keyset
@@ -28,6 +33,7 @@ MAX_NAME_LENGTH = 80
 _ID = r"[a-z0-9][a-z0-9_-]{0,63}"
 _SCOPE_RE = re.compile(rf"^(?:\*|(?:stage|session|hall):{_ID})$")
 _SUB_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+_B64URL_RE = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class Role(StrEnum):
@@ -230,10 +236,19 @@ def token_kid(token: str) -> str:
     Raises:
         TokenError: not a JWT, an algorithm other than EdDSA, or no ``kid``.
     """
+    # Read here rather than with jwt.get_unverified_header, which checks every character
+    # of the whole token in Python and then parses the header again inside jwt.decode
+    # (~20 µs of a WebSocket join's ~550; docs/benchmarks.md). _verified_payload checks
+    # the rest of the token, signature first.
+    head, dot, _ = token.partition(".")
+    if not dot or not _B64URL_RE.fullmatch(head):
+        raise TokenError("token is malformed: not a signed JWT")
     try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError:
+        header = orjson.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except (ValueError, binascii.Error):
         raise TokenError("token is malformed: not a signed JWT") from None
+    if not isinstance(header, dict):
+        raise TokenError("token is malformed: its header is not a JSON object")
     alg = header.get("alg")
     if alg != ALGORITHM:
         raise TokenError(f"token algorithm {alg!r} is not accepted; expected {ALGORITHM}")
@@ -241,6 +256,76 @@ def token_kid(token: str) -> str:
     if not isinstance(kid, str) or not kid:
         raise TokenError("token has no key id (kid) in its header")
     return kid
+
+
+def _segment(segment: str) -> bytes:
+    """One base64url segment of a compact JWS, unpadded and canonical as RFC 7515 writes it.
+
+    Raises:
+        TokenError: characters outside base64url, a length no encoding has, or unused
+            bits set in the last character.
+    """
+    if not _B64URL_RE.fullmatch(segment):
+        raise TokenError("token is malformed: not a signed JWT")
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (ValueError, binascii.Error):
+        raise TokenError("token is malformed: not a signed JWT") from None
+    # The decoder ignores the unused low bits of the last character, so several spellings
+    # decode to the same bytes: only the one encoding of them is a token we signed (else a
+    # changed last character of the signature would still verify).
+    if base64.urlsafe_b64encode(raw).rstrip(b"=") != segment.encode("ascii"):
+        raise TokenError("token is malformed: not a signed JWT")
+    return raw
+
+
+def _verified_payload(
+    token: str, public_key: Ed25519PublicKey, *, issuer: str, audience: str
+) -> dict[str, Any]:
+    """The payload of ``token`` once its EdDSA signature verifies with ``public_key``,
+    with the registered claims checked as PyJWT checks them (``REQUIRED_CLAIMS`` present
+    and not null, ``iss`` equal to ``issuer``, ``audience`` in ``aud``, ``sub`` and
+    ``jti`` strings); the times are checked by the caller.
+
+    Here rather than ``jwt.decode``: for the one algorithm this service signs with, PyJWT
+    spent ~35 µs per token above the signature check itself (a character-by-character
+    scan of every segment in Python, and its general checks), a third of a token's cost
+    in every WebSocket join (docs/benchmarks.md). The header was read by ``token_kid``.
+
+    Raises:
+        TokenError: anything wrong, with a message naming it.
+    """
+    head, _, rest = token.partition(".")
+    body, dot, sig = rest.partition(".")
+    if not dot or "." in sig:
+        raise TokenError("token is malformed: not a signed JWT")
+    signature = _segment(sig)
+    try:
+        public_key.verify(signature, f"{head}.{body}".encode("ascii"))
+    except (InvalidSignature, UnicodeEncodeError):
+        raise TokenError("token signature does not verify") from None
+    try:
+        payload = orjson.loads(_segment(body))
+    except orjson.JSONDecodeError:
+        raise TokenError("token is invalid: its payload is not JSON") from None
+    if not isinstance(payload, dict):
+        raise TokenError("token is invalid: its payload is not a JSON object")
+    for claim in REQUIRED_CLAIMS:
+        if payload.get(claim) is None:
+            raise TokenError(f"token has no {claim!r} claim")
+    if payload["iss"] != issuer:
+        raise TokenError(f"token issuer is not {issuer!r}")
+    aud = payload["aud"]
+    audiences = [aud] if isinstance(aud, str) else aud
+    if not audiences:
+        raise TokenError("token has no 'aud' claim")
+    if not isinstance(audiences, list) or audience not in audiences:
+        raise TokenError(f"token audience is not {audience!r}")
+    if not isinstance(payload["sub"], str):
+        raise TokenError("token is invalid: its subject must be a string")
+    if not isinstance(payload["jti"], str):
+        raise TokenError("token is invalid: its JWT ID must be a string")
+    return payload
 
 
 def verify_token(
@@ -277,30 +362,7 @@ def verify_token(
     public_key = keyset.verifying_key(kid)
     if public_key is None:
         raise UnknownKey(f"token was signed with an unknown key {kid!r}")
-    try:
-        payload: dict[str, Any] = jwt.decode(
-            token,
-            public_key,
-            algorithms=[ALGORITHM],
-            audience=audience,
-            issuer=issuer,
-            options={
-                "require": list(REQUIRED_CLAIMS),
-                "verify_exp": False,
-                "verify_nbf": False,
-                "verify_iat": False,
-            },
-        )
-    except jwt.MissingRequiredClaimError as exc:
-        raise TokenError(f"token has no {exc.claim!r} claim") from None
-    except jwt.InvalidAudienceError:
-        raise TokenError(f"token audience is not {audience!r}") from None
-    except jwt.InvalidIssuerError:
-        raise TokenError(f"token issuer is not {issuer!r}") from None
-    except jwt.InvalidSignatureError:
-        raise TokenError("token signature does not verify") from None
-    except jwt.PyJWTError as exc:
-        raise TokenError(f"token is invalid: {exc}") from None
+    payload = _verified_payload(token, public_key, issuer=issuer, audience=audience)
 
     exp = _time_claim(payload, "exp")
     nbf = _time_claim(payload, "nbf")
@@ -334,15 +396,16 @@ def verify_token(
     name = payload.get("name", "")
     if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH:
         raise TokenError("token name is malformed")
-    aud = payload["aud"]
+    # PyJWT checked that iss and aud are these: each connection keeps the caller's
+    # strings (one copy per node), not copies of its own.
     return Claims(
         sub=sub,
         role=role,
         scopes=scopes,
         name=name,
         jti=jti,
-        iss=payload["iss"],
-        aud=aud if isinstance(aud, str) else audience,
+        iss=issuer,
+        aud=audience,
         iat=iat,
         nbf=nbf,
         exp=exp,

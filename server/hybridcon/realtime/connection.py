@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -133,7 +134,30 @@ class Flusher:
 
 
 class Connection:
-    """A client's connection after ``auth.ok``."""
+    """A client's connection after ``auth.ok``.
+
+    A node holds thousands of these for hours, so it keeps only what it needs (slots, no
+    event until someone waits for the close) and records when the client last sent a
+    frame (``last_received``, for the gateway's idle sweep) instead of a timer each.
+    """
+
+    __slots__ = (
+        "_close",
+        "_closed",
+        "_closer",
+        "_flusher",
+        "_max_pending",
+        "_pending",
+        "_pending_bytes",
+        "_writer",
+        "bucket",
+        "claims",
+        "id",
+        "last_received",
+        "rejected_in_a_row",
+        "topics",
+        "ws",
+    )
 
     def __init__(
         self,
@@ -148,7 +172,9 @@ class Connection:
         self.id = uuid.uuid4().hex
         self.ws = ws
         self.claims = claims
-        self.topics: set[str] = set()
+        # A tuple, not a set: most connections follow one or two topics (48 bytes for one,
+        # a set is 216 however few it holds); the hub replaces it on (un)subscribe.
+        self.topics: tuple[str, ...] = ()
         self.bucket = bucket
         self.rejected_in_a_row = 0
         self._writer = RawWriter(request)
@@ -158,7 +184,8 @@ class Connection:
         self._pending_bytes = 0
         self._close: tuple[int, str] | None = None
         self._closer: asyncio.Task[None] | None = None
-        self.closed = asyncio.Event()
+        self._closed: asyncio.Event | None = None
+        self.last_received = time.monotonic()
 
     def send_frame(self, frame: bytes, *, urgent: bool = False) -> bool:
         """Queue pre-built frames; close the connection (4008) if it is too far behind.
@@ -248,7 +275,18 @@ class Connection:
             with contextlib.suppress(Exception):
                 self._writer.abort()
         finally:
-            self.closed.set()
+            if self._closed is not None:
+                self._closed.set()
+
+    @property
+    def closed(self) -> asyncio.Event:
+        """Set once a close asked for with :meth:`close` has finished (made on first use:
+        most connections never have anyone waiting for it)."""
+        if self._closed is None:
+            self._closed = asyncio.Event()
+            if self._closer is not None and self._closer.done():
+                self._closed.set()
+        return self._closed
 
     @property
     def close_code(self) -> int | None:

@@ -157,7 +157,7 @@ class Context:
         return self.conn.claims
 
     @property
-    def topics(self) -> set[str]:
+    def topics(self) -> tuple[str, ...]:
         """The topics the connection is subscribed to."""
         return self.conn.topics
 

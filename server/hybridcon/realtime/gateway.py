@@ -60,6 +60,18 @@ from hybridcon.store.db import is_outage
 log = structlog.get_logger(__name__)
 
 MAX_FRAME_BYTES = 64 * 1024
+# The sweep (idle sockets, expired tokens) runs this often: a silent socket is closed within
+# idle + this, an expired token within this; at most every IDLE_SWEEP_MAX seconds.
+IDLE_SWEEP_SHARE = 0.125
+IDLE_SWEEP_MAX = 5.0
+
+
+def idle_sweep_seconds(idle: float) -> float:
+    """How often the gateway looks for sockets that sent nothing for ``idle`` seconds
+    (and for expired tokens)."""
+    return min(IDLE_SWEEP_MAX, idle * IDLE_SWEEP_SHARE)
+
+
 # After this many refused requests in a row (rate limit), the client is flooding: close.
 FLOOD_LIMIT = 50
 
@@ -137,9 +149,11 @@ class Gateway:
         # a stage's `stream {state, hls_url, whep_url}`).
         self.snapshot_hooks: list[SnapshotHook] = []
         self.load_hooks: list[LoadHook] = []
-        # One event per running handler, set when its clean-up (leave events, metrics)
-        # is done: shutdown waits for these before the engagement writer and pool stop.
-        self._handlers: set[asyncio.Event] = set()
+        # Handlers whose clean-up (leave events, metrics) is not done yet: shutdown waits
+        # for them before the engagement writer and pool stop (one count and one future
+        # for all of them, not an event per connection).
+        self._running = 0
+        self._all_done: asyncio.Future[None] | None = None
         # At most one outage line a second in the log (with bursts of 5), however many
         # requests fail on it.
         self._outage_log = TokenBucket.full(1.0, 5.0, time.monotonic())
@@ -208,6 +222,8 @@ class Gateway:
         for capability in self.capabilities:
             await capability.start()
         self.node.every(COUNT_INTERVAL, self.node.counts.tick, "presence-counts")
+        idle = self.services.settings.ws_idle_timeout
+        self.node.every(idle_sweep_seconds(idle), self.sweep, "ws-sweep")
 
     async def shutdown(self) -> None:
         """Close every connection with 1012 (reconnect elsewhere) and wait for them."""
@@ -217,11 +233,10 @@ class Gateway:
             await capability.stop()
         for conn in list(self.connections):
             conn.close(CLOSE_SERVICE_RESTART, DRAINING_REASON)
-        if self._handlers:
-            waiters = [asyncio.ensure_future(done.wait()) for done in self._handlers]
-            _, pending = await asyncio.wait(waiters, timeout=CLOSE_TIMEOUT + 1)
-            for waiter in pending:
-                waiter.cancel()
+        if self._running:
+            self._all_done = asyncio.get_running_loop().create_future()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._all_done), CLOSE_TIMEOUT + 1)
         await self.node.stop()
         self.heap.stopped()
 
@@ -230,7 +245,9 @@ class Gateway:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """The ``GET /ws`` handler."""
         services = self.services
-        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, autoping=True, compress=False)
+        # Pings are answered in the read loop (autoping off), so that they count as the
+        # client's frames for the idle sweep as they did when each receive had a timeout.
+        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, autoping=False, compress=False)
         await ws.prepare(request)
         if services.draining:
             await ws.close(code=CLOSE_SERVICE_RESTART, message=DRAINING_REASON.encode())
@@ -246,8 +263,7 @@ class Gateway:
             self.signing_in.release(address)
         if conn is None:
             return ws
-        done = asyncio.Event()
-        self._handlers.add(done)
+        self._running += 1
         structlog.contextvars.bind_contextvars(connection_id=conn.id)
         metrics = services.metrics
         metrics.ws_connections.inc()
@@ -255,21 +271,29 @@ class Gateway:
             old.close(CLOSE_POLICY, "too many connections for this person")
         self.people.joined(conn)  # and across nodes
         self.heap.joined()
-        expiry = asyncio.get_running_loop().call_later(
-            max(0.0, (conn.claims.exp - services.clock()).total_seconds()),
-            conn.close,
-            CLOSE_UNAUTHORIZED,
-            "token expired",
-        )
         opened = time.monotonic()
         log.info("ws_open", role=conn.claims.role.value)
         ctx = Context(self.node, conn)
         try:
-            await self._read_loop(ws, conn, ctx)
+            # The read loop, here rather than in a coroutine of its own: a waiting socket
+            # then holds one frame fewer. No timeout per receive: `sweep` closes silent
+            # sockets, so a waiting socket holds no timer. Nothing of the last request is
+            # kept while it waits for the next (its frame and reply are names in _answer).
+            while conn.close_code is None:
+                msg = await ws.receive()
+                kind = msg.type
+                conn.last_received = time.monotonic()
+                if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+                    await self._answer(ctx, msg.data)
+                elif kind is WSMsgType.PING:
+                    with contextlib.suppress(ConnectionError, RuntimeError):  # closing
+                        await ws.pong(msg.data)
+                elif kind is not WSMsgType.PONG:
+                    break  # CLOSE, CLOSING, CLOSED, ERROR (e.g. a frame over the limit: 1009)
+                del msg
         finally:
             # Book-keeping first, without awaiting: aiohttp may cancel this handler while
             # the server shuts down, and the leave events must be logged regardless.
-            expiry.cancel()
             self.connections.remove(conn)
             self.people.left(conn)
             self.heap.left(len(self.connections))
@@ -288,8 +312,9 @@ class Gateway:
             code = conn.close_code or ws.close_code or 1000
             metrics.ws_closed.labels(code=str(code)).inc()
             log.info("ws_closed", code=code)
-            self._handlers.discard(done)
-            done.set()
+            self._running -= 1
+            if not self._running and self._all_done is not None and not self._all_done.done():
+                self._all_done.set_result(None)
             with contextlib.suppress(asyncio.CancelledError):
                 await conn.wait_closed()
         return ws
@@ -338,24 +363,28 @@ class Gateway:
         conn.send({"type": "auth.ok", "user": claims.to_user(), "session_id": conn.id})
         return conn
 
-    async def _read_loop(self, ws: web.WebSocketResponse, conn: Connection, ctx: Context) -> None:
+    async def _answer(self, ctx: Context, data: str | bytes) -> None:
+        # Every frame a client sends takes from its bucket, whatever it holds.
+        reply = await self._request(ctx, data)
+        if reply is not None:
+            if isinstance(reply, bytes):
+                ctx.conn.send_raw(reply)
+            else:
+                ctx.conn.send(reply)
+
+    def sweep(self) -> None:
+        """Close the sockets that sent nothing for ``ws_idle_timeout`` seconds (4008) and
+        those whose token expired (4001); run every :func:`idle_sweep_seconds`, so one
+        pass over the connections replaces a timer per socket. A token is closed at most
+        that long after its ``exp`` (well within ``token_leeway``, which auth allows)."""
         idle = self.services.settings.ws_idle_timeout
-        while conn.close_code is None:
-            try:
-                msg = await ws.receive(timeout=idle)
-            except TimeoutError:
+        oldest = time.monotonic() - idle
+        now = self.services.clock()
+        for conn in self.connections:
+            if conn.claims.exp <= now:
+                conn.close(CLOSE_UNAUTHORIZED, "token expired")
+            elif conn.last_received < oldest:
                 conn.close(CLOSE_POLICY, f"idle: nothing received for {idle:.0f} s")
-                break
-            if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
-                # Every frame a client sends takes from its bucket, whatever it holds.
-                reply = await self._request(ctx, msg.data)
-                if reply is not None:
-                    if isinstance(reply, bytes):
-                        conn.send_raw(reply)
-                    else:
-                        conn.send(reply)
-            else:  # CLOSE, CLOSING, CLOSED, ERROR (e.g. a frame over the size limit: 1009)
-                break
 
     async def _request(self, ctx: Context, data: str | bytes) -> dict[str, Any] | bytes | None:
         conn = ctx.conn

@@ -79,7 +79,7 @@ class Hub:
         if frames:
             self._newcomers.setdefault(topic, {})[conn] = len(frames)
         subs[conn] = None
-        conn.topics.add(topic)
+        conn.topics += (topic,)
         people = self._people.setdefault(topic, Counter())
         people[conn.claims.sub] += 1
         return True
@@ -93,7 +93,7 @@ class Hub:
         newcomers = self._newcomers.get(topic)
         if newcomers:
             newcomers.pop(conn, None)
-        conn.topics.discard(topic)
+        conn.topics = tuple(t for t in conn.topics if t != topic)
         if not subs:
             del self._subscribers[topic]
         people = self._people[topic]
