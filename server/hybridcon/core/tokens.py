@@ -21,8 +21,6 @@ from typing import Any
 
 import jwt
 import orjson
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hybridcon.core.durations import describe_duration
 from hybridcon.core.keys import ALGORITHM, Keyset
@@ -238,8 +236,8 @@ def token_kid(token: str) -> str:
     """
     # Read here rather than with jwt.get_unverified_header, which checks every character
     # of the whole token in Python and then parses the header again inside jwt.decode
-    # (~20 µs of a WebSocket join's ~550; docs/benchmarks.md). _verified_payload checks
-    # the rest of the token, signature first.
+    # (~20 µs of a WebSocket join's ~550; docs/benchmarks.md). jwt.decode still checks
+    # the whole token, signature first.
     head, dot, _ = token.partition(".")
     if not dot or not _B64URL_RE.fullmatch(head):
         raise TokenError("token is malformed: not a signed JWT")
@@ -256,69 +254,6 @@ def token_kid(token: str) -> str:
     if not isinstance(kid, str) or not kid:
         raise TokenError("token has no key id (kid) in its header")
     return kid
-
-
-def _segment(segment: str) -> bytes:
-    """One base64url segment of a compact JWS, unpadded as RFC 7515 writes it.
-
-    Raises:
-        TokenError: characters outside base64url, or a length no encoding has.
-    """
-    if not _B64URL_RE.fullmatch(segment):
-        raise TokenError("token is malformed: not a signed JWT")
-    try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    except (ValueError, binascii.Error):
-        raise TokenError("token is malformed: not a signed JWT") from None
-
-
-def _verified_payload(
-    token: str, public_key: Ed25519PublicKey, *, issuer: str, audience: str
-) -> dict[str, Any]:
-    """The payload of ``token`` once its EdDSA signature verifies with ``public_key``,
-    with the registered claims checked as PyJWT checks them (``REQUIRED_CLAIMS`` present
-    and not null, ``iss`` equal to ``issuer``, ``audience`` in ``aud``, ``sub`` and
-    ``jti`` strings); the times are checked by the caller.
-
-    Here rather than ``jwt.decode``: for the one algorithm this service signs with, PyJWT
-    spent ~35 µs per token above the signature check itself (a character-by-character
-    scan of every segment in Python, and its general checks), a third of a token's cost
-    in every WebSocket join (docs/benchmarks.md). The header was read by ``token_kid``.
-
-    Raises:
-        TokenError: anything wrong, with a message naming it.
-    """
-    head, _, rest = token.partition(".")
-    body, dot, sig = rest.partition(".")
-    if not dot or "." in sig:
-        raise TokenError("token is malformed: not a signed JWT")
-    signature = _segment(sig)
-    try:
-        public_key.verify(signature, f"{head}.{body}".encode("ascii"))
-    except (InvalidSignature, UnicodeEncodeError):
-        raise TokenError("token signature does not verify") from None
-    try:
-        payload = orjson.loads(_segment(body))
-    except orjson.JSONDecodeError:
-        raise TokenError("token is invalid: its payload is not JSON") from None
-    if not isinstance(payload, dict):
-        raise TokenError("token is invalid: its payload is not a JSON object")
-    for claim in REQUIRED_CLAIMS:
-        if payload.get(claim) is None:
-            raise TokenError(f"token has no {claim!r} claim")
-    if payload["iss"] != issuer:
-        raise TokenError(f"token issuer is not {issuer!r}")
-    aud = payload["aud"]
-    audiences = [aud] if isinstance(aud, str) else aud
-    if not audiences:
-        raise TokenError("token has no 'aud' claim")
-    if not isinstance(audiences, list) or audience not in audiences:
-        raise TokenError(f"token audience is not {audience!r}")
-    if not isinstance(payload["sub"], str):
-        raise TokenError("token is invalid: its subject must be a string")
-    if not isinstance(payload["jti"], str):
-        raise TokenError("token is invalid: its JWT ID must be a string")
-    return payload
 
 
 def verify_token(
@@ -355,7 +290,30 @@ def verify_token(
     public_key = keyset.verifying_key(kid)
     if public_key is None:
         raise UnknownKey(f"token was signed with an unknown key {kid!r}")
-    payload = _verified_payload(token, public_key, issuer=issuer, audience=audience)
+    try:
+        payload: dict[str, Any] = jwt.decode(
+            token,
+            public_key,
+            algorithms=[ALGORITHM],
+            audience=audience,
+            issuer=issuer,
+            options={
+                "require": list(REQUIRED_CLAIMS),
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+            },
+        )
+    except jwt.MissingRequiredClaimError as exc:
+        raise TokenError(f"token has no {exc.claim!r} claim") from None
+    except jwt.InvalidAudienceError:
+        raise TokenError(f"token audience is not {audience!r}") from None
+    except jwt.InvalidIssuerError:
+        raise TokenError(f"token issuer is not {issuer!r}") from None
+    except jwt.InvalidSignatureError:
+        raise TokenError("token signature does not verify") from None
+    except jwt.PyJWTError as exc:
+        raise TokenError(f"token is invalid: {exc}") from None
 
     exp = _time_claim(payload, "exp")
     nbf = _time_claim(payload, "nbf")
