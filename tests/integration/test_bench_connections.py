@@ -69,7 +69,12 @@ def test_after_a_node_is_killed_every_viewer_is_back_with_every_line(
     else:
         assert 0 < r["killed_viewers"] < 200
     assert r["rejoins"] >= r["killed_viewers"], r
-    assert r["lines_acked"] > 0 and r["lines_during"] > 0, r
+    assert r["lines_acked"] > 0, r
+    if nodes == 1:
+        # The restart takes seconds: lines are sent while the viewers are away, and they
+        # get them with `since`. Over Valkey the killed node's viewers can be back on the
+        # others within a fraction of a second, before the next line (seen in CI).
+        assert r["lines_during"] > 0, r
     assert r["lost"] == 0 and r["resets"] == 0, r
     assert r["notes"] == [], r
     assert "all back and caught up:" in stdout

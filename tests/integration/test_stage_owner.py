@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from test_redis_bus import valkey  # noqa: F401  (fixture)
@@ -285,6 +286,18 @@ async def test_redis_going_away_does_not_stop_a_live_stage_on_its_node(
                 return False
 
         await eventually(live_on_b, timeout=20, what="B showing A's stage live")
+        # B's snapshot may show "live" from the pushes it kept before A's claim is back in
+        # the empty Redis (A writes it within a second, with its lease): wait for both.
+        shared = aioredis.Redis.from_url(valkey.connection_url)
+
+        async def claim_back() -> bool:
+            holder = await shared.hget(f"hc:{{stage:{STAGE}}}:stream", "node")
+            return bool(holder) and await shared.zscore("hc:nodes", holder) is not None
+
+        try:
+            await eventually(claim_back, timeout=10, what="A's claim and lease back in Redis")
+        finally:
+            await shared.aclose()
         pc_b, resp_b = await publish(b, media, broadcaster)
         assert resp_b.status == 409, await resp_b.text()
         await pc_b.close()
