@@ -8,7 +8,7 @@ import asyncio
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from hybridcon.app import create_app
+from hybridcon.listener import Serving, serve
 from hybridcon.settings import Settings
 from hybridcon.store.embedded import ensure_database, with_database
 from hybridcon.store.migrate import migrate
@@ -25,6 +26,8 @@ from ice_guard import IceGuard
 from media_fixtures import ICE_ADDRESSES
 from netns import Namespace, namespace, unavailable
 from serve_process import Server
+
+Serve = Callable[..., Awaitable[Serving]]
 
 REPO = Path(__file__).resolve().parents[1]
 PROGRAMME = REPO / "config" / "sociaalwerkconferentie-2022.toml"
@@ -123,6 +126,22 @@ def test_namespace(ice_guard: IceGuard) -> Iterator[Namespace]:
 def settings(make_settings: Callable[..., Settings]) -> Settings:
     """Default test settings."""
     return make_settings()
+
+
+@pytest.fixture
+async def served(make_settings: Callable[..., Settings]) -> AsyncIterator[Serve]:
+    """Start the real node (listener, app, PostgreSQL) on 127.0.0.1 port 0, with settings
+    overridden by the call's keywords; stop every one started after the test."""
+    running: list[Serving] = []
+
+    async def start(**overrides: Any) -> Serving:
+        serving = await serve(make_settings(host="127.0.0.1", port=0, **overrides))
+        running.append(serving)
+        return serving
+
+    yield start
+    for serving in running:
+        await serving.runner.cleanup()
 
 
 @pytest.fixture

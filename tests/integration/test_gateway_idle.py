@@ -7,37 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import aiohttp
-import pytest
 from aiohttp import WSMsgType
 
 from hybridcon.core.tokens import Role, TokenRequest
-from hybridcon.listener import Serving, serve
+from hybridcon.listener import Serving
 from hybridcon.realtime.gateway import GATEWAY, idle_sweep_seconds
 from hybridcon.services import SERVICES
 from support import eventually
 
 IDLE = 0.8
-
-Serve = Callable[..., Awaitable[Serving]]
-
-
-@pytest.fixture
-async def served(make_settings) -> AsyncIterator[Serve]:
-    running: list[Serving] = []
-
-    async def start(**overrides: Any) -> Serving:
-        serving = await serve(make_settings(host="127.0.0.1", port=0, **overrides))
-        running.append(serving)
-        return serving
-
-    yield start
-    for serving in running:
-        await serving.runner.cleanup()
 
 
 def token_for(serving: Serving) -> str:

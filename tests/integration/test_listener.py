@@ -8,33 +8,14 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import aiohttp
 import pytest
 import structlog
 
 from hybridcon.core.ratelimit import TokenBucket
-from hybridcon.listener import Serving, serve
+from hybridcon.listener import Serving
 from support import eventually
-
-Serve = Callable[..., Awaitable[Serving]]
-
-
-@pytest.fixture
-async def served(make_settings) -> AsyncIterator[Serve]:
-    """Start the real node (listener, app, PostgreSQL) on 127.0.0.1 port 0; stop it after."""
-    running: list[Serving] = []
-
-    async def start(**overrides: Any) -> Serving:
-        serving = await serve(make_settings(host="127.0.0.1", port=0, **overrides))
-        running.append(serving)
-        return serving
-
-    yield start
-    for serving in running:
-        await serving.runner.cleanup()
 
 
 class Raw:
