@@ -7,9 +7,9 @@ import { ChatView, PollsView, QaView, Reactions, label } from "./engage.js";
 import { lang, onLangChange, t } from "./i18n.js";
 import { Player } from "./player.js";
 import { dayPhase, dayProgramme, stageCard, stageLines, stagePath } from "./programme.js";
-import { HEARTBEAT_MS, Realtime } from "./realtime.js";
-import { checkedIn, claims, forget, redeem, redeemErrorKey, token } from "./session.js";
-import { connectionBadge, signInForm, startPage } from "./shell.js";
+import { HEARTBEAT_MS } from "./realtime.js";
+import { checkedIn, claims, redeem, redeemErrorKey, token } from "./session.js";
+import { signedInConnection, signInForm, startPage } from "./shell.js";
 
 
 async function main() {
@@ -40,18 +40,7 @@ async function main() {
     onLangChange(() => signIn.redraw());
     return;
   }
-  const rt = new Realtime(token);
-  connectionBadge(rt, byId("conn"), () => {
-    forget();
-    location.reload();
-  });
-  const signout = byId("signout");
-  signout.hidden = false;
-  signout.addEventListener("click", () => {
-    rt.close();
-    forget();
-    location.assign("/");
-  });
+  const rt = signedInConnection();
   if (!stage) {
     view = { redraw: () => replace(main, overview(programme)) };
     view.redraw();

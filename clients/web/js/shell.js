@@ -115,6 +115,16 @@ export function connectOrSignIn(main, code, path = "/ws") {
     onLangChange(() => signIn.redraw());
     return null;
   }
+  return signedInConnection(path);
+}
+
+/**
+ * The signed-in person's Realtime connection (not yet connected), with the connection
+ * badge and the sign-out button.
+ * @param {string} [path]  the gateway's path (see Realtime)
+ * @returns {Realtime}
+ */
+export function signedInConnection(path = "/ws") {
   const rt = new Realtime(token, path);
   connectionBadge(rt, byId("conn"), () => {
     forget();
